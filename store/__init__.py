@@ -1,0 +1,28 @@
+"""Flowloom's key-value persistence: the ``KVStore`` protocol and its backends.
+
+``open_store("memory://" | "leveldb://./data" | "redis://host:6379/0?prefix=app:")`` returns a
+store; backends offer get/put/delete/scan/batch and the atomics (compare-and-set, set-if-absent,
+incr, TTL). Higher-level records (leases, join ledgers, statuses) live in ``distributed/``.
+"""
+
+from store.base import Delete, KVStore, Put
+from store.errors import InvalidStoreURL, StoreClosed, StoreError, StoreLocked, StoreUnavailable
+from store.factory import open_store
+from store.leveldb import LevelDBStore
+from store.memory import MemoryStore
+from store.redis import RedisStore
+
+__all__ = [
+    "Delete",
+    "InvalidStoreURL",
+    "KVStore",
+    "LevelDBStore",
+    "MemoryStore",
+    "Put",
+    "RedisStore",
+    "StoreClosed",
+    "StoreError",
+    "StoreLocked",
+    "StoreUnavailable",
+    "open_store",
+]

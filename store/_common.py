@@ -1,0 +1,140 @@
+"""Helpers shared by the backends: argument checks, counter encoding, ``async with`` support.
+
+Private to the package: backends call the ``check_*`` functions before they write anything.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Self
+
+from store.base import Delete, Put
+
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+_COUNTER = re.compile(rb"(0|-?[1-9][0-9]{0,18})\Z")
+
+
+class StoreContextMixin:
+    """``async with store:`` support: closes the store on exit."""
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def check_key(key: object) -> str:
+    """Return ``key`` if it is a valid key, else raise ``TypeError``/``ValueError``."""
+    if not isinstance(key, str):
+        raise TypeError(f"store keys must be str, not {type(key).__name__}")
+    if not key:
+        raise ValueError("store keys must not be empty")
+    _check_text(key, "key")
+    return key
+
+
+def check_prefix(prefix: object) -> str:
+    """Return ``prefix`` if it is a valid scan prefix (may be empty)."""
+    if not isinstance(prefix, str):
+        raise TypeError(f"scan prefix must be str, not {type(prefix).__name__}")
+    _check_text(prefix, "prefix")
+    return prefix
+
+
+def _check_text(text: str, what: str) -> None:
+    if "\x00" in text:
+        raise ValueError(f"store {what}s must not contain NUL characters: {text!r}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"store {what} {text!r} is not encodable as UTF-8") from exc
+
+
+def check_value(value: object) -> bytes:
+    """Return ``value`` if it is ``bytes``, else raise ``TypeError``."""
+    if not isinstance(value, bytes):
+        raise TypeError(f"store values must be bytes, not {type(value).__name__}")
+    return value
+
+
+def check_ttl(ttl: object) -> float:
+    """Return ``ttl`` if it is a positive, finite number of seconds."""
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float):
+        raise TypeError(f"ttl must be a number of seconds, not {type(ttl).__name__}")
+    if not math.isfinite(ttl) or ttl <= 0:
+        raise ValueError(f"ttl must be a positive, finite number of seconds, not {ttl!r}")
+    return float(ttl)
+
+
+def check_optional_ttl(ttl: object) -> float | None:
+    """Like :func:`check_ttl`, accepting ``None`` (no expiry)."""
+    return None if ttl is None else check_ttl(ttl)
+
+
+def check_amount(amount: object) -> int:
+    """Return ``amount`` if it is an ``int`` within the signed 64-bit range."""
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise TypeError(f"incr amount must be int, not {type(amount).__name__}")
+    if not INT64_MIN <= amount <= INT64_MAX:
+        raise ValueError(f"incr amount {amount} is outside the signed 64-bit range")
+    return amount
+
+
+def check_page_size(page_size: object) -> int:
+    """Return ``page_size`` if it is a positive ``int``."""
+    if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
+        raise ValueError(f"page_size must be a positive int, not {page_size!r}")
+    return page_size
+
+
+def check_ops(ops: Sequence[Put | Delete]) -> list[Put | Delete]:
+    """Validate every operation of a batch, before anything is written."""
+    checked = list(ops)
+    for op in checked:
+        if isinstance(op, Put):
+            check_key(op.key)
+            check_value(op.value)
+            check_optional_ttl(op.ttl)
+        elif isinstance(op, Delete):
+            check_key(op.key)
+        else:
+            raise TypeError(f"batch operations must be Put or Delete, not {type(op).__name__}")
+    return checked
+
+
+def ttl_to_ms(ttl: float) -> int:
+    """Convert a TTL in seconds to whole milliseconds (at least 1)."""
+    return max(1, round(ttl * 1000))
+
+
+def parse_counter(key: str, raw: bytes) -> int:
+    """Parse a counter value (ASCII decimal, signed 64-bit), or raise ``ValueError``."""
+    if not _COUNTER.match(raw) or not INT64_MIN <= int(raw) <= INT64_MAX:
+        raise ValueError(f"value of {key!r} is not a 64-bit decimal integer: {raw[:40]!r}")
+    return int(raw)
+
+
+def add_counter(key: str, current: int, amount: int) -> int:
+    """Return ``current + amount``, or raise ``ValueError`` if it overflows 64 bits (as Redis)."""
+    total = current + amount
+    if not INT64_MIN <= total <= INT64_MAX:
+        raise ValueError(f"incr of {key!r} by {amount} would overflow a signed 64-bit integer")
+    return total
+
+
+def format_counter(value: int) -> bytes:
+    """Encode a counter as ASCII decimal bytes."""
+    return str(value).encode("ascii")

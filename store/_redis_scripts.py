@@ -1,0 +1,135 @@
+"""Lua scripts behind ``RedisStore``'s atomic operations.
+
+Every script gets ``KEYS[1]`` = the key index (sorted set, members are unprefixed keys, all scored
+0 so they sort by bytes), ``KEYS[2]`` = the expiry index (sorted set, score = expiry time in ms by
+the Redis clock) and ``ARGV[1]`` = the key prefix. Data keys are ``prefix .. key``, built inside
+the scripts, so the store needs a standalone Redis (or Sentinel), not Redis Cluster.
+Redis runs each script atomically; arguments are validated in Python first, so no script fails
+halfway through.
+"""
+
+from __future__ import annotations
+
+_HELPERS = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function store(member, value, ttl_ms)
+  if ttl_ms == '' then
+    redis.call('SET', ARGV[1] .. member, value)
+    redis.call('ZREM', KEYS[2], member)
+  else
+    redis.call('SET', ARGV[1] .. member, value, 'PX', ttl_ms)
+    redis.call('ZADD', KEYS[2], now_ms() + tonumber(ttl_ms), member)
+  end
+  redis.call('ZADD', KEYS[1], 0, member)
+end
+local function remove(member)
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('ZREM', KEYS[2], member)
+  return redis.call('DEL', ARGV[1] .. member)
+end
+"""
+
+# ARGV: prefix, key, value, ttl_ms ('' = none)
+PUT = _HELPERS + "store(ARGV[2], ARGV[3], ARGV[4])\nreturn 1\n"
+
+# ARGV: prefix, key -> 1 if it existed
+DELETE = _HELPERS + "return remove(ARGV[2])\n"
+
+# ARGV: prefix, then per operation: 'P', key, value, ttl_ms  |  'D', key, '', ''
+BATCH = (
+    _HELPERS
+    + """
+for i = 2, #ARGV, 4 do
+  if ARGV[i] == 'P' then store(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]) else remove(ARGV[i + 1]) end
+end
+return 1
+"""
+)
+
+# ARGV: prefix, key, has_expected ('0'/'1'), expected, new, ttl_ms -> 1 if swapped
+COMPARE_AND_SET = (
+    _HELPERS
+    + """
+local current = redis.call('GET', ARGV[1] .. ARGV[2])
+if ARGV[3] == '0' then
+  if current then return 0 end
+elseif current ~= ARGV[4] then
+  return 0
+end
+store(ARGV[2], ARGV[5], ARGV[6])
+return 1
+"""
+)
+
+# ARGV: prefix, key, amount -> new value (INCRBY keeps the TTL)
+INCR = """
+local value = redis.call('INCRBY', ARGV[1] .. ARGV[2], ARGV[3])
+redis.call('ZADD', KEYS[1], 0, ARGV[2])
+return value
+"""
+
+# ARGV: prefix, key, ttl_ms -> 1 if the key exists
+EXPIRE = (
+    _HELPERS
+    + """
+if redis.call('PEXPIRE', ARGV[1] .. ARGV[2], ARGV[3]) == 0 then return 0 end
+redis.call('ZADD', KEYS[2], now_ms() + tonumber(ARGV[3]), ARGV[2])
+return 1
+"""
+)
+
+# ARGV: prefix, min, max (ZRANGEBYLEX bounds), limit
+# -> {number of index members read, last member read, {key1, value1, key2, value2, ...}}
+SCAN_PAGE = """
+local members = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[2], ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))
+local items = {}
+for _, member in ipairs(members) do
+  local value = redis.call('GET', ARGV[1] .. member)
+  if value then
+    items[#items + 1] = member
+    items[#items + 1] = value
+  else
+    redis.call('ZREM', KEYS[1], member)
+    redis.call('ZREM', KEYS[2], member)
+  end
+end
+return {#members, members[#members] or '', items}
+"""
+
+# ARGV: prefix, limit -> number of expired keys dropped from the index
+SWEEP = (
+    _HELPERS
+    + """
+local due = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now_ms(), 'LIMIT', 0, tonumber(ARGV[2]))
+local removed = 0
+for _, member in ipairs(due) do
+  if redis.call('EXISTS', ARGV[1] .. member) == 0 then
+    redis.call('ZREM', KEYS[1], member)
+    redis.call('ZREM', KEYS[2], member)
+    removed = removed + 1
+  else
+    local pttl = redis.call('PTTL', ARGV[1] .. member)
+    if pttl < 0 then
+      redis.call('ZREM', KEYS[2], member)
+    else
+      redis.call('ZADD', KEYS[2], now_ms() + pttl, member)
+    end
+  end
+end
+return removed
+"""
+)
+
+ALL = {
+    "PUT": PUT,
+    "DELETE": DELETE,
+    "BATCH": BATCH,
+    "COMPARE_AND_SET": COMPARE_AND_SET,
+    "INCR": INCR,
+    "EXPIRE": EXPIRE,
+    "SCAN_PAGE": SCAN_PAGE,
+    "SWEEP": SWEEP,
+}

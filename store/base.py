@@ -1,0 +1,92 @@
+"""The ``KVStore`` protocol and the batch operations ``Put`` and ``Delete``.
+
+Keys are non-empty ``str`` without NUL characters (stored as UTF-8); values are ``bytes``; TTLs are
+positive, finite seconds (``float``), kept with millisecond precision. Keys sort by code point,
+which is also the byte order of their UTF-8 encoding, so every backend scans in the same order.
+
+Every backend validates all arguments (for ``batch``: every operation) *before* it writes anything,
+raising ``TypeError``/``ValueError``; that is what makes a rejected batch leave no trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+__all__ = ["Delete", "KVStore", "Put"]
+
+
+@dataclass(frozen=True)
+class Put:
+    """Set ``key`` to ``value`` in a :meth:`KVStore.batch`, optionally expiring after ``ttl``."""
+
+    key: str
+    value: bytes
+    ttl: float | None = None
+
+
+@dataclass(frozen=True)
+class Delete:
+    """Remove ``key`` inside a :meth:`KVStore.batch` (absent keys are ignored)."""
+
+    key: str
+
+
+@runtime_checkable
+class KVStore(Protocol):
+    """An async key-value store with a few atomic primitives.
+
+    ``put``, ``compare_and_set`` and ``set_if_absent`` replace the key's TTL: without ``ttl`` the
+    key no longer expires. ``incr`` keeps the current TTL.
+    """
+
+    async def get(self, key: str) -> bytes | None:
+        """Return the value of ``key``, or ``None`` if it is absent or expired."""
+        ...
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Return the values of ``keys`` in order (``None`` for absent ones), in one round trip."""
+        ...
+
+    async def put(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        """Set ``key`` to ``value``; with ``ttl`` the key expires after that many seconds."""
+        ...
+
+    async def delete(self, key: str) -> bool:
+        """Remove ``key``; return ``True`` if it existed."""
+        ...
+
+    def scan(self, prefix: str, *, page_size: int = 500) -> AsyncIterator[tuple[str, bytes]]:
+        """Yield ``(key, value)`` for keys starting with ``prefix`` in ascending key order.
+
+        Results are fetched ``page_size`` at a time; expired keys are skipped. Keys written during
+        the scan may or may not be seen.
+        """
+        ...
+
+    async def batch(self, ops: Sequence[Put | Delete]) -> None:
+        """Apply every operation, in order, atomically: all of them or none."""
+        ...
+
+    async def compare_and_set(
+        self, key: str, expected: bytes | None, new: bytes, *, ttl: float | None = None
+    ) -> bool:
+        """Set ``key`` to ``new`` if its value is ``expected`` (``None``: if it is absent)."""
+        ...
+
+    async def set_if_absent(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
+        """Set ``key`` to ``value`` only if it is absent; return ``True`` if it was set."""
+        ...
+
+    async def incr(self, key: str, amount: int = 1) -> int:
+        """Add ``amount`` to the ASCII decimal counter at ``key`` (absent = 0); return the sum."""
+        ...
+
+    async def expire(self, key: str, ttl: float) -> bool:
+        """Make ``key`` expire ``ttl`` seconds from now; ``False`` if it is absent."""
+        ...
+
+    async def close(self) -> None:
+        """Release the backend's resources; later calls raise ``StoreClosed``. Idempotent."""
+        ...

@@ -1,0 +1,87 @@
+"""Errors raised by the ``store`` package.
+
+Every error a store raises derives from :class:`StoreError`; driver errors (redis-py, plyvel) are
+translated at the edge with ``raise ... from exc`` and never leak raw::
+
+    StoreError                  base class; catch this to handle any store failure
+    ├── StoreUnavailable        the backend cannot be reached (connection refused, timeout, I/O);
+    │                           carries ``url`` with any password masked
+    ├── StoreLocked             a LevelDB directory is already open in another process; carries
+    │                           ``path``; the message points at Redis for multi-process use
+    ├── StoreClosed             the store was used after ``close()``
+    └── InvalidStoreURL         ``open_store`` got a URL it cannot parse or does not support
+
+Programming mistakes in arguments (a value that is not ``bytes``, an empty key, a non-positive TTL)
+raise the built-in ``TypeError`` / ``ValueError`` before anything is written, like ``dict`` does.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+__all__ = [
+    "InvalidStoreURL",
+    "StoreClosed",
+    "StoreError",
+    "StoreLocked",
+    "StoreUnavailable",
+    "mask_url",
+]
+
+
+def mask_url(url: str) -> str:
+    """Return ``url`` with its password (if any) replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "<unparseable url>"
+    if not password:
+        return url
+    userinfo, _, hostinfo = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostinfo}"))
+
+
+class StoreError(Exception):
+    """Base class of every error raised by a store."""
+
+
+class StoreUnavailable(StoreError):
+    """The backend cannot be reached or failed at the I/O level.
+
+    ``url`` is the store URL with any password masked; it is also part of the message.
+    """
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = mask_url(url)
+        self.reason = reason
+        super().__init__(f"store {self.url} is unavailable: {reason}")
+
+
+class StoreLocked(StoreError):
+    """A LevelDB directory is already opened by another process (or another store object)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"LevelDB directory {path!r} is already open in another process. The embedded "
+            "LevelDB store is single-process: stop the other process, give each process its "
+            "own directory, or use Redis (a redis:// store URL) to share state between "
+            "several processes.",
+        )
+
+
+class StoreClosed(StoreError):
+    """The store was used after ``close()``."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} is closed")
+
+
+class InvalidStoreURL(StoreError, ValueError):
+    """``open_store`` got a URL it cannot parse or does not support."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = mask_url(url)
+        super().__init__(f"invalid store URL {self.url!r}: {reason}")

@@ -1,0 +1,56 @@
+"""``open_store(url)``: pick and configure a backend from a URL.
+
+Supported URLs::
+
+    memory://                                   MemoryStore
+    leveldb:///abs/path, leveldb://./rel/path   LevelDBStore (``leveldb://data`` is ``./data``)
+    redis://[:password@]host:port/db?prefix=myapp:      RedisStore (also ``rediss://`` for TLS)
+
+Keyword ``options`` go to the backend's constructor.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from store.base import KVStore
+from store.errors import InvalidStoreURL
+from store.leveldb import LevelDBStore
+from store.memory import MemoryStore
+from store.redis import RedisStore
+
+__all__ = ["open_store"]
+
+_SCHEMES = ("memory", "leveldb", "redis", "rediss")
+
+
+def open_store(url: str, **options: Any) -> KVStore:
+    """Return the store named by ``url`` (see the module docstring); nothing is awaited yet."""
+    if not isinstance(url, str):
+        raise InvalidStoreURL(repr(url), "a store URL must be a str")
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme not in _SCHEMES:
+        raise InvalidStoreURL(url, f"unsupported scheme; use one of {', '.join(_SCHEMES)}")
+    if scheme == "memory":
+        return _open_memory(url, options)
+    if scheme == "leveldb":
+        return _open_leveldb(url, options)
+    return RedisStore(url, **options)
+
+
+def _open_memory(url: str, options: dict[str, Any]) -> KVStore:
+    if url.partition("://")[2]:
+        raise InvalidStoreURL(url, "a memory:// URL takes no host, path or parameters")
+    return MemoryStore(**options)
+
+
+def _open_leveldb(url: str, options: dict[str, Any]) -> KVStore:
+    parts = urlsplit(url)
+    if parts.query or parts.fragment:
+        raise InvalidStoreURL(url, "a leveldb:// URL takes no parameters; pass keyword options")
+    path = unquote(parts.netloc + parts.path)
+    if not path:
+        raise InvalidStoreURL(url, "no directory given (leveldb:///abs/path or leveldb://./rel)")
+    return LevelDBStore(os.path.expanduser(path), **options)

@@ -1,0 +1,315 @@
+"""``LevelDBStore``: the embedded, persistent ``KVStore`` on LevelDB (plyvel).
+
+On-disk layout (one LevelDB directory, keys are bytes)::
+
+    b"d" + utf8(key)                      -> expiry (8 bytes, big-endian ms since the Unix epoch,
+                                             0 = never) + value
+    b"x" + expiry (8 bytes) + utf8(key)   -> b""   expiry index, ordered by expiry time
+
+Expired values are hidden on read (wall clock, so TTLs survive a restart). The expiry index lets a
+sweep find due keys without reading the whole database: it runs when the store opens, before a write
+once ``sweep_interval`` seconds have passed since the last one, and on :meth:`LevelDBStore.sweep`.
+Index entries can be stale (the key was rewritten since); the sweep checks the value's own header
+before deleting and drops stale entries.
+
+Concurrency: LevelDB allows one process per directory; a second opener gets :class:`StoreLocked`.
+Inside the process, plyvel calls take microseconds, so they run inline on the event loop rather than
+in a thread. Every operation holds a ``threading.Lock`` and contains no ``await``, which makes the
+read-modify-write atomics (compare-and-set, set-if-absent, incr, expire) atomic for coroutines and
+threads alike; an ``asyncio.Lock`` would add nothing. Multi-key writes use
+``write_batch(transaction=True)``. Writes are not fsynced unless ``sync=True``: a process crash
+loses nothing, an OS crash may lose the last writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+
+import plyvel
+
+from store._common import (
+    StoreContextMixin,
+    add_counter,
+    check_amount,
+    check_key,
+    check_ops,
+    check_optional_ttl,
+    check_page_size,
+    check_prefix,
+    check_ttl,
+    check_value,
+    format_counter,
+    parse_counter,
+    ttl_to_ms,
+)
+from store.base import Delete, Put
+from store.errors import StoreClosed, StoreLocked, StoreUnavailable
+
+__all__ = ["LevelDBStore"]
+
+logger = logging.getLogger(__name__)
+
+_DATA = b"d"
+_INDEX = b"x"
+_SWEEP_LIMIT = 10_000
+
+Mutation = tuple[bytes, bytes | None]  # (raw key, raw value or None to delete)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _data_key(key: str) -> bytes:
+    return _DATA + key.encode("utf-8")
+
+
+def _index_key(expiry_ms: int, key: str) -> bytes:
+    return _INDEX + expiry_ms.to_bytes(8, "big") + key.encode("utf-8")
+
+
+def _expiry(ttl: float | None, now_ms: int) -> int:
+    return 0 if ttl is None else now_ms + ttl_to_ms(ttl)
+
+
+def _unpack(raw: bytes | None, now_ms: int) -> bytes | None:
+    """Return the value inside a stored record, or ``None`` if absent or expired."""
+    if raw is None:
+        return None
+    expiry = int.from_bytes(raw[:8], "big")
+    return None if expiry and expiry <= now_ms else raw[8:]
+
+
+def _record(key: str, value: bytes, expiry_ms: int) -> list[Mutation]:
+    """The mutations that store ``value`` under ``key`` with the given expiry (0 = never)."""
+    mutations: list[Mutation] = [(_data_key(key), expiry_ms.to_bytes(8, "big") + value)]
+    if expiry_ms:
+        mutations.append((_index_key(expiry_ms, key), b""))
+    return mutations
+
+
+def _prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest byte string greater than every string that starts with ``prefix``."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return None
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+class LevelDBStore(StoreContextMixin):
+    """A persistent ``KVStore`` in one LevelDB directory, for a single process."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        sweep_interval: float = 1.0,
+        sync: bool = False,
+    ) -> None:
+        self.path = os.path.abspath(os.fspath(path))
+        self._sweep_interval = check_ttl(sweep_interval)
+        self._sync = sync
+        self._lock = threading.Lock()
+        self._closed = False
+        self._db = self._open(self.path)
+        self._next_sweep = 0.0
+        with self._lock:
+            self._sweep_due()
+
+    def __repr__(self) -> str:
+        return f"LevelDBStore({self.path!r}, closed={self._closed})"
+
+    @staticmethod
+    def _open(path: str) -> plyvel.DB:
+        try:
+            os.makedirs(path, exist_ok=True)
+            return plyvel.DB(path, create_if_missing=True)
+        except plyvel.IOError as exc:
+            if "lock" in str(exc).lower():
+                raise StoreLocked(path) from exc
+            raise StoreUnavailable(f"leveldb://{path}", str(exc)) from exc
+        except (plyvel.Error, OSError) as exc:
+            raise StoreUnavailable(f"leveldb://{path}", str(exc)) from exc
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        raw_key = _data_key(check_key(key))
+        with self._locked():
+            return _unpack(self._db.get(raw_key), _now_ms())
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        raw_keys = [_data_key(check_key(key)) for key in keys]
+        with self._locked():
+            now = _now_ms()
+            return [_unpack(self._db.get(raw_key), now) for raw_key in raw_keys]
+
+    async def scan(self, prefix: str, *, page_size: int = 500) -> AsyncIterator[tuple[str, bytes]]:
+        raw_prefix = _DATA + check_prefix(prefix).encode("utf-8")
+        check_page_size(page_size)
+        start, include_start = raw_prefix, True
+        while True:
+            page, last = self._scan_page(start, include_start, _prefix_end(raw_prefix), page_size)
+            for item in page:
+                yield item
+            if last is None:
+                return
+            start, include_start = last, False
+            await asyncio.sleep(0)
+
+    def _scan_page(
+        self, start: bytes, include_start: bool, stop: bytes | None, limit: int
+    ) -> tuple[list[tuple[str, bytes]], bytes | None]:
+        """Read up to ``limit`` records; return the live items and the last raw key read
+        (``None`` when the range is exhausted)."""
+        page: list[tuple[str, bytes]] = []
+        read = 0
+        last: bytes | None = None
+        with self._locked():
+            now = _now_ms()
+            iterator = self._db.iterator(start=start, stop=stop, include_start=include_start)
+            with iterator:
+                for raw_key, raw in iterator:
+                    read, last = read + 1, raw_key
+                    value = _unpack(raw, now)
+                    if value is not None:
+                        page.append((raw_key[1:].decode("utf-8"), value))
+                    if read == limit:
+                        break
+        return page, (last if read == limit else None)
+
+    # -- writes --------------------------------------------------------------------------------
+
+    async def put(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        check_key(key)
+        check_value(value)
+        check_optional_ttl(ttl)
+        with self._writing() as now:
+            self._apply(_record(key, value, _expiry(ttl, now)))
+
+    async def delete(self, key: str) -> bool:
+        raw_key = _data_key(check_key(key))
+        with self._writing() as now:
+            existed = _unpack(self._db.get(raw_key), now) is not None
+            self._apply([(raw_key, None)])
+            return existed
+
+    async def batch(self, ops: Sequence[Put | Delete]) -> None:
+        checked = check_ops(ops)
+        with self._writing() as now:
+            mutations: list[Mutation] = []
+            for op in checked:
+                if isinstance(op, Put):
+                    mutations += _record(op.key, op.value, _expiry(op.ttl, now))
+                else:
+                    mutations.append((_data_key(op.key), None))
+            self._apply(mutations)
+
+    async def compare_and_set(
+        self, key: str, expected: bytes | None, new: bytes, *, ttl: float | None = None
+    ) -> bool:
+        check_key(key)
+        if expected is not None:
+            check_value(expected)
+        check_value(new)
+        check_optional_ttl(ttl)
+        with self._writing() as now:
+            if _unpack(self._db.get(_data_key(key)), now) != expected:
+                return False
+            self._apply(_record(key, new, _expiry(ttl, now)))
+            return True
+
+    async def set_if_absent(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
+        return await self.compare_and_set(key, None, value, ttl=ttl)
+
+    async def incr(self, key: str, amount: int = 1) -> int:
+        check_key(key)
+        check_amount(amount)
+        with self._writing() as now:
+            raw = self._db.get(_data_key(key))
+            current = _unpack(raw, now)
+            total = add_counter(key, 0 if current is None else parse_counter(key, current), amount)
+            header = raw[:8] if raw is not None and current is not None else bytes(8)
+            self._apply([(_data_key(key), header + format_counter(total))])
+            return total
+
+    async def expire(self, key: str, ttl: float) -> bool:
+        check_key(key)
+        check_ttl(ttl)
+        with self._writing() as now:
+            value = _unpack(self._db.get(_data_key(key)), now)
+            if value is None:
+                return False
+            self._apply(_record(key, value, _expiry(ttl, now)))
+            return True
+
+    async def sweep(self) -> int:
+        """Delete every expired key now; return how many were deleted."""
+        with self._locked():
+            return self._sweep(_now_ms())
+
+    async def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._db.close()
+                logger.debug("closed LevelDB store at %s", self.path)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the lock, check the store is open, and translate plyvel errors."""
+        with self._lock:
+            if self._closed:
+                raise StoreClosed(f"LevelDB store at {self.path}")
+            try:
+                yield
+            except plyvel.Error as exc:
+                raise StoreUnavailable(f"leveldb://{self.path}", str(exc)) from exc
+
+    @contextmanager
+    def _writing(self) -> Iterator[int]:
+        """Like :meth:`_locked`, for a write: runs the sweep when due; yields now (ms)."""
+        with self._locked():
+            self._sweep_due()
+            yield _now_ms()
+
+    def _apply(self, mutations: list[Mutation]) -> None:
+        with self._db.write_batch(transaction=True, sync=self._sync) as batch:
+            for raw_key, raw_value in mutations:
+                if raw_value is None:
+                    batch.delete(raw_key)
+                else:
+                    batch.put(raw_key, raw_value)
+
+    def _sweep_due(self) -> None:
+        if time.monotonic() >= self._next_sweep:
+            self._next_sweep = time.monotonic() + self._sweep_interval
+            self._sweep(_now_ms())
+
+    def _sweep(self, now_ms: int) -> int:
+        """Delete keys whose expiry has passed (up to a limit per call); return the count."""
+        stop = _INDEX + (now_ms + 1).to_bytes(8, "big")
+        mutations: list[Mutation] = []
+        removed = 0
+        with self._db.iterator(start=_INDEX, stop=stop, include_value=False) as iterator:
+            for index_key in iterator:
+                if len(mutations) >= _SWEEP_LIMIT:
+                    break
+                mutations.append((index_key, None))
+                data_key = _DATA + index_key[9:]
+                raw = self._db.get(data_key)
+                if raw is not None and raw[:8] == index_key[1:9]:
+                    mutations.append((data_key, None))
+                    removed += 1
+        if mutations:
+            self._apply(mutations)
+            logger.debug("swept %d expired keys from %s", removed, self.path)
+        return removed

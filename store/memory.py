@@ -1,0 +1,224 @@
+"""``MemoryStore``: an in-process ``KVStore`` on a dict plus a sorted key list.
+
+First-class backend (embedded runs, tests, stubs). Every operation is a synchronous critical
+section under a ``threading.Lock`` with no ``await`` inside, so operations are atomic for coroutines
+of one event loop and for threads alike. TTLs use the monotonic clock; expired entries are hidden
+at once and removed by a sweep over an expiry heap that runs before each write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import heapq
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+
+from store._common import (
+    StoreContextMixin,
+    add_counter,
+    check_amount,
+    check_key,
+    check_ops,
+    check_optional_ttl,
+    check_page_size,
+    check_prefix,
+    check_ttl,
+    check_value,
+    format_counter,
+    parse_counter,
+)
+from store.base import Delete, Put
+from store.errors import StoreClosed
+
+__all__ = ["MemoryStore"]
+
+logger = logging.getLogger(__name__)
+
+
+class _Entry:
+    __slots__ = ("expires_at", "value")
+
+    def __init__(self, value: bytes, expires_at: float | None) -> None:
+        self.value = value
+        self.expires_at = expires_at
+
+
+class MemoryStore(StoreContextMixin):
+    """A ``KVStore`` held in this process's memory; nothing survives ``close()``."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, _Entry] = {}
+        self._keys: list[str] = []  # sorted; mirrors self._data's keys
+        self._expiries: list[tuple[float, str]] = []  # heap; may hold stale entries
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"MemoryStore(keys={len(self._data)}, closed={self._closed})"
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        check_key(key)
+        with self._lock:
+            self._check_open()
+            return self._live_value(key, time.monotonic())
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        keys = [check_key(key) for key in keys]
+        with self._lock:
+            self._check_open()
+            now = time.monotonic()
+            return [self._live_value(key, now) for key in keys]
+
+    async def scan(self, prefix: str, *, page_size: int = 500) -> AsyncIterator[tuple[str, bytes]]:
+        check_prefix(prefix)
+        check_page_size(page_size)
+        after: str | None = None
+        while True:
+            page = self._scan_page(prefix, after, page_size)
+            for item in page:
+                yield item
+            if len(page) < page_size:
+                return
+            after = page[-1][0]
+            await asyncio.sleep(0)
+
+    def _scan_page(self, prefix: str, after: str | None, limit: int) -> list[tuple[str, bytes]]:
+        with self._lock:
+            self._check_open()
+            now = time.monotonic()
+            if after is None:
+                start = bisect.bisect_left(self._keys, prefix)
+            else:
+                start = bisect.bisect_right(self._keys, after)
+            page: list[tuple[str, bytes]] = []
+            for key in self._keys[start:]:
+                if len(page) == limit or not key.startswith(prefix):
+                    break
+                value = self._live_value(key, now)
+                if value is not None:
+                    page.append((key, value))
+            return page
+
+    # -- writes --------------------------------------------------------------------------------
+
+    async def put(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        check_key(key)
+        check_value(value)
+        check_optional_ttl(ttl)
+        with self._writing() as now:
+            self._set(key, value, ttl, now)
+
+    async def delete(self, key: str) -> bool:
+        check_key(key)
+        with self._writing() as now:
+            existed = self._live_value(key, now) is not None
+            self._remove(key)
+            return existed
+
+    async def batch(self, ops: Sequence[Put | Delete]) -> None:
+        checked = check_ops(ops)
+        with self._writing() as now:
+            for op in checked:
+                if isinstance(op, Put):
+                    self._set(op.key, op.value, op.ttl, now)
+                else:
+                    self._remove(op.key)
+
+    async def compare_and_set(
+        self, key: str, expected: bytes | None, new: bytes, *, ttl: float | None = None
+    ) -> bool:
+        check_key(key)
+        if expected is not None:
+            check_value(expected)
+        check_value(new)
+        check_optional_ttl(ttl)
+        with self._writing() as now:
+            if self._live_value(key, now) != expected:
+                return False
+            self._set(key, new, ttl, now)
+            return True
+
+    async def set_if_absent(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
+        return await self.compare_and_set(key, None, value, ttl=ttl)
+
+    async def incr(self, key: str, amount: int = 1) -> int:
+        check_key(key)
+        check_amount(amount)
+        with self._writing() as now:
+            current = self._live_value(key, now)
+            total = add_counter(key, 0 if current is None else parse_counter(key, current), amount)
+            entry = self._data.get(key)
+            if current is not None and entry is not None:
+                entry.value = format_counter(total)
+            else:
+                self._set(key, format_counter(total), None, now)
+            return total
+
+    async def expire(self, key: str, ttl: float) -> bool:
+        check_key(key)
+        check_ttl(ttl)
+        with self._writing() as now:
+            if self._live_value(key, now) is None:
+                return False
+            self._data[key].expires_at = now + ttl
+            heapq.heappush(self._expiries, (now + ttl, key))
+            return True
+
+    async def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._data.clear()
+            self._keys.clear()
+            self._expiries.clear()
+
+    # -- internals (call with self._lock held) -------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosed("MemoryStore")
+
+    @contextmanager
+    def _writing(self) -> Iterator[float]:
+        """Take the lock for a write, check the store is open, sweep expiries; yield now."""
+        with self._lock:
+            self._check_open()
+            now = time.monotonic()
+            self._sweep(now)
+            yield now
+
+    def _live_value(self, key: str, now: float) -> bytes | None:
+        entry = self._data.get(key)
+        if entry is None or (entry.expires_at is not None and entry.expires_at <= now):
+            return None
+        return entry.value
+
+    def _set(self, key: str, value: bytes, ttl: float | None, now: float) -> None:
+        expires_at = None if ttl is None else now + ttl
+        if key not in self._data:
+            bisect.insort(self._keys, key)
+        self._data[key] = _Entry(value, expires_at)
+        if expires_at is not None:
+            heapq.heappush(self._expiries, (expires_at, key))
+
+    def _remove(self, key: str) -> None:
+        if self._data.pop(key, None) is not None:
+            del self._keys[bisect.bisect_left(self._keys, key)]
+
+    def _sweep(self, now: float) -> int:
+        """Remove entries whose TTL has passed; return how many were removed."""
+        removed = 0
+        while self._expiries and self._expiries[0][0] <= now:
+            expires_at, key = heapq.heappop(self._expiries)
+            entry = self._data.get(key)
+            if entry is not None and entry.expires_at == expires_at:
+                self._remove(key)
+                removed += 1
+        if removed:
+            logger.debug("swept %d expired keys", removed)
+        return removed

@@ -1,0 +1,245 @@
+"""``RedisStore``: a ``KVStore`` on Redis, shared by many processes and hosts.
+
+Every key is stored as ``prefix + key`` (``prefix`` from the URL query ``?prefix=`` or the keyword
+argument), so several applications or test runs can share one Redis; ``scan`` strips the prefix.
+Two sorted sets per prefix, named ``prefix + "\\x00keys"`` and ``prefix + "\\x00ttl"`` (keys
+cannot contain NUL, so they never clash with data), index the keys for ordered, paged scans
+(``ZRANGEBYLEX``) and record expiry times so that a periodic sweep can drop expired keys from the
+index.
+
+Writes and atomics are Lua scripts (atomic in Redis; see :mod:`store._redis_scripts`), ``incr`` is
+``INCRBY`` and TTLs are ``PX``. Values are bytes (``decode_responses=False``). Connect/read timeouts
+default to 2 s / 5 s and redis-py's automatic retry is off, so an unreachable Redis raises
+:class:`StoreUnavailable` within seconds and a non-idempotent ``incr`` is never sent twice; retry
+at the caller, where the intent is known. Needs standalone Redis or Sentinel (not Cluster),
+Redis >= 6.2.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, cast
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from store import _redis_scripts as scripts
+from store._common import (
+    StoreContextMixin,
+    check_amount,
+    check_key,
+    check_ops,
+    check_optional_ttl,
+    check_page_size,
+    check_prefix,
+    check_ttl,
+    check_value,
+    ttl_to_ms,
+)
+from store.base import Delete, Put
+from store.errors import InvalidStoreURL, StoreClosed, StoreError, StoreUnavailable, mask_url
+
+__all__ = ["RedisStore"]
+
+logger = logging.getLogger(__name__)
+
+_SWEEP_LIMIT = 1000
+_DEFAULT_OPTIONS: dict[str, Any] = {
+    "socket_connect_timeout": 2.0,
+    "socket_timeout": 5.0,
+    "health_check_interval": 15,
+}
+
+
+def split_prefix(url: str) -> tuple[str, str | None]:
+    """Return ``url`` without its ``prefix`` query parameter, and that parameter (if any)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    prefixes = [value for name, value in query if name == "prefix"]
+    if len(prefixes) > 1:
+        raise InvalidStoreURL(url, "the prefix parameter is given more than once")
+    rest = urlencode([(name, value) for name, value in query if name != "prefix"])
+    return urlunsplit(parts._replace(query=rest)), (prefixes[0] if prefixes else None)
+
+
+def _ttl_arg(ttl: float | None) -> str:
+    return "" if ttl is None else str(ttl_to_ms(ttl))
+
+
+def _lex_range(prefix: bytes) -> tuple[bytes, bytes]:
+    """``ZRANGEBYLEX`` bounds covering every member that starts with ``prefix``."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return b"-", b"+"
+    return b"[" + prefix, b"(" + stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+class RedisStore(StoreContextMixin):
+    """A ``KVStore`` on Redis. ``url`` is a redis-py URL (``redis://``, ``rediss://``).
+
+    ``redis_options`` go to ``redis.asyncio.Redis.from_url`` (TLS settings, pool size, timeouts).
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str | None = None,
+        sweep_interval: float = 1.0,
+        **redis_options: Any,
+    ) -> None:
+        client_url, url_prefix = split_prefix(url)
+        if prefix is not None and url_prefix is not None and prefix != url_prefix:
+            raise InvalidStoreURL(url, f"prefix {url_prefix!r} conflicts with prefix={prefix!r}")
+        self.url = mask_url(url)
+        self.prefix = check_prefix(prefix if prefix is not None else (url_prefix or ""))
+        self._raw_prefix = self.prefix.encode("utf-8")
+        self._index_keys = [self._raw_prefix + b"\x00keys", self._raw_prefix + b"\x00ttl"]
+        self._sweep_interval = check_ttl(sweep_interval)
+        self._next_sweep = 0.0
+        self._closed = False
+        self._client = self._connect(url, client_url, redis_options)
+        self._scripts = {
+            name: self._client.register_script(source) for name, source in scripts.ALL.items()
+        }
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self.url!r}, prefix={self.prefix!r}, closed={self._closed})"
+
+    @staticmethod
+    def _connect(url: str, client_url: str, options: dict[str, Any]) -> aioredis.Redis:
+        if options.get("decode_responses"):
+            raise ValueError("RedisStore values are bytes: decode_responses must stay False")
+        settings = {**_DEFAULT_OPTIONS, "retry": Retry(NoBackoff(), 0), **options}
+        try:
+            return aioredis.Redis.from_url(client_url, **settings, decode_responses=False)
+        except (ValueError, TypeError) as exc:
+            raise InvalidStoreURL(url, str(exc)) from exc
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    async def get(self, key: str) -> bytes | None:
+        raw_key = self._key(key)
+        with self._errors():
+            value = await self._client.get(raw_key)
+        return cast("bytes | None", value)
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        raw_keys = [self._key(key) for key in keys]
+        if not raw_keys:
+            self._check_open()
+            return []
+        with self._errors():
+            values = await self._client.mget(raw_keys)
+        return cast("list[bytes | None]", values)
+
+    async def scan(self, prefix: str, *, page_size: int = 500) -> AsyncIterator[tuple[str, bytes]]:
+        raw_prefix = check_prefix(prefix).encode("utf-8")
+        check_page_size(page_size)
+        low, high = _lex_range(raw_prefix)
+        while True:
+            read, last, items = await self._run("SCAN_PAGE", low, high, page_size)
+            for i in range(0, len(items), 2):
+                yield items[i].decode("utf-8"), items[i + 1]
+            if read < page_size:
+                return
+            low = b"(" + last
+
+    # -- writes --------------------------------------------------------------------------------
+
+    async def put(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        args = (check_key(key), check_value(value), _ttl_arg(check_optional_ttl(ttl)))
+        await self._write("PUT", *args)
+
+    async def delete(self, key: str) -> bool:
+        return bool(await self._write("DELETE", check_key(key)))
+
+    async def batch(self, ops: Sequence[Put | Delete]) -> None:
+        args: list[str | bytes] = []
+        for op in check_ops(ops):
+            if isinstance(op, Put):
+                args += ["P", op.key, op.value, _ttl_arg(op.ttl)]
+            else:
+                args += ["D", op.key, "", ""]
+        if args:
+            await self._write("BATCH", *args)
+        else:
+            self._check_open()
+
+    async def compare_and_set(
+        self, key: str, expected: bytes | None, new: bytes, *, ttl: float | None = None
+    ) -> bool:
+        check_key(key)
+        has_expected = "0" if expected is None else "1"
+        expected_arg = b"" if expected is None else check_value(expected)
+        args = (key, has_expected, expected_arg, check_value(new))
+        return bool(await self._write("COMPARE_AND_SET", *args, _ttl_arg(check_optional_ttl(ttl))))
+
+    async def set_if_absent(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
+        return await self.compare_and_set(key, None, value, ttl=ttl)
+
+    async def incr(self, key: str, amount: int = 1) -> int:
+        args = (check_key(key), str(check_amount(amount)))
+        return int(await self._write("INCR", *args))
+
+    async def expire(self, key: str, ttl: float) -> bool:
+        args = (check_key(key), str(ttl_to_ms(check_ttl(ttl))))
+        return bool(await self._write("EXPIRE", *args))
+
+    async def sweep(self) -> int:
+        """Drop expired keys from the key index now; return how many were dropped."""
+        removed = int(await self._run("SWEEP", _SWEEP_LIMIT))
+        if removed:
+            logger.debug("swept %d expired keys under prefix %r", removed, self.prefix)
+        return removed
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            with self._errors(check_open=False):
+                await self._client.aclose()
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _key(self, key: str) -> bytes:
+        return self._raw_prefix + check_key(key).encode("utf-8")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosed(f"Redis store {self.url} (prefix {self.prefix!r})")
+
+    @contextmanager
+    def _errors(self, *, check_open: bool = True) -> Iterator[None]:
+        """Check the store is open and translate redis-py errors into store errors."""
+        if check_open:
+            self._check_open()
+        try:
+            yield
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise StoreUnavailable(self.url, str(exc) or type(exc).__name__) from exc
+        except ResponseError as exc:
+            if "not an integer" in str(exc) or "overflow" in str(exc):  # from INCRBY
+                raise ValueError(f"incr failed: {str(exc).partition(' script:')[0]}") from exc
+            raise StoreError(f"Redis store {self.url} failed: {exc}") from exc
+        except RedisError as exc:
+            raise StoreError(f"Redis store {self.url} failed: {exc}") from exc
+
+    async def _run(self, script: str, *args: str | bytes | int) -> Any:
+        args_with_prefix = [self._raw_prefix, *args]
+        with self._errors():
+            return await self._scripts[script](keys=self._index_keys, args=args_with_prefix)
+
+    async def _write(self, script: str, *args: str | bytes | int) -> Any:
+        """Run a write script, first sweeping expired keys from the index when that is due."""
+        if time.monotonic() >= self._next_sweep:
+            self._next_sweep = time.monotonic() + self._sweep_interval
+            await self.sweep()
+        return await self._run(script, *args)
