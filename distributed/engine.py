@@ -1,0 +1,209 @@
+"""``DistributedEngine``: submit, observe and control executions that workers run.
+
+There is no orchestrator process: ``execute_async`` writes the execution record and enqueues the
+start steps, and whichever worker finishes a step schedules the next ones. The engine object is
+a client; it may exit after submitting. Executions with ``ExecutionOptions(distributed=False)``
+run in this process on the local engine and are recorded in the same persistence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from orchestration import Engine, UnknownWorkflow
+
+from .errors import ExecutionFinal, ExecutionNotFound, WaitTimeout
+from .local import run_locally
+from .models import ExecutionOptions, ExecutionRecord, ExecutionSnapshot, FinalStatus
+from .persistence import VersionedStep, WorkflowPersistence
+from .queue import TaskQueue
+from .scheduler import Scheduler
+
+__all__ = ["DistributedEngine", "EngineConfig"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EngineConfig:
+    """Client settings: how often ``wait`` polls (it backs off to ``max_poll_interval``)."""
+
+    poll_interval: float = 0.02
+    max_poll_interval: float = 0.5
+
+
+class DistributedEngine:
+    """Runs workflows of ``local_engine`` on workers that share ``queue`` and ``persistence``."""
+
+    def __init__(
+        self,
+        local_engine: Engine,
+        queue: TaskQueue,
+        persistence: WorkflowPersistence,
+        config: EngineConfig | None = None,
+    ) -> None:
+        self.local_engine = local_engine
+        self.queue = queue
+        self.persistence = persistence
+        self.config = config or EngineConfig()
+        self.scheduler = Scheduler(persistence, queue)
+        self._local_runs: dict[str, asyncio.Task[None]] = {}
+
+    async def execute_async(
+        self,
+        workflow_id: str,
+        inputs: Mapping[str, Any] | None = None,
+        options: ExecutionOptions | None = None,
+        *,
+        execution_id: str | None = None,
+    ) -> str:
+        """Submit an execution and return its id at once (UnknownWorkflow if not registered)."""
+        options = options or ExecutionOptions()
+        graph = self.local_engine.graph(workflow_id)
+        record = ExecutionRecord(
+            execution_id=execution_id or uuid.uuid4().hex,
+            workflow_id=workflow_id,
+            graph_version=graph.version,
+            inputs=dict(inputs or {}),
+            options=options,
+        )
+        if options.distributed:
+            if not await self.scheduler.start(record, graph):
+                raise ExecutionFinal(record.execution_id, "already submitted")
+        else:
+            task = asyncio.create_task(run_locally(self.local_engine, self.scheduler, record))
+            self._local_runs[record.execution_id] = task
+            task.add_done_callback(lambda _: self._local_runs.pop(record.execution_id, None))
+        return record.execution_id
+
+    async def execute_sync(
+        self,
+        workflow_id: str,
+        inputs: Mapping[str, Any] | None = None,
+        options: ExecutionOptions | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> ExecutionSnapshot:
+        """Submit and wait for the final status."""
+        execution_id = await self.execute_async(workflow_id, inputs, options)
+        return await self.wait(execution_id, timeout=timeout)
+
+    async def wait(self, execution_id: str, timeout: float | None = None) -> ExecutionSnapshot:
+        """Poll until the execution is final; ``WaitTimeout`` after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        interval = self.config.poll_interval
+        while await self.persistence.final(execution_id) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeout(execution_id, timeout or 0.0)
+            await asyncio.sleep(interval)
+            interval = min(interval * 1.5, self.config.max_poll_interval)
+        return await self.get_execution_status(execution_id)
+
+    async def get_execution_status(self, execution_id: str) -> ExecutionSnapshot:
+        record = await self.persistence.record(execution_id)
+        if record is None:
+            raise ExecutionNotFound(execution_id)
+        final = await self.persistence.final(execution_id)
+        steps = await self.persistence.steps(execution_id)
+        paused = final is None and await self.persistence.is_paused(execution_id)
+        return _snapshot(record, final, steps, paused, self._total_steps(record, steps))
+
+    async def list_executions(
+        self, *, status: str | None = None, limit: int = 100
+    ) -> list[ExecutionSnapshot]:
+        """Snapshots of executions (all, or those with ``status``), up to ``limit``."""
+        found: list[ExecutionSnapshot] = []
+        async for execution_id in self.persistence.all_executions():
+            snapshot = await self.get_execution_status(execution_id)
+            if status is None or snapshot.status == status:
+                found.append(snapshot)
+            if len(found) >= limit:
+                break
+        return found
+
+    async def cancel(self, execution_id: str) -> bool:
+        """Cancel: the status becomes ``cancelled`` (unless already final) and running steps
+        are cancelled by their workers within about a second. True if this call cancelled it."""
+        await self._require(execution_id)
+        local = self._local_runs.get(execution_id)
+        if local is not None:
+            local.cancel()
+        _, won = await self.scheduler.finalize(
+            execution_id, FinalStatus(status="cancelled", error="cancelled by request")
+        )
+        await self._cancel_children(execution_id)
+        return won
+
+    async def pause(self, execution_id: str) -> None:
+        """Start no new step of this execution until ``resume``; running steps finish."""
+        await self._require_running(execution_id)
+        await self.persistence.set_paused(execution_id, True)
+
+    async def resume(self, execution_id: str) -> None:
+        """Schedule the ready steps again; a completed step is never re-run."""
+        await self._require_running(execution_id)
+        await self.persistence.set_paused(execution_id, False)
+        await self.scheduler.reschedule(execution_id, "resumed")
+
+    async def close(self) -> None:
+        for task in list(self._local_runs.values()):
+            task.cancel()
+        await asyncio.gather(*self._local_runs.values(), return_exceptions=True)
+
+    async def _require(self, execution_id: str) -> ExecutionRecord:
+        record = await self.persistence.record(execution_id)
+        if record is None:
+            raise ExecutionNotFound(execution_id)
+        return record
+
+    async def _require_running(self, execution_id: str) -> None:
+        await self._require(execution_id)
+        final = await self.persistence.final(execution_id)
+        if final is not None:
+            raise ExecutionFinal(execution_id, final.status)
+
+    async def _cancel_children(self, execution_id: str) -> None:
+        for version in (await self.persistence.steps(execution_id)).values():
+            child = version.record.child_id
+            if child is not None and await self.persistence.final(child) is None:
+                await self.cancel(child)
+
+    def _total_steps(self, record: ExecutionRecord, steps: Mapping[str, VersionedStep]) -> int:
+        try:
+            return len(self.local_engine.graph(record.workflow_id).nodes)
+        except UnknownWorkflow:
+            return len(steps)
+
+
+def _snapshot(
+    record: ExecutionRecord,
+    final: FinalStatus | None,
+    steps: Mapping[str, VersionedStep],
+    paused: bool,
+    total: int,
+) -> ExecutionSnapshot:
+    records = {node: v.record for node, v in steps.items()}
+    status: str
+    if final is not None:
+        status = final.status
+    elif paused:
+        status = "paused"
+    else:
+        status = "running" if records else "pending"
+    return ExecutionSnapshot(
+        execution_id=record.execution_id,
+        workflow_id=record.workflow_id,
+        status=status,
+        completed_steps=tuple(n for n, s in records.items() if s.status == "completed"),
+        running_steps=tuple(n for n, s in records.items() if s.status in ("running", "waiting")),
+        total_steps=total,
+        outputs=final.outputs if final else {},
+        error=final.error if final else None,
+        failed_step=final.failed_step if final else None,
+        created_at=record.created_at,
+        finished_at=final.finished_at if final else None,
+        steps=records,
+    )

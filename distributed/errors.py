@@ -1,0 +1,64 @@
+"""Errors raised by the distributed engine.
+
+DistributedError
+├── ExecutionNotFound        no execution with that id
+├── ExecutionFinal           the execution already has a final status (cancel/pause/resume refused)
+├── WaitTimeout              wait() gave up before the execution reached a final status
+├── UndecodableTask          a queue message is not a valid task (sent to the dead-letter topic)
+├── LeaseLost                this worker's lease on a step moved to another worker (fenced)
+├── SubflowFailed            a subflow's child execution ended other than completed
+└── InvalidConfiguration     a URL or option the engine cannot use
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DistributedError",
+    "ExecutionFinal",
+    "ExecutionNotFound",
+    "InvalidConfiguration",
+    "LeaseLost",
+    "SubflowFailed",
+    "UndecodableTask",
+    "WaitTimeout",
+]
+
+
+class DistributedError(Exception):
+    """Base class of every error raised by ``distributed``."""
+
+
+class ExecutionNotFound(DistributedError):
+    def __init__(self, execution_id: str) -> None:
+        super().__init__(f"no execution with id {execution_id!r}")
+        self.execution_id = execution_id
+
+
+class ExecutionFinal(DistributedError):
+    def __init__(self, execution_id: str, status: str) -> None:
+        super().__init__(f"execution {execution_id!r} is already {status}")
+        self.execution_id = execution_id
+        self.status = status
+
+
+class WaitTimeout(DistributedError):
+    def __init__(self, execution_id: str, timeout: float) -> None:
+        super().__init__(f"execution {execution_id!r} did not finish within {timeout}s")
+        self.execution_id = execution_id
+
+
+class UndecodableTask(DistributedError):
+    """A queue message that is not a task; it is dead-lettered, never retried."""
+
+
+class LeaseLost(DistributedError):
+    def __init__(self, execution_id: str, step_id: str) -> None:
+        super().__init__(f"lease on {execution_id}/{step_id} moved to another worker")
+
+
+class SubflowFailed(DistributedError):
+    """The child execution of a subflow step failed, was cancelled or timed out."""
+
+
+class InvalidConfiguration(DistributedError):
+    """A URL or option the engine cannot use."""

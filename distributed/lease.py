@@ -1,0 +1,103 @@
+"""A worker's lease on one step: acquire, heartbeat, and commit, all fenced by the lease token.
+
+Taking the lease bumps the step's fencing token. Heartbeats and the final commit are
+compare-and-sets against the version this worker last wrote, serialised by a lock, so a worker
+whose lease was reclaimed (by the reaper, after expiry) can neither extend it nor commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+
+from .errors import LeaseLost
+from .models import Lease, StepRecord
+from .persistence import VersionedStep, WorkflowPersistence
+
+__all__ = ["StepLease", "acquire_lease"]
+
+log = logging.getLogger(__name__)
+
+
+async def acquire_lease(
+    persistence: WorkflowPersistence,
+    eid: str,
+    node_id: str,
+    current: VersionedStep | None,
+    *,
+    owner: str,
+    ttl: float,
+) -> StepLease | None:
+    """Start a new attempt of the step under a fresh lease; None if another worker won."""
+    previous = current.record if current else StepRecord(node_id=node_id)
+    now = time.time()
+    token = previous.token + 1
+    running = previous.model_copy(
+        update={
+            "status": "running",
+            "attempt": previous.attempt + 1,
+            "token": token,
+            "lease": Lease(owner=owner, expires_at=now + ttl, token=token),
+            "not_before": None,
+            "started_at": now,
+        }
+    )
+    version = await persistence.swap_step(eid, current, running)
+    return None if version is None else StepLease(persistence, eid, version, ttl)
+
+
+class StepLease:
+    """The version of a step this worker holds; every write goes through ``swap``."""
+
+    def __init__(
+        self, persistence: WorkflowPersistence, eid: str, version: VersionedStep, ttl: float
+    ):
+        self.persistence = persistence
+        self.eid = eid
+        self.version = version
+        self.ttl = ttl
+        self._lock = asyncio.Lock()
+
+    @property
+    def record(self) -> StepRecord:
+        return self.version.record
+
+    async def swap(self, new: StepRecord) -> VersionedStep:
+        """Replace the held version; raise ``LeaseLost`` if the step moved under us."""
+        async with self._lock:
+            version = await self.persistence.swap_step(self.eid, self.version, new)
+            if version is None:
+                raise LeaseLost(self.eid, self.record.node_id)
+            self.version = version
+            return version
+
+    async def extend(self) -> None:
+        lease = self.record.lease
+        if lease is None:
+            raise LeaseLost(self.eid, self.record.node_id)
+        renewed = lease.model_copy(update={"expires_at": time.time() + self.ttl})
+        await self.swap(self.record.model_copy(update={"lease": renewed}))
+
+    async def heartbeat(self, interval: float, on_lost: Callable[[], None]) -> None:
+        """Extend the lease every ``interval`` seconds; call ``on_lost`` if the lease moved."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.extend()
+            except LeaseLost:
+                log.warning("lease lost on %s/%s", self.eid, self.record.node_id)
+                on_lost()
+                return
+            except Exception:  # a store hiccup: try again next beat; expiry is the backstop
+                log.exception("heartbeat failed on %s/%s", self.eid, self.record.node_id)
+
+    async def release(self, error: str) -> None:
+        """Give the step back as pending so another worker can take it at once."""
+        pending = self.record.model_copy(
+            update={"status": "pending", "lease": None, "error": error}
+        )
+        with contextlib.suppress(LeaseLost):
+            await self.swap(pending)

@@ -1,0 +1,109 @@
+"""``TaskQueue``: tasks as JSON on any ``Broker``; undecodable messages are dead-lettered."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from pydantic import ValidationError
+
+from mq import Broker, Consumer, Delivery, Message
+
+from .errors import UndecodableTask
+from .models import Task
+
+__all__ = ["MQTaskQueue", "QueuedTask", "TaskConsumer", "TaskQueue", "decode_task"]
+
+DEFAULT_TOPIC = "flowloom.tasks"
+
+
+@dataclass(frozen=True)
+class QueuedTask:
+    """A delivered task with the delivery to ack; ``task`` is None when it did not decode."""
+
+    task: Task | None
+    delivery: Delivery
+    problem: str | None = None
+
+    async def ack(self) -> None:
+        await self.delivery.ack()
+
+    async def dead_letter(self, queue: TaskQueue, reason: str) -> None:
+        await queue.dead_letter(self.delivery, reason)
+
+
+class TaskConsumer:
+    """Pulls tasks one at a time. Cancelling ``next`` keeps the consumer (and its unacked
+    deliveries) open; only ``close`` hands unacked deliveries back to the group."""
+
+    def __init__(self, consumer: Consumer) -> None:
+        self._consumer = consumer
+
+    async def next(self) -> QueuedTask:
+        return _decoded(await self._consumer.__anext__())
+
+    async def close(self) -> None:
+        await self._consumer.close()
+
+
+class TaskQueue(Protocol):
+    async def enqueue(self, task: Task) -> None: ...
+    async def enqueue_many(self, tasks: Sequence[Task]) -> None: ...
+    async def consumer(self, group: str) -> TaskConsumer: ...
+    async def dead_letter(self, delivery: Delivery, reason: str) -> None: ...
+    async def close(self) -> None: ...
+
+
+def decode_task(payload: bytes) -> Task:
+    """Parse a task from untrusted bytes (JSON only) or raise ``UndecodableTask``."""
+    try:
+        task: Task = Task.model_validate_json(payload)
+    except (ValidationError, ValueError) as exc:
+        raise UndecodableTask(f"not a task: {exc.__class__.__name__}: {str(exc)[:200]}") from exc
+    return task
+
+
+class MQTaskQueue:
+    """Tasks on one broker topic, keyed by execution id (per-execution ordering on Kafka)."""
+
+    def __init__(self, broker: Broker, *, topic: str = DEFAULT_TOPIC, partitions: int = 8):
+        self.broker = broker
+        self.topic = topic
+        self.partitions = partitions
+        self._topic_ready = False
+
+    async def _ensure_topic(self) -> None:
+        if not self._topic_ready:
+            await self.broker.ensure_topic(self.topic, self.partitions)
+            self._topic_ready = True
+
+    async def enqueue(self, task: Task) -> None:
+        await self._ensure_topic()
+        await self.broker.publish(self.topic, task.to_bytes(), key=task.execution_id)
+
+    async def enqueue_many(self, tasks: Sequence[Task]) -> None:
+        if not tasks:
+            return
+        await self._ensure_topic()
+        messages = [Message(task.to_bytes(), key=task.execution_id) for task in tasks]
+        await self.broker.publish_batch(self.topic, messages)
+
+    async def consumer(self, group: str) -> TaskConsumer:
+        await self._ensure_topic()
+        consumer = self.broker.consume(self.topic, group)
+        await consumer.__aenter__()
+        return TaskConsumer(consumer)
+
+    async def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        await self.broker.dead_letter(delivery, reason)
+
+    async def close(self) -> None:
+        await self.broker.close()
+
+
+def _decoded(delivery: Delivery) -> QueuedTask:
+    try:
+        return QueuedTask(decode_task(delivery.payload), delivery)
+    except UndecodableTask as exc:
+        return QueuedTask(None, delivery, str(exc))

@@ -1,0 +1,123 @@
+"""``Runtime``: an engine, its store, broker and (optionally) a worker pool, built from URLs.
+
+    async with Runtime.embedded(local_engine, "./flowloom-data") as runtime:   # LevelDB + in-proc
+        snapshot = await runtime.engine.execute_sync("blog-post", {...})
+
+    Runtime.from_urls(local_engine, store_url="redis://host:6379/0", broker_url="kafka://host:9092")
+
+The in-process broker keeps messages in memory only, so a runtime on it re-enqueues the ready
+steps of every unfinished execution when it starts: a process killed mid-run picks up where
+the store says it was (steps that already completed are not run again).
+"""
+
+from __future__ import annotations
+
+import logging
+from types import TracebackType
+from typing import Any, Self
+
+from mq import Broker, open_broker
+from orchestration import Engine
+from store import KVStore, open_store
+
+from .engine import DistributedEngine, EngineConfig
+from .persistence import KVPersistence
+from .pool import PoolConfig, WorkerPool
+from .queue import MQTaskQueue
+from .steps import StepExecutor
+
+__all__ = ["Runtime"]
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """Owns the connections; ``start`` starts the pool, ``close`` stops everything in order."""
+
+    def __init__(
+        self,
+        engine: DistributedEngine,
+        store: KVStore,
+        broker: Broker,
+        pool: WorkerPool | None,
+        *,
+        durable_broker: bool,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.broker = broker
+        self.pool = pool
+        self.durable_broker = durable_broker
+
+    @classmethod
+    def from_urls(
+        cls,
+        local_engine: Engine,
+        *,
+        store_url: str,
+        broker_url: str,
+        pool: PoolConfig | None = None,
+        workers: bool = True,
+        namespace: str = "flowloom/",
+        retention: float | None = None,
+        topic: str = "flowloom.tasks",
+        store_options: dict[str, Any] | None = None,
+        broker_options: dict[str, Any] | None = None,
+    ) -> Runtime:
+        """Connect to a store and a broker. ``workers=False`` makes a client without a pool."""
+        store = open_store(store_url, **(store_options or {}))
+        broker = open_broker(broker_url, **(broker_options or {}))
+        persistence = KVPersistence(store, namespace=namespace, retention=retention)
+        queue = MQTaskQueue(broker, topic=topic)
+        engine = DistributedEngine(local_engine, queue, persistence, EngineConfig())
+        worker_pool = None
+        if workers:
+            executor = StepExecutor(local_engine)
+            worker_pool = WorkerPool(queue, executor, pool or PoolConfig(), persistence=persistence)
+        durable = not broker_url.startswith("inproc:")
+        return cls(engine, store, broker, worker_pool, durable_broker=durable)
+
+    @classmethod
+    def embedded(
+        cls, local_engine: Engine, path: str = "./flowloom-data", *, pool: PoolConfig | None = None
+    ) -> Runtime:
+        """The zero-service default: LevelDB at ``path`` and the in-process broker."""
+        return cls.from_urls(
+            local_engine, store_url=f"leveldb://{path}", broker_url="inproc://", pool=pool
+        )
+
+    async def start(self) -> None:
+        if self.pool is not None:
+            await self.pool.start()
+        if not self.durable_broker:
+            await self.recover_unfinished()
+
+    async def recover_unfinished(self) -> int:
+        """Re-enqueue the ready steps of every execution without a final status."""
+        persistence = self.engine.persistence
+        count = 0
+        async for execution_id in persistence.active_executions():
+            await self.engine.scheduler.reschedule(execution_id, "recovered")
+            count += 1
+        if count:
+            log.info("re-enqueued the ready steps of %d unfinished executions", count)
+        return count
+
+    async def close(self, grace_period: float | None = None) -> None:
+        if self.pool is not None:
+            await self.pool.stop(grace_period)
+        await self.engine.close()
+        await self.broker.close()
+        await self.store.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,78 @@
+"""Subflow nodes in distributed runs: the child is an execution of its own.
+
+The subflow step starts the child (id ``{parent}.{node}``; starting twice changes nothing), then
+parks as ``waiting`` without holding a worker slot. When the child reaches a final status, the
+scheduler wakes the parent step with a ``child-finished`` task, which maps the child's outputs
+into the parent. The reaper also wakes waiting steps whose child is final, in case that task
+was lost in a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from orchestration import Engine, Graph, NodeContext, child_inputs, child_result
+
+from .errors import SubflowFailed
+from .lease import StepLease
+from .models import ExecutionOptions, ExecutionRecord, ParentRef, StepRecord
+from .persistence import WorkflowPersistence
+from .scheduler import Scheduler, execution_state
+from .steps import StepOutcome
+
+__all__ = ["child_execution_id", "child_outcome", "start_child"]
+
+
+def child_execution_id(execution_id: str, node_id: str) -> str:
+    return f"{execution_id}.{node_id}"
+
+
+async def start_child(
+    engine: Engine, scheduler: Scheduler, parent: ExecutionRecord, held: StepLease, ctx: NodeContext
+) -> None:
+    """Start the child execution, then park the parent step as waiting."""
+    node = ctx.node
+    blueprint_id = str(node.params["blueprintId"])
+    graph = engine.graph(blueprint_id)
+    child_id = child_execution_id(parent.execution_id, node.id)
+    child = ExecutionRecord(
+        execution_id=child_id,
+        workflow_id=blueprint_id,
+        graph_version=graph.version,
+        inputs=child_inputs(node, ctx.state, ctx.outputs),
+        options=ExecutionOptions(checkpoints=parent.options.checkpoints),
+        parent=ParentRef(execution_id=parent.execution_id, node_id=node.id),
+    )
+    await scheduler.start(child, graph)
+    waiting = held.record.model_copy(
+        update={"status": "waiting", "lease": None, "child_id": child_id}
+    )
+    await held.swap(waiting)
+    await scheduler.wake_if_child_final(parent.execution_id, waiting)
+
+
+@dataclass(frozen=True)
+class _Child:
+    outputs: Mapping[str, Any]
+    state: Mapping[str, Any]
+
+
+async def child_outcome(
+    persistence: WorkflowPersistence, graph: Graph, step: StepRecord
+) -> StepOutcome | None:
+    """The parent step's outcome once its child is final; None while the child runs."""
+    if step.child_id is None:
+        return None
+    final = await persistence.final(step.child_id)
+    if final is None:
+        return None
+    if final.status != "completed":
+        detail = f"{final.failed_step}: {final.error}" if final.failed_step else final.error
+        return StepOutcome(error=SubflowFailed(f"subflow {step.child_id} {final.status}: {detail}"))
+    record = await persistence.record(step.child_id)
+    assert record is not None
+    state, _ = execution_state(record, await persistence.steps(step.child_id))
+    node = graph.nodes[step.node_id]
+    return StepOutcome(child_result(node, _Child(final.outputs, state)))
