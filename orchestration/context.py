@@ -1,0 +1,60 @@
+"""What a node type receives when it runs: the node context and the engine's services."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from orchestration.jsonvalue import JSON
+
+if TYPE_CHECKING:
+    from orchestration.graph import Node
+    from orchestration.providers.base import LLMProvider
+    from orchestration.routing import NodeResult
+
+__all__ = ["NodeContext", "NodeType", "Services", "current_node_id"]
+
+current_node_id: ContextVar[str | None] = ContextVar("flowloom_current_node_id", default=None)
+"""Id of the node whose attempt is running in this task (set by ``Engine.run_node``)."""
+
+
+@dataclass
+class NodeContext:
+    """One attempt of one node.
+
+    ``state`` is a read-only view of the execution state (initial inputs + every update
+    committed so far); ``outputs`` maps the ids of completed nodes to their outputs.
+    Steps run at least once: use ``idempotency_key`` (``execution_id/node_id``) to make side
+    effects idempotent.
+    """
+
+    execution_id: str
+    node: Node
+    state: Mapping[str, JSON]
+    outputs: Mapping[str, JSON]
+    attempt: int = 1
+    idempotency_key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.idempotency_key:
+            self.idempotency_key = f"{self.execution_id}/{self.node.id}"
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the engine lends to node types: the LLM provider and the default model."""
+
+    provider: LLMProvider
+    default_model: str = "gpt-4o-mini"
+    llm_timeout: float | None = 60.0
+
+
+@runtime_checkable
+class NodeType(Protocol):
+    """The behaviour behind a node's ``type``: run one attempt and return a ``NodeResult``."""
+
+    async def run(self, node: Node, ctx: NodeContext, services: Services) -> NodeResult:
+        """Run one attempt of ``node``."""
+        ...

@@ -1,0 +1,252 @@
+"""``LocalRun``: one in-memory execution of a graph (the local engine's scheduler).
+
+Ready nodes run concurrently as asyncio tasks. When a node completes, its result lands in
+the state (``state.apply_updates``), ``routing.route`` resolves its outgoing edges in the
+edge ledger, and each target is offered to ``routing.join_decision``: FIRE starts it, SKIP
+marks it skipped and resolves its own outgoing edges as skipped (dead-path elimination).
+A step that fails after its retries (and its fallback, if any) fails the run: running
+siblings are cancelled and nothing downstream starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Mapping, Sequence
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+from orchestration.context import NodeContext
+from orchestration.errors import StepTimeout, SubflowFailed, UnroutableAction
+from orchestration.graph import Edge, Graph, Node
+from orchestration.jsonvalue import JSON
+from orchestration.results import ExecutionResult, ExecutionStatus, StepRecord
+from orchestration.routing import JoinDecision, NodeResult, join_decision, route
+from orchestration.state import apply_updates, final_outputs
+from orchestration.subflow import child_inputs, child_result
+
+if TYPE_CHECKING:
+    from orchestration.engine import Engine
+
+__all__ = ["LocalRun", "StepFailed"]
+
+logger = logging.getLogger(__name__)
+
+
+class StepFailed(Exception):
+    """Internal: step ``node_id`` failed for good with ``cause``."""
+
+    def __init__(self, node_id: str, cause: BaseException) -> None:
+        super().__init__(node_id, cause)
+        self.node_id = node_id
+        self.cause = cause
+
+
+def describe(error: BaseException) -> str:
+    """``Type: message`` for step records and results."""
+    return f"{type(error).__name__}: {error}"
+
+
+async def _with_timeout(
+    timeout: float | None, node_id: str, coro: Awaitable[NodeResult]
+) -> NodeResult:
+    """Await ``coro`` under ``timeout`` seconds, turning expiry into ``StepTimeout``."""
+    if timeout is None:
+        return await coro
+    scope = asyncio.timeout(timeout)
+    try:
+        async with scope:
+            return await coro
+    except TimeoutError:
+        if scope.expired():
+            raise StepTimeout(node_id, timeout) from None
+        raise
+
+
+class LocalRun:
+    """One execution of ``graph`` with ``inputs`` on ``engine`` (in memory)."""
+
+    def __init__(self, engine: Engine, graph: Graph, execution_id: str, inputs: Mapping[str, JSON]):
+        self.engine = engine
+        self.graph = graph
+        self.execution_id = execution_id
+        self.state: dict[str, JSON] = dict(inputs)
+        self.outputs: dict[str, JSON] = {}
+        self.resolved: dict[str, bool] = {}
+        self.decided: set[str] = set()
+        self.route: list[str] = []
+        self.children: dict[str, ExecutionResult] = {}
+        self.tasks: dict[asyncio.Task[NodeResult], str] = {}
+        fallback_only = graph.fallback_only_nodes()
+        self.steps = {n: StepRecord(n) for n in graph.nodes if n not in fallback_only}
+
+    async def run(self) -> ExecutionResult:
+        """Run to a final status; on cancellation, cancel running steps and re-raise."""
+        try:
+            for node_id in self.graph.start_nodes():
+                self._start(node_id)
+            while self.tasks:
+                done, _ = await asyncio.wait(self.tasks, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    self._finish(task, self.tasks.pop(task))
+        except StepFailed as failure:
+            await self._cancel_running()
+            return self.result("failed", describe(failure.cause), failure.node_id)
+        except BaseException:
+            await self._cancel_running()
+            raise
+        return self.result("completed")
+
+    def result(
+        self, status: ExecutionStatus, error: str | None = None, failed_step: str | None = None
+    ) -> ExecutionResult:
+        """The execution's result as of now, with ``status``."""
+        completed = set(self.route)
+        return ExecutionResult(
+            execution_id=self.execution_id,
+            workflow_id=self.graph.id,
+            status=status,
+            outputs=final_outputs(self.graph, self.outputs, self.state, completed),
+            state=dict(self.state),
+            steps=self.steps,
+            error=error,
+            failed_step=failed_step,
+            provider=self.engine.provider.name,
+            graph_version=self.graph.version,
+            route=list(self.route),
+            node_outputs=dict(self.outputs),
+            children=dict(self.children),
+        )
+
+    # -- scheduling -------------------------------------------------------------------
+
+    def _start(self, node_id: str) -> None:
+        self.decided.add(node_id)
+        record = self.steps[node_id]
+        record.status, record.started_at = "running", time.time()
+        task = asyncio.create_task(self._step(node_id), name=f"{self.execution_id}/{node_id}")
+        self.tasks[task] = node_id
+
+    def _finish(self, task: asyncio.Task[NodeResult], node_id: str) -> None:
+        record = self.steps[node_id]
+        record.finished_at = time.time()
+        error = task.exception()
+        if error is not None:
+            record.status, record.error = "failed", describe(_cause(error))
+            raise StepFailed(node_id, _cause(error))
+        result = task.result()
+        record.status, record.output, record.action = "completed", result.output, result.action
+        self.state = apply_updates(self.state, node_id, result)
+        self.outputs[node_id] = result.output
+        self.route.append(node_id)
+        try:
+            routing = route(self.graph, node_id, result, self.state)
+        except UnroutableAction as exc:
+            raise StepFailed(node_id, exc) from exc
+        self._resolve(routing.taken, taken=True)
+        self._resolve(routing.skipped, taken=False)
+
+    def _resolve(self, edges: Sequence[Edge], *, taken: bool) -> None:
+        for edge in edges:
+            self.resolved[edge.key] = taken
+        for edge in edges:
+            self._consider(edge.target)
+
+    def _consider(self, node_id: str) -> None:
+        if node_id in self.decided:
+            return
+        node = self.graph.nodes[node_id]
+        decision = join_decision(node, self.graph.incoming(node_id), self.resolved)
+        if decision is JoinDecision.FIRE:
+            self._start(node_id)
+        elif decision is JoinDecision.SKIP:
+            self.decided.add(node_id)
+            self.steps[node_id].status = "skipped"
+            self._resolve(self.graph.outgoing(node_id), taken=False)
+
+    async def _cancel_running(self) -> None:
+        for task, node_id in self.tasks.items():
+            task.cancel()
+            self.steps[node_id].status = "cancelled"
+            self.steps[node_id].finished_at = time.time()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks.clear()
+
+    # -- one step: retries, fallback, subflows ----------------------------------------------
+
+    async def _step(self, node_id: str) -> NodeResult:
+        node = self.graph.nodes[node_id]
+        record = self.steps[node_id]
+        try:
+            return await self._attempts(node, record)
+        except Exception as primary_error:
+            if node.fallback is None:
+                raise StepFailed(node_id, primary_error) from primary_error
+            record.error, record.fallback = describe(primary_error), node.fallback
+            return await self._run_fallback(node, primary_error)
+
+    async def _run_fallback(self, node: Node, primary_error: Exception) -> NodeResult:
+        fallback = self.graph.nodes[str(node.fallback)]
+        record = self.steps.setdefault(fallback.id, StepRecord(fallback.id))
+        record.status, record.started_at = "running", time.time()
+        logger.info(
+            "step failed, running its fallback",
+            extra={"execution_id": self.execution_id, "step_id": node.id},
+        )
+        try:
+            result = await self._attempts(fallback, record)
+        except Exception as exc:
+            record.status, record.error = "failed", describe(exc)
+            raise StepFailed(node.id, exc) from primary_error
+        record.status, record.output, record.action = "completed", result.output, result.action
+        record.finished_at = time.time()
+        self.outputs[fallback.id] = result.output
+        return result
+
+    async def _attempts(self, node: Node, record: StepRecord) -> NodeResult:
+        attempt = 0
+        while True:
+            attempt += 1
+            record.attempts = attempt
+            try:
+                return await self._attempt(node, attempt)
+            except Exception as exc:
+                if not node.retry.should_retry(attempt, exc):
+                    raise
+                record.error = describe(exc)
+                logger.info(
+                    "retrying step after %s",
+                    record.error,
+                    extra={"execution_id": self.execution_id, "step_id": node.id},
+                )
+                await asyncio.sleep(node.retry.delay_for(attempt))
+
+    def _context(self, node: Node, attempt: int) -> NodeContext:
+        return NodeContext(
+            execution_id=self.execution_id,
+            node=node,
+            state=MappingProxyType(dict(self.state)),
+            outputs=MappingProxyType(dict(self.outputs)),
+            attempt=attempt,
+        )
+
+    async def _attempt(self, node: Node, attempt: int) -> NodeResult:
+        ctx = self._context(node, attempt)
+        if node.type == "subflow":
+            return await _with_timeout(node.timeout, node.id, self._subflow(node, ctx))
+        return await self.engine.run_node(self.graph, node.id, ctx)
+
+    async def _subflow(self, node: Node, ctx: NodeContext) -> NodeResult:
+        child_graph = self.engine.graph(str(node.params.get("blueprintId")))
+        inputs = child_inputs(node, ctx.state, ctx.outputs)
+        child_id = f"{ctx.idempotency_key}#{ctx.attempt}"
+        child = await LocalRun(self.engine, child_graph, child_id, inputs).run()
+        self.children[node.id] = child
+        if child.status != "completed":
+            raise SubflowFailed(node.id, child.status, child.error)
+        return self.engine.check_result(node.id, child_result(node, child))
+
+
+def _cause(error: BaseException) -> BaseException:
+    return error.cause if isinstance(error, StepFailed) else error
