@@ -1,0 +1,145 @@
+"""LevelDB-specific behaviour: persistence, the single-process lock, the expiry sweep."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from support import assert_eventually
+
+from store import LevelDBStore, Put, StoreClosed, StoreLocked, open_store
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+OPEN_IN_CHILD = """
+import sys
+from store import StoreLocked, open_store
+try:
+    open_store("leveldb://" + sys.argv[1])
+except StoreLocked as exc:
+    print(type(exc).__name__ + ": " + str(exc))
+    sys.exit(3)
+print("opened")
+"""
+
+
+async def is_absent(store: LevelDBStore, key: str) -> bool:
+    return await store.get(key) is None
+
+
+async def test_values_survive_close_and_reopen(tmp_path: Path) -> None:
+    first = LevelDBStore(tmp_path / "db")
+    await first.batch([Put("a", b"1"), Put("b", b"2", ttl=3600)])
+    await first.incr("n", 7)
+    await first.close()
+    second = LevelDBStore(tmp_path / "db")
+    try:
+        assert [item async for item in second.scan("")] == [
+            ("a", b"1"),
+            ("b", b"2"),
+            ("n", b"7"),
+        ]
+    finally:
+        await second.close()
+
+
+async def test_a_ttl_is_still_honoured_after_reopening(tmp_path: Path) -> None:
+    first = LevelDBStore(tmp_path / "db")
+    await first.put("short", b"v", ttl=0.2)
+    await first.close()
+    second = LevelDBStore(tmp_path / "db")
+    try:
+        await assert_eventually(lambda: is_absent(second, "short"), timeout=5)
+    finally:
+        await second.close()
+
+
+async def test_a_second_process_opening_the_same_directory_gets_store_locked(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "db")
+    holder = LevelDBStore(path)
+    try:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            OPEN_IN_CHILD,
+            path,
+            cwd=REPO_ROOT,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        stdout, stderr = await asyncio.wait_for(child.communicate(), timeout=60)
+    finally:
+        await holder.close()
+    output = stdout.decode()
+    assert child.returncode == 3, (output, stderr.decode())
+    assert output.startswith("StoreLocked: ")
+    assert path in output
+    assert "single-process" in output
+    assert "redis://" in output
+
+
+async def test_a_second_store_on_the_same_directory_in_one_process_gets_store_locked(
+    tmp_path: Path,
+) -> None:
+    holder = LevelDBStore(tmp_path / "db")
+    try:
+        with pytest.raises(StoreLocked, match="single-process") as caught:
+            LevelDBStore(tmp_path / "db")
+        assert caught.value.path == str(tmp_path / "db")
+        assert isinstance(caught.value.__cause__, OSError)
+    finally:
+        await holder.close()
+
+
+async def test_the_directory_can_be_reopened_once_the_first_store_is_closed(
+    tmp_path: Path,
+) -> None:
+    await LevelDBStore(tmp_path / "db").close()
+    reopened = LevelDBStore(tmp_path / "db")
+    await reopened.close()
+    with pytest.raises(StoreClosed):
+        await reopened.get("k")
+
+
+async def test_the_sweep_deletes_expired_records_from_disk(tmp_path: Path) -> None:
+    store = LevelDBStore(tmp_path / "db", sweep_interval=3600)
+    try:
+        await store.put("gone", b"v", ttl=0.1)
+        await store.put("rewritten", b"v", ttl=0.1)
+        await store.put("rewritten", b"kept")  # leaves a stale expiry-index entry
+        await store.put("forever", b"v")
+
+        async def swept_one() -> bool:
+            return await store.sweep() == 1
+
+        await assert_eventually(swept_one, timeout=5)
+        raw_keys = list(store._db.iterator(include_value=False))  # white-box: what is on disk
+        assert raw_keys == [b"dforever", b"drewritten"]
+        assert await store.get("rewritten") == b"kept"
+    finally:
+        await store.close()
+
+
+async def test_open_store_accepts_absolute_and_relative_leveldb_urls(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    absolute = open_store(f"leveldb://{tmp_path}/abs")
+    relative = open_store("leveldb://./rel/data")
+    bare = open_store("leveldb://bare")
+    try:
+        assert isinstance(absolute, LevelDBStore)
+        assert isinstance(relative, LevelDBStore)
+        assert isinstance(bare, LevelDBStore)
+        assert absolute.path == str(tmp_path / "abs")
+        assert relative.path == str(tmp_path / "rel" / "data")
+        assert bare.path == str(tmp_path / "bare")
+    finally:
+        for store in (absolute, relative, bare):
+            await store.close()

@@ -1,0 +1,119 @@
+"""Redis-specific behaviour: prefixes, the scan index, unreachable servers."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis.asyncio as aioredis
+from store_test_helpers import delete_redis_prefix, new_redis_prefix
+from support import assert_eventually
+
+from store import InvalidStoreURL, RedisStore, StoreUnavailable, open_store
+
+
+async def test_an_unreachable_redis_raises_store_unavailable_quickly_with_the_password_masked() -> (
+    None
+):
+    store = open_store("redis://:secret@127.0.0.1:1/0?prefix=app:")
+    started = time.monotonic()
+    try:
+        with pytest.raises(StoreUnavailable) as caught:
+            await store.get("k")
+    finally:
+        await store.close()
+    assert time.monotonic() - started < 5
+    message = str(caught.value)
+    assert "secret" not in message
+    assert "redis://:***@127.0.0.1:1/0" in message
+    assert caught.value.url == "redis://:***@127.0.0.1:1/0?prefix=app:"
+    assert caught.value.__cause__ is not None
+
+
+async def test_writes_to_an_unreachable_redis_raise_store_unavailable() -> None:
+    store = RedisStore("redis://user:pw@127.0.0.1:1/0")
+    try:
+        with pytest.raises(StoreUnavailable, match=r"redis://user:\*\*\*@127\.0\.0\.1:1/0"):
+            await store.incr("n")
+    finally:
+        await store.close()
+
+
+async def test_keys_are_stored_under_the_prefix_and_scan_strips_it(
+    redis_prefix: tuple[str, str],
+) -> None:
+    url, prefix = redis_prefix
+    store = open_store(f"{url}?prefix={prefix}")
+    raw = aioredis.Redis.from_url(url)
+    try:
+        await store.put("job:1", b"v")
+        assert await raw.get(f"{prefix}job:1") == b"v"
+        assert [item async for item in store.scan("job:")] == [("job:1", b"v")]
+    finally:
+        await store.close()
+        await raw.aclose()
+
+
+async def test_stores_with_different_prefixes_do_not_see_each_other(
+    redis_prefix: tuple[str, str],
+) -> None:
+    url, prefix = redis_prefix
+    other_prefix = new_redis_prefix()
+    mine, theirs = RedisStore(url, prefix=prefix), RedisStore(url, prefix=other_prefix)
+    try:
+        await mine.put("k", b"mine")
+        await theirs.put("k", b"theirs")
+        await theirs.incr("n")
+        assert await mine.get("k") == b"mine"
+        assert [item async for item in mine.scan("")] == [("k", b"mine")]
+        assert await mine.delete("n") is False
+    finally:
+        await mine.close()
+        await theirs.close()
+        await delete_redis_prefix(url, other_prefix)
+
+
+async def test_two_store_objects_on_one_prefix_share_data_and_atomics(
+    redis_prefix: tuple[str, str],
+) -> None:
+    url, prefix = redis_prefix
+    first, second = RedisStore(url, prefix=prefix), RedisStore(url, prefix=prefix)
+    try:
+        assert await first.set_if_absent("leader", b"first") is True
+        assert await second.set_if_absent("leader", b"second") is False
+        await first.incr("n")
+        assert await second.incr("n") == 2
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_the_sweep_drops_expired_keys_from_the_scan_index(
+    redis_prefix: tuple[str, str],
+) -> None:
+    url, prefix = redis_prefix
+    store = RedisStore(url, prefix=prefix, sweep_interval=3600)
+    raw = aioredis.Redis.from_url(url)
+    try:
+        await store.put("gone", b"v", ttl=0.1)
+        await store.put("kept", b"v")
+
+        async def swept_one() -> bool:
+            return await store.sweep() == 1
+
+        await assert_eventually(swept_one, timeout=5)
+        assert await raw.zrange(f"{prefix}\x00keys", 0, -1) == [b"kept"]
+        assert await raw.zcard(f"{prefix}\x00ttl") == 0
+    finally:
+        await store.close()
+        await raw.aclose()
+
+
+def test_a_prefix_given_both_in_the_url_and_as_an_argument_must_agree() -> None:
+    with pytest.raises(InvalidStoreURL, match="conflicts"):
+        RedisStore("redis://127.0.0.1:6379/0?prefix=a:", prefix="b:")
+
+
+def test_decode_responses_cannot_be_turned_on() -> None:
+    with pytest.raises(ValueError, match="bytes"):
+        RedisStore("redis://127.0.0.1:6379/0", decode_responses=True)
