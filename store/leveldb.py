@@ -119,7 +119,7 @@ class LevelDBStore(StoreContextMixin):
         self._closed = False
         self._db = self._open(self.path)
         self._next_sweep = 0.0
-        with self._lock:
+        with self._locked():
             self._sweep_due()
 
     def __repr__(self) -> str:

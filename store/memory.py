@@ -97,7 +97,8 @@ class MemoryStore(StoreContextMixin):
             else:
                 start = bisect.bisect_right(self._keys, after)
             page: list[tuple[str, bytes]] = []
-            for key in self._keys[start:]:
+            for index in range(start, len(self._keys)):
+                key = self._keys[index]
                 if len(page) == limit or not key.startswith(prefix):
                     break
                 value = self._live_value(key, now)
