@@ -1,5 +1,13 @@
-"""Flowloom orchestration: the graph model, routing/join rules and the local engine."""
+"""Flowloom orchestration: the graph model, routing/join rules and the local engine.
 
+Both engines share this package: code workflows and JSON blueprints compile to one graph
+model (``graph``); ``routing`` and ``state`` hold the pure rules (routing, joins, state,
+final outputs); ``Engine.run_node`` runs one attempt of one node; ``Engine.execute`` runs a
+whole graph in memory.
+"""
+
+from orchestration.agents import Agent
+from orchestration.blueprint import Blueprint, BlueprintEdge, BlueprintNode, NodeConfig
 from orchestration.conditions import Condition, compile_condition, evaluate
 from orchestration.context import NodeContext, NodeType, Services, current_node_id
 from orchestration.engine import Engine, ExecutionHandle
@@ -17,33 +25,66 @@ from orchestration.errors import (
     UnknownWorkflow,
     UnroutableAction,
 )
+from orchestration.formatting import format_result
 from orchestration.graph import Edge, Graph, JoinPolicy, Node, RetryPolicy
 from orchestration.jsonvalue import JSON
-from orchestration.providers import Completion, LLMProvider, Message, OfflineProvider
+from orchestration.nodes import builtin_registry
+from orchestration.providers import (
+    Completion,
+    LLMProvider,
+    Message,
+    OfflineProvider,
+    OpenAIProvider,
+    ScriptedProvider,
+)
 from orchestration.registry import NodeTypeRegistry
 from orchestration.results import ExecutionResult, StepRecord
 from orchestration.routing import JoinDecision, NodeResult, Routing, join_decision, route
-from orchestration.state import apply_updates, final_outputs, render_template
+from orchestration.state import (
+    DEFAULT_OUTPUT_KEY,
+    apply_updates,
+    final_outputs,
+    render_template,
+    resolve_inputs,
+)
+from orchestration.steps import (
+    ConditionalStep,
+    FunctionStep,
+    ParallelStep,
+    SequentialStep,
+    Step,
+    StepInput,
+)
 from orchestration.subflow import ChildOutcome
 from orchestration.validation import graph_problems
+from orchestration.workflow import CompiledWorkflow, Workflow
 
 __all__ = [
+    "DEFAULT_OUTPUT_KEY",
     "JSON",
+    "Agent",
+    "Blueprint",
+    "BlueprintEdge",
+    "BlueprintNode",
     "BlueprintValidationError",
     "ChildOutcome",
+    "CompiledWorkflow",
     "Completion",
     "Condition",
     "ConditionError",
+    "ConditionalStep",
     "Edge",
     "Engine",
     "ExecutionHandle",
     "ExecutionResult",
+    "FunctionStep",
     "Graph",
     "JoinDecision",
     "JoinPolicy",
     "LLMProvider",
     "Message",
     "Node",
+    "NodeConfig",
     "NodeContext",
     "NodeResult",
     "NodeType",
@@ -51,25 +92,35 @@ __all__ = [
     "NonRetryableError",
     "NotJSONSerializable",
     "OfflineProvider",
+    "OpenAIProvider",
     "OrchestrationError",
+    "ParallelStep",
     "Problem",
     "ProviderError",
     "RetryPolicy",
     "Routing",
+    "ScriptedProvider",
+    "SequentialStep",
     "Services",
+    "Step",
+    "StepInput",
     "StepRecord",
     "StepTimeout",
     "SubflowFailed",
     "UnknownNodeType",
     "UnknownWorkflow",
     "UnroutableAction",
+    "Workflow",
     "apply_updates",
+    "builtin_registry",
     "compile_condition",
     "current_node_id",
     "evaluate",
     "final_outputs",
+    "format_result",
     "graph_problems",
     "join_decision",
     "render_template",
+    "resolve_inputs",
     "route",
 ]

@@ -122,14 +122,22 @@ class Engine:
         """Ids of every registered workflow and blueprint."""
         return tuple(self._graphs)
 
-    def add_graph(self, graph_id: str, nodes: list[Node], edges: list[Edge], **meta: str) -> Graph:
+    def add_graph(
+        self,
+        graph_id: str,
+        nodes: list[Node],
+        edges: list[Edge],
+        *,
+        name: str = "",
+        description: str = "",
+    ) -> Graph:
         """Validate and register a graph built from ``nodes``/``edges``; return it."""
         problems = graph_problems(
             nodes, edges, node_types=self.node_types, graphs={*self._graphs, graph_id}
         )
         if problems:
             raise BlueprintValidationError(graph_id, problems)
-        graph = Graph(graph_id, nodes, edges, **meta)
+        graph = Graph(graph_id, nodes, edges, name=name, description=description)
         self._graphs[graph_id] = graph
         return graph
 
@@ -155,7 +163,14 @@ class Engine:
         from orchestration.blueprint import load_blueprint
 
         model = load_blueprint(blueprint)
-        return self.add_graph(model.graph_id(), *model.to_nodes_and_edges(), **model.meta())
+        nodes, edges = model.to_nodes_and_edges()
+        return self.add_graph(
+            model.graph_id(),
+            nodes,
+            edges,
+            name=model.name or "",
+            description=model.description or "",
+        )
 
     def load_blueprints(self, directory: str | Path) -> list[Graph]:
         """Register every ``*.json`` blueprint of ``directory`` (validated together)."""
@@ -171,7 +186,15 @@ class Engine:
                 nodes, edges, node_types=self.node_types, graphs={*self._graphs, *batch}
             )
             problems += [p.__class__(f"{model.graph_id()}: {p.location}", p.message) for p in found]
-            graphs.append(Graph(model.graph_id(), nodes, edges, **model.meta()))
+            graphs.append(
+                Graph(
+                    model.graph_id(),
+                    nodes,
+                    edges,
+                    name=model.name or "",
+                    description=model.description or "",
+                )
+            )
         if problems:
             raise BlueprintValidationError(str(directory), problems)
         self._graphs.update({graph.id: graph for graph in graphs})

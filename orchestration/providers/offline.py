@@ -152,7 +152,7 @@ def _after(prompt: str, marker: str) -> str:
 def _quoted(prompt: str, after: str = "") -> str:
     start = prompt.lower().find(after.lower()) if after else 0
     match = re.search(r"[\"']([^\"']+)[\"']", prompt[max(start, 0) :])
-    return match.group(1) if match else ""
+    return match.group(1).strip().rstrip(".") if match else ""
 
 
 def _field(prompt: str, label: str) -> str:
@@ -231,7 +231,7 @@ def _outline(prompt: str) -> str:
 
 
 def _draft(prompt: str) -> str:
-    outline = _payload(prompt)
+    outline = _after(prompt, "following outline:") or _payload(prompt)
     topic = _field(outline, "Outline") or "the topic"
     sections = re.findall(r"^\d+\.\s*(.+)$", outline, re.MULTILINE)
     body = [f"# {topic}", "", f"This post walks through {topic}, one idea at a time."]

@@ -1,0 +1,55 @@
+"""``Agent``: a named LLM persona with instructions, a model and an optional provider."""
+
+from __future__ import annotations
+
+from orchestration.providers.base import LLMProvider, Message
+from orchestration.providers.offline import OfflineProvider
+
+__all__ = ["Agent"]
+
+
+class Agent:
+    """An LLM agent: ``instructions`` go in the system message, the prompt in the user one.
+
+    ``provider`` pins the agent to one provider; left ``None``, the agent uses the provider
+    it is given at run time (the engine's), else the ``OfflineProvider``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        instructions: str = "",
+        *,
+        model: str = "gpt-4o-mini",
+        provider: LLMProvider | None = None,
+        temperature: float | None = None,
+        timeout: float | None = 60.0,
+    ) -> None:
+        self.name = name
+        self.instructions = instructions
+        self.model = model
+        self.provider = provider
+        self.temperature = temperature
+        self.timeout = timeout
+
+    def messages(self, prompt: str) -> list[Message]:
+        """The chat messages sent for ``prompt``."""
+        messages: list[Message] = []
+        if self.instructions:
+            messages.append({"role": "system", "content": self.instructions})
+        messages.append({"role": "user", "content": prompt})
+        return messages
+
+    async def run(self, prompt: str, *, provider: LLMProvider | None = None) -> str:
+        """The agent's reply to ``prompt`` (whitespace-trimmed)."""
+        chosen = self.provider or provider or OfflineProvider()
+        completion = await chosen.complete(
+            self.messages(prompt),
+            model=self.model,
+            temperature=self.temperature,
+            timeout=self.timeout,
+        )
+        return completion.text.strip()
+
+    def __repr__(self) -> str:
+        return f"Agent(name={self.name!r}, model={self.model!r})"

@@ -1,0 +1,217 @@
+"""Declarative JSON blueprints (pydantic v2 models) compiled to the graph model.
+
+The format is that of the reference use cases, unchanged::
+
+    {"id"?, "name"?, "description"?,
+     "nodes": [{"id", "uses", "params"?, "config"?}],
+     "edges": [{"source", "target", "action"?, "condition"?}]}
+
+A file without ``id`` takes its file name without ``.json``. ``config`` accepts camelCase
+keys and their snake_case aliases; every duration is in MILLISECONDS:
+
+=====================  ============================  ==========================================
+camelCase              snake_case                    meaning
+=====================  ============================  ==========================================
+``maxRetries``         ``max_retries``               total attempts (1 = no retry)
+``retryDelay``         ``retry_delay``               fixed delay between attempts (ms)
+``timeout``            ``timeout``                   per-attempt timeout (ms)
+``fallback``           ``fallback``                  node id that stands in when this one fails
+``joinStrategy``       ``join_strategy``             ``all`` (default), ``any`` or ``quorum``
+``quorum``             ``quorum``                    k for a ``quorum`` join
+``retry``              ``retry``                     full policy (below); wins over the above
+=====================  ============================  ==========================================
+
+``retry``: ``maxAttempts``, ``initialInterval`` (ms), ``backoffCoefficient``, ``maxInterval``
+(ms), ``jitter`` (fraction), ``nonRetryableErrorTypes`` (class names), or snake_case.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+
+from orchestration.errors import BlueprintValidationError, Problem
+from orchestration.graph import Edge, JoinPolicy, Node, RetryPolicy
+from orchestration.jsonvalue import JSON
+
+__all__ = [
+    "Blueprint",
+    "BlueprintEdge",
+    "BlueprintNode",
+    "NodeConfig",
+    "RetryConfig",
+    "load_blueprint",
+    "load_directory",
+]
+
+
+def _alias(camel: str, snake: str) -> Any:
+    return Field(default=None, validation_alias=AliasChoices(camel, snake))
+
+
+class RetryConfig(BaseModel):
+    """A full retry policy (durations in ms)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int | None = _alias("maxAttempts", "max_attempts")
+    initial_interval: float | None = _alias("initialInterval", "initial_interval")
+    backoff_coefficient: float | None = _alias("backoffCoefficient", "backoff_coefficient")
+    max_interval: float | None = _alias("maxInterval", "max_interval")
+    jitter: float | None = None
+    non_retryable_error_types: list[str] | None = _alias(
+        "nonRetryableErrorTypes", "non_retryable_error_types"
+    )
+
+
+class NodeConfig(BaseModel):
+    """A node's ``config`` (see the module docstring for keys and units)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_retries: int | None = Field(
+        default=None, ge=1, validation_alias=AliasChoices("maxRetries", "max_retries")
+    )
+    retry_delay: float | None = Field(
+        default=None, ge=0, validation_alias=AliasChoices("retryDelay", "retry_delay")
+    )
+    timeout: float | None = Field(default=None, gt=0)
+    fallback: str | None = None
+    join_strategy: Literal["all", "any", "quorum"] | None = _alias("joinStrategy", "join_strategy")
+    quorum: int | None = None
+    retry: RetryConfig | None = None
+
+    def retry_policy(self) -> RetryPolicy:
+        """The node's retry policy; the simple keys give a fixed delay."""
+        policy = RetryPolicy(
+            max_attempts=self.max_retries or 1,
+            initial_interval=(self.retry_delay or 0.0) / 1000,
+            backoff_coefficient=1.0,
+        )
+        if self.retry is None:
+            return policy
+        full = self.retry
+        return RetryPolicy(
+            max_attempts=full.max_attempts or policy.max_attempts,
+            initial_interval=_seconds(full.initial_interval, policy.initial_interval),
+            backoff_coefficient=full.backoff_coefficient or 2.0,
+            max_interval=_seconds(full.max_interval, 60.0),
+            jitter=full.jitter or 0.0,
+            non_retryable_error_types=tuple(full.non_retryable_error_types or ()),
+        )
+
+    def join_policy(self) -> JoinPolicy:
+        """The node's join policy (``quorum`` alone implies a quorum join)."""
+        kind = self.join_strategy or ("quorum" if self.quorum is not None else "all")
+        return JoinPolicy(kind, self.quorum)
+
+
+def _seconds(milliseconds: float | None, default: float) -> float:
+    return default if milliseconds is None else milliseconds / 1000
+
+
+class BlueprintNode(BaseModel):
+    """``{id, uses, params, config}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1)
+    uses: str = Field(min_length=1)
+    params: dict[str, JSON] = Field(default_factory=dict)
+    config: NodeConfig = Field(default_factory=NodeConfig)
+
+    def to_node(self) -> Node:
+        """This node in the graph model."""
+        timeout = self.config.timeout / 1000 if self.config.timeout is not None else None
+        return Node(
+            id=self.id,
+            type=self.uses,
+            params=self.params,
+            retry=self.config.retry_policy(),
+            timeout=timeout,
+            fallback=self.config.fallback,
+            join=self.config.join_policy(),
+        )
+
+
+class BlueprintEdge(BaseModel):
+    """``{source, target, action?, condition?}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str
+    target: str
+    action: str | None = None
+    condition: str | None = None
+
+    def to_edge(self) -> Edge:
+        """This edge in the graph model."""
+        return Edge(self.source, self.target, self.action, self.condition)
+
+
+class Blueprint(BaseModel):
+    """A whole blueprint. ``id`` may be omitted when loading from a file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = None
+    name: str | None = None
+    description: str | None = None
+    nodes: list[BlueprintNode]
+    edges: list[BlueprintEdge] = Field(default_factory=list)
+
+    def graph_id(self) -> str:
+        """The blueprint id (required by now)."""
+        if not self.id:
+            raise BlueprintValidationError("?", [Problem("id", "a blueprint needs an id")])
+        return self.id
+
+    def to_nodes_and_edges(self) -> tuple[list[Node], list[Edge]]:
+        """Nodes and edges of the graph model (not yet validated)."""
+        return [n.to_node() for n in self.nodes], [e.to_edge() for e in self.edges]
+
+
+def _problems(error: ValidationError) -> list[Problem]:
+    return [
+        Problem(".".join(str(part) for part in item["loc"]) or "blueprint", item["msg"])
+        for item in error.errors()
+    ]
+
+
+def parse_blueprint(data: Mapping[str, Any], default_id: str | None = None) -> Blueprint:
+    """Validate ``data``; every schema problem is reported in one ``BlueprintValidationError``."""
+    try:
+        model = Blueprint.model_validate(dict(data))
+    except ValidationError as exc:
+        raise BlueprintValidationError(str(data.get("id") or default_id), _problems(exc)) from None
+    if model.id is None:
+        model.id = default_id
+    return model
+
+
+def _read(path: Path) -> Blueprint:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BlueprintValidationError(path.stem, [Problem(str(path), str(exc))]) from None
+    if not isinstance(data, dict):
+        raise BlueprintValidationError(path.stem, [Problem(str(path), "not a JSON object")])
+    return parse_blueprint(data, default_id=path.stem)
+
+
+def load_blueprint(source: Blueprint | Mapping[str, Any] | str | Path) -> Blueprint:
+    """A ``Blueprint`` from a model, a mapping or a path to a JSON file."""
+    if isinstance(source, Blueprint):
+        return source
+    if isinstance(source, str | Path):
+        return _read(Path(source))
+    return parse_blueprint(source)
+
+
+def load_directory(directory: str | Path) -> list[Blueprint]:
+    """Every ``*.json`` blueprint of ``directory`` (sorted by file name)."""
+    return [_read(path) for path in sorted(Path(directory).glob("*.json"))]
