@@ -127,12 +127,13 @@ class _Topic:
     def group(self, name: str) -> _GroupQueue:
         """The queue of group ``name``; the first group adopts the backlog."""
         if name not in self.groups:
-            queue, self._backlog = self._backlog or _GroupQueue(self._maxsize), None
+            backlog, self._backlog = self._backlog, None
+            queue = backlog if backlog is not None else _GroupQueue(self._maxsize)
             self.groups[name] = queue
         return self.groups[name]
 
     def queues(self) -> list[_GroupQueue]:
-        return list(self.groups.values()) or ([self._backlog] if self._backlog else [])
+        return list(self.groups.values()) or ([self._backlog] if self._backlog is not None else [])
 
     async def put(self, envelope: _Envelope) -> None:
         for queue in self.queues():
@@ -207,6 +208,7 @@ class InProcConsumer:
         return self
 
     async def __anext__(self) -> InProcDelivery:
+        await asyncio.sleep(0)  # let competing consumers of the group take their turn
         while not (self._closed or self.queue.closed):
             envelope = self.queue.pop()
             if envelope is None:
@@ -225,6 +227,7 @@ class InProcConsumer:
         self.broker.dead_letter_nowait(delivery, reason)
 
     def forget(self, delivery: InProcDelivery) -> None:
+        """Stop tracking a settled delivery."""
         self._unacked.pop(id(delivery), None)
 
     async def close(self) -> None:
@@ -232,6 +235,7 @@ class InProcConsumer:
         if self._closed:
             return
         self._closed = True
+        self.broker.forget(self)
         for delivery in self._unacked.values():
             delivery.revoked = True
         returned = [d.envelope.redelivery() for d in self._unacked.values()]
@@ -271,7 +275,7 @@ class InProcBroker:
         self.max_deliveries = max_deliveries
         self.max_message_bytes = max_message_bytes
         self._topics: dict[str, _Topic] = {}
-        self._consumers: list[InProcConsumer] = []
+        self._consumers: set[InProcConsumer] = set()
         self._seq = itertools.count()
         self._closed = False
 
@@ -290,6 +294,10 @@ class InProcBroker:
     def _check_open(self) -> None:
         if self._closed:
             raise BrokerClosed("InProcBroker is closed")
+
+    def forget(self, consumer: InProcConsumer) -> None:
+        """Stop tracking a closed consumer."""
+        self._consumers.discard(consumer)
 
     async def publish(
         self,
@@ -315,7 +323,7 @@ class InProcBroker:
         """A new competing consumer of ``topic`` in ``group``."""
         self._check_open()
         consumer = InProcConsumer(self, topic, group, self._topic(topic).group(group))
-        self._consumers.append(consumer)
+        self._consumers.add(consumer)
         return consumer
 
     async def ensure_topic(self, name: str, partitions: int = 1) -> None:
@@ -349,7 +357,7 @@ class InProcBroker:
         if self._closed:
             return
         self._closed = True
-        for consumer in self._consumers:
+        for consumer in list(self._consumers):
             await consumer.close()
         for topic in self._topics.values():
             topic.close()

@@ -140,8 +140,10 @@ class KafkaBroker:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
-        client.subscribe([topic], listener=listener)
+        # Subscribing after start: start() then only connects (bounded by request_timeout_ms);
+        # the group join, which may wait out a dead member's session, runs in the background.
         await _start(client, self.translate(f"connecting consumer of {topic!r}"))
+        client.subscribe([topic], listener=listener)
         return client
 
     async def _get_producer(self) -> AIOKafkaProducer:

@@ -178,24 +178,36 @@ class KafkaConsumer:
 
     async def settle(self, delivery: KafkaDelivery) -> None:
         """Mark ``delivery`` done and commit the partition's contiguous position."""
-        tp = delivery.partition
-        if self._trackers.get(tp) is not delivery.tracker:
+        tp, tracker = delivery.partition, delivery.tracker
+        if self._trackers.get(tp) is not tracker:
             delivery.revoked = True
             delivery.check_live()
         self._inflight[tp].pop(delivery.offset, None)
-        position = delivery.tracker.done(delivery.offset)
+        position = tracker.done(delivery.offset)
         if position is not None:
             self._pending[tp] = position
-            await self._flush()
+            await self._commit_through(tracker, position)
+            if tracker.committed < position:
+                delivery.revoked = True
+                delivery.check_live()
 
-    async def _flush(self) -> None:
-        """Commit pending positions; concurrent acks share one commit (group commit)."""
+    async def _commit_through(self, tracker: OffsetTracker, position: int) -> None:
+        """Make sure ``position`` is committed; concurrent acks share one commit request."""
         async with self._commit_lock:
-            offsets = {tp: p for tp, p in self._pending.items() if tp in self._trackers}
-            self._pending.clear()
-            if offsets and self._client is not None:
-                async with self.broker.translate("committing offsets"):
-                    await self._client.commit(offsets)
+            if tracker.committed < position:
+                await self._commit_pending()
+
+    async def _commit_pending(self) -> None:
+        """Commit every pending position (call with the commit lock held)."""
+        offsets = {tp: p for tp, p in self._pending.items() if tp in self._trackers}
+        if not offsets or self._client is None:
+            return
+        async with self.broker.translate("committing offsets"):
+            await self._client.commit(offsets)
+        for tp, position in offsets.items():
+            self._trackers[tp].committed = position
+            if self._pending.get(tp) == position:
+                del self._pending[tp]
 
     def assign(self, assigned: set[TopicPartition]) -> None:
         """Fresh trackers for newly assigned partitions (positions restart at the commit)."""
@@ -206,11 +218,13 @@ class KafkaConsumer:
 
     async def revoke(self, revoked: set[TopicPartition]) -> None:
         """Commit what is settled, then revoke in-flight deliveries of ``revoked``."""
-        with contextlib.suppress(BrokerError):
-            await self._flush()
+        async with self._commit_lock:
+            with contextlib.suppress(BrokerError):
+                await self._commit_pending()
         lost = 0
         for tp in revoked:
             self._trackers.pop(tp, None)
+            self._pending.pop(tp, None)
             for delivery in self._inflight.pop(tp, {}).values():
                 delivery.revoked = True
                 lost += 1

@@ -8,6 +8,8 @@ be settled out of order, so the committable position is the lowest offset not ye
         tracker.track(offset)
     tracker.done(10)   # -> None: 7 is still open, nothing new to commit
     tracker.done(7)    # -> 8: offsets below 8 may be committed
+
+``position`` is the committable position, ``committed`` the last one the cluster confirmed.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ class OffsetTracker:
 
     def __init__(self) -> None:
         self._open: OrderedDict[int, bool] = OrderedDict()
-        self.committable: int | None = None
+        self.position: int | None = None
+        self.committed = -1
 
     def __len__(self) -> int:
         """Number of tracked offsets not yet committable."""
@@ -30,7 +33,7 @@ class OffsetTracker:
 
     def track(self, offset: int) -> None:
         """Record a delivered offset; offsets must arrive in increasing order."""
-        last = next(reversed(self._open), self.committable)
+        last = next(reversed(self._open), self.position)
         if last is not None and offset < last:
             raise ValueError(f"offset {offset} tracked after {last}")
         self._open[offset] = False
@@ -46,6 +49,6 @@ class OffsetTracker:
             if not self._open[first]:
                 break
             del self._open[first]
-            self.committable = first + 1
+            self.position = first + 1
             moved = True
-        return self.committable if moved else None
+        return self.position if moved else None
