@@ -300,7 +300,8 @@ def _category(prompt: str) -> str:
 
 def _ticket(prompt: str) -> str:
     title = _field(prompt, "Title") or "Customer Feedback"
-    description = _field(prompt, "Description") or "See the customer's feedback."
+    described = re.search(r"Description:\s*'(.*)'", prompt)
+    description = described.group(1) if described else "See the customer's feedback."
     return json.dumps({"title": title, "description": description})
 
 
@@ -313,7 +314,7 @@ def _thanks(prompt: str) -> str:
 
 
 def _reassurance(prompt: str) -> str:
-    subject = _quoted(prompt, "regarding") or "your recent experience"
+    subject = _quoted(prompt, "feedback") or "your recent experience"
     return (
         "Hi,\n\nThank you for getting in touch. We have received your feedback regarding "
         f'"{subject}" and created a ticket so the team can look into it. We will keep you '
@@ -346,7 +347,7 @@ def _ban_sql(prompt: str) -> str:
 
 
 def _log_entry(prompt: str) -> str:
-    return "[security-log] " + " | ".join(_payload(prompt).splitlines())
+    return "[security-log] " + " | ".join(prompt.rsplit("\n\n", 1)[-1].strip().splitlines())
 
 
 def _spam_summary(prompt: str) -> str:
@@ -375,19 +376,19 @@ RULES: tuple[Rule, ...] = (
     (_contains("action_ban", "action_approve"), _triage),
     (_asks_true_false, _condition),
     (_contains("hate speech", "severity"), _hate_level),
-    (_contains("outline", "topic"), _outline),
     (_contains("following outline"), _draft),
     (_contains("titles"), _titles),
+    (_contains("outline", "topic"), _outline),
     (_contains("technical skills"), _skills),
     (_contains("tone", "cover letter"), _tone),
     (_contains("to an interview"), _interview_email),
     (_contains("not be moving forward"), _rejection_email),
-    (_contains("summarize", "review"), _summary),
-    (_contains("categorize", "review"), _category),
+    (_contains("--- simulating"), _simulation),
     (_contains("ticket", "json"), _ticket),
     (_contains("thank you", "positive feedback"), _thanks),
     (_contains("received their feedback"), _reassurance),
-    (_contains("--- simulating"), _simulation),
+    (_contains("summarize", "review"), _summary),
+    (_contains("categorize", "review"), _category),
     (_contains("[redacted]"), _redaction),
     (_contains("warning message"), _warning),
     (_contains("ban a user"), _ban_sql),
