@@ -51,7 +51,7 @@ class KafkaBroker:
         *,
         max_deliveries: int = DEFAULT_MAX_DELIVERIES,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        linger_ms: int = 5,
+        linger_ms: int = 0,
         max_batch_size: int = 256 * 1024,
         request_timeout_ms: int = 15_000,
         session_timeout_ms: int = 10_000,
@@ -68,6 +68,9 @@ class KafkaBroker:
     ) -> None:
         """Options not about delivery are passed through to aiokafka under the same names.
 
+        ``linger_ms`` (aiokafka's) delays a send to fill batches. Concurrent publishes are batched
+        even at 0 (records queue up while a request is in flight), and a publisher awaiting each
+        message pays the full linger on every call, hence the default of 0.
         ``auto_create_topics`` creates a topic (``replication_factor``, one partition) the first
         time this broker publishes to or consumes from it, unless it exists.
         """
