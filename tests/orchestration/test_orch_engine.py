@@ -200,7 +200,12 @@ async def test_a_timed_out_attempt_is_retried_and_can_then_succeed() -> None:
 
 async def test_the_fallback_runs_only_when_the_primary_fails() -> None:
     used: list[str] = []
-    backup = FunctionStep("backup", lambda s: used.append("backup") or "from backup")
+
+    def from_backup(state: StepInput) -> str:
+        used.append("backup")
+        return "from backup"
+
+    backup = FunctionStep("backup", from_backup)
 
     def primary_ok(state: StepInput) -> str:
         return "primary"
