@@ -74,10 +74,10 @@ class ExecutionHandle:
         return self._task.done()
 
     def snapshot(self) -> ExecutionResult:
-        """The execution as of now (status ``completed`` only once it is)."""
+        """The execution as of now (status ``running`` until it reaches a final status)."""
         if self._task.done() and not self._task.cancelled():
             return self._task.result()
-        return self._run.result("completed" if self._task.done() else "cancelled")
+        return self._run.result("cancelled" if self._task.done() else "running")
 
     async def result(self) -> ExecutionResult:
         """Wait for the final result (cancelling the waiter cancels the execution)."""

@@ -10,7 +10,8 @@ from orchestration.jsonvalue import JSON
 __all__ = ["ExecutionResult", "ExecutionStatus", "StepRecord", "StepStatus"]
 
 StepStatus = Literal["completed", "failed", "skipped", "cancelled", "pending", "running"]
-ExecutionStatus = Literal["completed", "failed", "cancelled", "timed_out"]
+ExecutionStatus = Literal["completed", "failed", "cancelled", "timed_out", "running"]
+"""Final statuses, plus ``running`` (only in ``ExecutionHandle.snapshot()``)."""
 
 
 @dataclass

@@ -131,7 +131,9 @@ class LocalRun:
     def _finish(self, task: asyncio.Task[NodeResult], node_id: str) -> None:
         record = self.steps[node_id]
         record.finished_at = time.time()
-        error = task.exception()
+        error = (
+            StepFailed(node_id, asyncio.CancelledError()) if task.cancelled() else task.exception()
+        )
         if error is not None:
             record.status, record.error = "failed", describe(_cause(error))
             raise StepFailed(node_id, _cause(error))

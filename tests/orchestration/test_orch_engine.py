@@ -13,12 +13,19 @@ from orchestration import (
     Engine,
     FunctionStep,
     JoinPolicy,
+    Node,
     NodeContext,
+    NodeResult,
+    NodeTypeRegistry,
     NonRetryableError,
     NotJSONSerializable,
+    OfflineProvider,
     OrchestrationError,
     ParallelStep,
+    ProviderError,
     RetryPolicy,
+    ScriptedProvider,
+    Services,
     StepInput,
     UnknownWorkflow,
     Workflow,
@@ -343,3 +350,50 @@ async def test_a_running_execution_is_visible_until_it_finishes() -> None:
     assert not handle.done()
     gate.set()
     assert (await handle.result()).outputs == {"gate": "open"}
+
+
+async def test_a_failed_child_execution_fails_the_subflow_node() -> None:
+    provider = ScriptedProvider(by_node={"work": ProviderError("model unavailable")})
+    engine = Engine(provider=provider)
+    engine.register_blueprint(
+        {
+            "id": "child",
+            "nodes": [{"id": "work", "uses": "llm-process", "params": {"promptTemplate": "do it"}}],
+        }
+    )
+    subflow = {"id": "delegate", "uses": "subflow", "params": {"blueprintId": "child"}}
+    engine.register_blueprint({"id": "parent", "nodes": [subflow]})
+    result = await engine.execute("parent", {})
+    assert result.status == "failed" and result.failed_step == "delegate"
+    assert "SubflowFailed" in (result.error or "") and "model unavailable" in (result.error or "")
+    assert result.children["delegate"].failed_step == "work"
+
+
+async def test_a_user_registered_node_type_runs_from_a_blueprint() -> None:
+    class Shout:
+        async def run(self, node: Node, ctx: NodeContext, services: Services) -> NodeResult:
+            return NodeResult(output=str(ctx.state["word"]).upper(), action="loud")
+
+    registry = NodeTypeRegistry()
+    registry.register("shout", Shout())
+    engine = Engine(node_types=registry)
+    engine.register_blueprint(
+        {
+            "id": "custom",
+            "nodes": [
+                {"id": "s", "uses": "shout"},
+                {"id": "o", "uses": "output", "params": {"promptTemplate": "{{s}}!"}},
+            ],
+            "edges": [{"source": "s", "target": "o", "action": "loud"}],
+        }
+    )
+    result = await engine.execute("custom", {"word": "hey"})
+    assert result.outputs == {"final_output": "HEY!"}
+
+
+async def test_the_offline_provider_labels_itself_offline() -> None:
+    completion = await OfflineProvider().complete(
+        [{"role": "user", "content": "Tell me a joke."}], model="gpt-4o"
+    )
+    assert (completion.provider, completion.model) == ("offline", "offline-rules")
+    assert completion.text.startswith("[offline]")
