@@ -30,6 +30,7 @@ async def run_locally(engine: Engine, scheduler: Scheduler, record: ExecutionRec
         raise
     for step in _step_records(result):
         await persistence.swap_step(eid, None, step)
+    assert result.status != "running"  # execute() returns only final results
     final = FinalStatus(
         status=result.status,
         outputs=dict(result.outputs),

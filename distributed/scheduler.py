@@ -109,7 +109,7 @@ class Scheduler:
         """Complete the execution once every node is completed or skipped."""
         steps = await self.persistence.steps(eid)
         done = {n for n, v in steps.items() if v.record.status in ("completed", "skipped")}
-        if len(done) < len(graph.nodes) or not set(graph.nodes) <= done:
+        if not set(graph.nodes) - graph.fallback_only_nodes() <= done:
             return
         record = await self.persistence.record(eid)
         if record is None:

@@ -9,6 +9,7 @@ side effects idempotent.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, replace
 
@@ -58,11 +59,16 @@ class StepExecutor:
         return await self._fallback(graph, ctx, exc)
 
     async def _fallback(self, graph: Graph, ctx: NodeContext, primary: Exception) -> StepOutcome:
-        fallback = graph.nodes[node_id] if (node_id := ctx.node.fallback) else None
-        assert fallback is not None
-        try:
-            result = await self.engine.run_node(graph, fallback.id, replace(ctx, node=fallback))
-        except Exception as exc:
-            exc.__cause__ = primary
-            return StepOutcome(error=exc)
-        return StepOutcome(result)
+        """Run the fallback node in place of the primary, with the fallback's own retries."""
+        fallback = graph.nodes[str(ctx.node.fallback)]
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                fallback_ctx = replace(ctx, node=fallback, attempt=attempt)
+                return StepOutcome(await self.engine.run_node(graph, fallback.id, fallback_ctx))
+            except Exception as exc:
+                if not fallback.retry.should_retry(attempt, exc):
+                    exc.__cause__ = primary
+                    return StepOutcome(error=exc)
+                await asyncio.sleep(fallback.retry.delay_for(attempt))

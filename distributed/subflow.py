@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from orchestration import Engine, Graph, NodeContext, child_inputs, child_result
+from orchestration import Engine, Graph, NodeContext
+from orchestration.subflow import child_inputs, child_result
 
 from .errors import SubflowFailed
 from .lease import StepLease

@@ -18,6 +18,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from orchestration import Engine, Graph, NodeContext, UnknownWorkflow
 
@@ -141,15 +142,18 @@ class Worker:
     async def _next(self, consumer: TaskConsumer) -> QueuedTask | None:
         """The next delivery, or None once fetching stops (the consumer stays open)."""
         fetch = asyncio.ensure_future(consumer.next())
+        fetch.add_done_callback(_retrieve)  # a fetch orphaned by stop() may end in an error
         stopped = asyncio.ensure_future(self._stopping.wait())
-        done, _ = await asyncio.wait({fetch, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({fetch, stopped}, return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()
-        if fetch in done:
-            return fetch.result()
         fetch.cancel()
-        with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-            await fetch
-        return None
+        try:
+            item = await fetch
+        except (asyncio.CancelledError, StopAsyncIteration):
+            return None  # stopping, or the consumer was closed
+        # Fetched as the stop began: leave it unrun and unacked; closing the consumer hands it
+        # back to the group, so it is not started here only to be cancelled by the stop.
+        return None if self._stopping.is_set() else item
 
     def _finished(self, handler: asyncio.Task[None]) -> None:
         self._handlers.discard(handler)
@@ -308,6 +312,11 @@ class Worker:
         for key, final in zip(keys, finals, strict=True):
             if final is not None:
                 self._cancel(key, _EXECUTION_FINAL)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _not_due(step: StepRecord) -> bool:

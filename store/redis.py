@@ -85,7 +85,9 @@ def _lex_range(prefix: bytes) -> tuple[bytes, bytes]:
 class RedisStore(StoreContextMixin):
     """A ``KVStore`` on Redis. ``url`` is a redis-py URL (``redis://``, ``rediss://``).
 
-    ``redis_options`` go to ``redis.asyncio.Redis.from_url`` (TLS settings, pool size, timeouts).
+    ``redis_options`` go to the connection pool (TLS settings, timeouts); ``max_connections``
+    (default 64) bounds the pool and ``pool_timeout`` (default 10 s) is how long a caller waits
+    for a free connection.
     """
 
     def __init__(
@@ -120,7 +122,16 @@ class RedisStore(StoreContextMixin):
             raise ValueError("RedisStore values are bytes: decode_responses must stay False")
         settings = {**_DEFAULT_OPTIONS, "retry": Retry(NoBackoff(), 0), **options}
         try:
-            return aioredis.Redis.from_url(client_url, **settings, decode_responses=False)
+            # A blocking pool makes callers wait for a free connection (up to pool_timeout)
+            # instead of failing with "Too many connections" under a burst of concurrency.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                client_url,
+                max_connections=settings.pop("max_connections", 64),
+                timeout=settings.pop("pool_timeout", 10.0),
+                **settings,
+                decode_responses=False,
+            )
+            return aioredis.Redis(connection_pool=pool)
         except (ValueError, TypeError) as exc:
             raise InvalidStoreURL(url, str(exc)) from exc
 

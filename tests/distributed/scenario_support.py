@@ -1,0 +1,100 @@
+"""Building blocks of the distributed scenarios: a probe node type and blueprint shorthand."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from distributed import PoolConfig, Runtime, WorkerConfig
+from orchestration import Node, NodeContext, NodeResult, NonRetryableError
+
+FAST_POOL = PoolConfig(
+    worker_count=2,
+    concurrency=8,
+    reaper_interval=0.2,
+    worker=WorkerConfig(lease_ttl=2.0, watch_interval=0.1, grace_period=5.0),
+)
+
+
+class Probe:
+    """A test node type. ``params``: ``wait_for`` a node to start first, ``delay`` seconds,
+    ``fail_times`` failing attempts, ``fail`` (never succeeds), ``action``, ``output``.
+    Records every run and every cancellation it sees."""
+
+    def __init__(self) -> None:
+        self.runs: Counter[tuple[str, str]] = Counter()
+        self.cancelled: list[tuple[str, str]] = []
+        self.started: set[tuple[str, str]] = set()
+        self._start_events: dict[tuple[str, str], asyncio.Event] = {}
+
+    def validate(self, node: Node) -> list[str]:
+        return []
+
+    async def run(self, node: Node, ctx: NodeContext, services: Any) -> NodeResult:
+        key = (ctx.execution_id, node.id)
+        self.runs[key] += 1
+        self.started.add(key)
+        self._start_event(key).set()
+        _log(ctx, f"start {ctx.execution_id} {node.id}")
+        params = node.params
+        try:
+            await self._wait_for(ctx.execution_id, params.get("wait_for"))
+            await asyncio.sleep(float(params.get("delay", 0)))
+        except asyncio.CancelledError:
+            self.cancelled.append(key)
+            raise
+        if params.get("fail"):
+            raise NonRetryableError(f"{node.id} fails on purpose")
+        if ctx.attempt <= int(params.get("fail_times", 0)):
+            raise RuntimeError(f"{node.id} attempt {ctx.attempt} fails")
+        output = params.get("output", f"{node.id}:{ctx.state.get('x', '')}")
+        action = params.get("action") or ctx.state.get(f"route_{node.id}")
+        _log(ctx, f"end {ctx.execution_id} {node.id}")
+        return NodeResult(output=output, action=action, state_updates={node.id: output})
+
+    async def _wait_for(self, execution_id: str, node_id: object) -> None:
+        """Hold this step until ``node_id`` of the same execution has started (10 s at most)."""
+        if not isinstance(node_id, str):
+            return
+        async with asyncio.timeout(10):
+            await self._start_event((execution_id, node_id)).wait()
+
+    def _start_event(self, key: tuple[str, str]) -> asyncio.Event:
+        return self._start_events.setdefault(key, asyncio.Event())
+
+    def runs_of(self, execution_id: str) -> dict[str, int]:
+        return {node: n for (eid, node), n in self.runs.items() if eid == execution_id}
+
+
+def _log(ctx: NodeContext, line: str) -> None:
+    """Append to the file named by the ``run_log`` input: how crash tests see other processes."""
+    path = ctx.state.get("run_log")
+    if isinstance(path, str):
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(line + "\n")
+
+
+def blueprint(
+    bid: str,
+    nodes: Mapping[str, Mapping[str, Any]],
+    edges: list[tuple[str, str] | tuple[str, str, str]],
+    configs: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A blueprint of ``probe`` nodes: ``nodes`` maps id -> params; edges (src, dst[, action])."""
+    configs = configs or {}
+    return {
+        "id": bid,
+        "nodes": [
+            {"id": n, "uses": "probe", "params": dict(p), "config": dict(configs.get(n, {}))}
+            for n, p in nodes.items()
+        ],
+        "edges": [
+            {"source": e[0], "target": e[1], **({"action": e[2]} if len(e) == 3 else {})}
+            for e in edges
+        ],
+    }
+
+
+RuntimeFactory = Callable[..., Runtime]
