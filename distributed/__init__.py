@@ -29,6 +29,7 @@ from .persistence import KVPersistence, WorkflowPersistence
 from .pool import PoolConfig, WorkerPool
 from .queue import MQTaskQueue, TaskQueue
 from .reaper import Reaper
+from .remote import DistributedParallelStep, RemoteStep
 from .runtime import Runtime
 from .steps import StepExecutor, StepOutcome
 from .worker import Worker, WorkerConfig
@@ -36,6 +37,7 @@ from .worker import Worker, WorkerConfig
 __all__ = [
     "DistributedEngine",
     "DistributedError",
+    "DistributedParallelStep",
     "EngineConfig",
     "ExecutionFinal",
     "ExecutionNotFound",
@@ -49,6 +51,7 @@ __all__ = [
     "MQTaskQueue",
     "PoolConfig",
     "Reaper",
+    "RemoteStep",
     "Runtime",
     "StepExecutor",
     "StepOutcome",

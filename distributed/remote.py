@@ -1,0 +1,341 @@
+"""Steps of a local workflow that run on the worker pool: ``RemoteStep`` and
+``DistributedParallelStep``.
+
+Both are ``FunctionStep``\\ s, so they compile like any code step; their function submits
+executions to a ``DistributedEngine`` and waits for them::
+
+    local = Engine()
+    runtime = Runtime.from_urls(local, store_url=..., broker_url=...)
+    local.register_workflow(
+        Workflow("report")
+        .add_step(RemoteStep("crunch", runtime.engine, "number-crunching", output_key="totals"))
+        .add_step(DistributedParallelStep(
+            "review", runtime.engine, {"pros": optimist, "cons": critic},
+            prompt="Review: {{totals}}",
+        ))
+    )
+
+Semantics:
+
+- **Idempotent submission.** Remote execution ids derive from the local step:
+  ``{execution_id}.{node_id}#{n}`` (``.{key}`` before ``#`` for each agent of a parallel step).
+  A step that runs again -- a redelivery after its worker died, a duplicate -- re-attaches to
+  the remote execution that is still running or has completed, instead of starting a second
+  one. A remote execution that ended otherwise (failed, cancelled, timed out) is never reused:
+  a retry of the local step starts the next ``n``.
+- **Failure.** A remote execution that does not complete fails the step with ``SubflowFailed``
+  carrying its status and root cause (failed step and error), so the local retry policy decides.
+- **Cancellation.** Cancelling the local step (the local execution was cancelled or failed, the
+  step timed out, its worker stopped) cancels the remote executions it waits for; cancellation
+  then reaches the workers running them. A worker that *dies* cancels nothing, and the re-run
+  step re-attaches.
+- **Timeout.** ``timeout`` is each remote execution's deadline (``ExecutionOptions.timeout``):
+  past it the remote execution is ``timed_out`` (set by the pool's reaper, or by the waiting
+  step itself if no pool notices first) and the step fails.
+- **Slots.** The step holds its local slot (a worker slot, when the local workflow itself runs
+  on the pool) while it waits. To run a sub-workflow from a distributed workflow without holding
+  a slot, use a ``subflow`` node.
+
+Workers and clients import the same module: ``DistributedParallelStep`` registers one small
+workflow per agent (id ``{prefix}.{key}``, one ``SequentialStep`` named ``key``) on the local
+engine of ``engine`` when it is constructed, so every process that builds the step knows them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from orchestration import (
+    JSON,
+    Agent,
+    BlueprintValidationError,
+    Engine,
+    FunctionStep,
+    Graph,
+    NodeContext,
+    NodeResult,
+    NotJSONSerializable,
+    Problem,
+    SequentialStep,
+    StepInput,
+    Workflow,
+    render_template,
+)
+from orchestration.jsonvalue import to_json_value
+from orchestration.steps import FunctionStepType, call
+
+from .engine import DistributedEngine
+from .errors import ExecutionFinal, ExecutionNotFound, SubflowFailed, WaitTimeout
+from .models import ExecutionOptions, ExecutionSnapshot, FinalStatus
+
+__all__ = ["DistributedParallelStep", "RemoteStep"]
+
+log = logging.getLogger(__name__)
+
+PROMPT_KEY = "prompt"
+"""The input key that carries the prompt into each agent's execution."""
+
+
+class RemoteStep(FunctionStep):
+    """Run workflow ``workflow_id`` on the pool of ``engine`` as one step of a local workflow.
+
+    ``inputs(state)`` (sync or async) gives the remote execution's inputs; by default it gets
+    everything the step sees (state and completed steps' outputs). The step's output is the
+    remote execution's final outputs: the value itself when there is exactly one, else the
+    dict. ``output_key`` also stores it in the state. ``timeout`` is the remote execution's
+    deadline in seconds. Other keyword options (``retry``, ``depends_on``, ``join``,
+    ``fallback``) are those of every step; see the module docstring for the semantics.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        engine: DistributedEngine,
+        workflow_id: str,
+        *,
+        inputs: Callable[[StepInput], Mapping[str, JSON] | Awaitable[Mapping[str, JSON]]]
+        | None = None,
+        output_key: str | None = None,
+        timeout: float | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(name, self._run, output_key, **options)
+        self.engine = engine
+        self.workflow_id = workflow_id
+        self.inputs = inputs
+        self.remote_timeout = timeout
+
+    def node_params(self) -> dict[str, JSON]:
+        params: dict[str, JSON] = {"remoteWorkflow": self.workflow_id}
+        return params | ({"outputKey": self.output_key} if self.output_key else {})
+
+    async def _run(self, data: StepInput) -> JSON:
+        base = _running_step_id(self.name)
+        raw = dict(data) if self.inputs is None else await call(self.inputs, data)
+        try:
+            inputs = to_json_value(dict(raw))
+        except (TypeError, ValueError) as exc:
+            raise NotJSONSerializable(self.name, "remote input", str(exc)) from None
+        snapshot = await run_remote(
+            self.engine,
+            self.workflow_id,
+            inputs,
+            base,
+            timeout=self.remote_timeout,
+            what=f"remote step {self.name!r}",
+        )
+        outputs = snapshot.outputs
+        return next(iter(outputs.values())) if len(outputs) == 1 else dict(outputs)
+
+    def __repr__(self) -> str:
+        return f"RemoteStep(name={self.name!r}, workflow_id={self.workflow_id!r})"
+
+
+class DistributedParallelStep(FunctionStep):
+    """Ask every agent of ``agents`` the same prompt, each in its own execution on the pool.
+
+    ``prompt`` is a template over the state (``"Review {{draft}}"``) or a callable of the state
+    (sync or async). Each reply lands in the state under its key in ``agents``; the step's
+    output is the dict of replies. The first agent to fail fails the step (naming the agent)
+    and cancels the others. ``timeout`` is the deadline of each agent's execution.
+
+    Constructing the step registers workflow ``{prefix}.{key}`` for each agent on
+    ``engine.local_engine`` (``prefix`` defaults to the step's name). Registering the same
+    definition again is harmless; a different definition under the same id raises
+    ``BlueprintValidationError`` -- give one of the steps another ``prefix``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        engine: DistributedEngine,
+        agents: Mapping[str, Agent],
+        *,
+        prompt: str | Callable[[StepInput], str | Awaitable[str]],
+        timeout: float | None = None,
+        prefix: str | None = None,
+        **options: Any,
+    ) -> None:
+        if not agents:
+            raise ValueError(f"DistributedParallelStep {name!r} needs at least one agent")
+        super().__init__(name, self._run, None, **options)
+        self.engine = engine
+        self.agents = dict(agents)
+        self.prompt = prompt
+        self.remote_timeout = timeout
+        self.prefix = prefix or name
+        for key, agent in self.agents.items():
+            register_agent_workflow(engine.local_engine, self.agent_workflow_id(key), key, agent)
+
+    def agent_workflow_id(self, key: str) -> str:
+        """Id of the workflow that runs agent ``key``."""
+        return f"{self.prefix}.{key}"
+
+    def node_params(self) -> dict[str, JSON]:
+        return {"agents": {key: agent.name for key, agent in self.agents.items()}}
+
+    async def _run(self, data: StepInput) -> NodeResult:
+        base = _running_step_id(self.name)
+        if isinstance(self.prompt, str):
+            prompt = render_template(self.prompt, {}, data, {})
+        else:
+            prompt = str(await call(self.prompt, data))
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = {
+                    key: group.create_task(self._ask(key, prompt, base)) for key in self.agents
+                }
+        except ExceptionGroup as failures:
+            raise failures.exceptions[0] from None
+        replies = {key: task.result() for key, task in tasks.items()}
+        return NodeResult(output=replies, state_updates=replies)
+
+    async def _ask(self, key: str, prompt: str, base: str) -> JSON:
+        what = f"agent {key!r} ({self.agents[key].name}) of step {self.name!r}"
+        try:
+            snapshot = await run_remote(
+                self.engine,
+                self.agent_workflow_id(key),
+                {PROMPT_KEY: prompt},
+                f"{base}.{key}",
+                timeout=self.remote_timeout,
+                what=what,
+            )
+        except Exception as exc:
+            if not isinstance(exc, SubflowFailed):
+                exc.add_note(f"while running {what}")
+            raise
+        return snapshot.outputs.get(key)
+
+    def __repr__(self) -> str:
+        return f"DistributedParallelStep(name={self.name!r}, agents={list(self.agents)!r})"
+
+
+def register_agent_workflow(local: Engine, workflow_id: str, key: str, agent: Agent) -> Graph:
+    """Register (idempotently) the one-step workflow that asks ``agent`` the input prompt."""
+    workflow = Workflow(workflow_id, description=f"agent {agent.name} of a parallel step")
+    workflow.add_step(SequentialStep(key, agent, input_fn=_prompt_of, output_key=key))
+    if workflow_id in local.workflows():
+        compiled = workflow.compile()
+        wanted = Graph(workflow_id, compiled.nodes, compiled.edges).version
+        if local.graph(workflow_id).version != wanted:
+            problem = Problem("id", "already registered with a different definition")
+            raise BlueprintValidationError(workflow_id, [problem])
+    return local.register_workflow(workflow)
+
+
+def _prompt_of(data: StepInput) -> str:
+    return str(data.get(PROMPT_KEY) or "")
+
+
+# -- one remote execution -------------------------------------------------------------------
+
+
+async def run_remote(
+    engine: DistributedEngine,
+    workflow_id: str,
+    inputs: Mapping[str, JSON],
+    base_id: str,
+    *,
+    timeout: float | None,
+    what: str,
+) -> ExecutionSnapshot:
+    """Attach to (or submit) the remote execution for ``base_id`` and wait for it.
+
+    Returns the completed snapshot; raises ``SubflowFailed`` naming ``what`` and the root cause
+    when it ends otherwise. Cancelling the caller cancels the remote execution.
+    """
+    options = ExecutionOptions(timeout=timeout)
+    execution_id = await _attach_or_submit(engine, workflow_id, inputs, options, base_id)
+    try:
+        snapshot = await _wait(engine, execution_id)
+    except asyncio.CancelledError:
+        await asyncio.shield(_cancel(engine, execution_id))
+        raise
+    if snapshot.status != "completed":
+        cause = f"{snapshot.failed_step}: {snapshot.error}" if snapshot.failed_step else None
+        raise SubflowFailed(
+            f"{what}: remote execution {execution_id} of {workflow_id!r} ended "
+            f"{snapshot.status}: {cause or snapshot.error}"
+        )
+    return snapshot
+
+
+async def _attach_or_submit(
+    engine: DistributedEngine,
+    workflow_id: str,
+    inputs: Mapping[str, JSON],
+    options: ExecutionOptions,
+    base_id: str,
+) -> str:
+    """The id of the first ``base_id#n`` that is running or completed, submitting a new one
+    where none is (executions that ended otherwise belong to earlier, failed attempts)."""
+    persistence = engine.persistence
+    for n in itertools.count(1):
+        execution_id = f"{base_id}#{n}"
+        if await persistence.record(execution_id) is None:
+            with contextlib.suppress(ExecutionFinal):  # a duplicate of this step submitted it
+                return await engine.execute_async(
+                    workflow_id, inputs, options, execution_id=execution_id
+                )
+        final = await persistence.final(execution_id)
+        if final is None or final.status == "completed":
+            log.info("re-attaching to remote execution %s", execution_id)
+            return execution_id
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _wait(engine: DistributedEngine, execution_id: str) -> ExecutionSnapshot:
+    """Wait for the final status; at the deadline, time the execution out ourselves (the
+    first writer wins, so a reaper that got there first keeps its word)."""
+    record = await engine.persistence.record(execution_id)
+    deadline = record.deadline if record is not None else None
+    remaining = None if deadline is None else max(deadline - time.time(), 0.0)
+    try:
+        return await engine.wait(execution_id, timeout=remaining)
+    except WaitTimeout:
+        assert record is not None
+        error = f"execution deadline of {record.options.timeout}s passed"
+        await engine.scheduler.finalize(execution_id, FinalStatus(status="timed_out", error=error))
+        return await engine.get_execution_status(execution_id)
+
+
+async def _cancel(engine: DistributedEngine, execution_id: str) -> None:
+    log.info("local step cancelled; cancelling remote execution %s", execution_id)
+    try:
+        await engine.cancel(execution_id)
+    except ExecutionNotFound:
+        pass
+    except Exception:
+        log.exception("could not cancel remote execution %s", execution_id)
+
+
+# -- which step is running ------------------------------------------------------------------
+
+_FUNCTION_STEP_RUN = FunctionStepType.run.__code__
+
+
+def _running_step_id(step_name: str) -> str:
+    """``{execution_id}.{node_id}`` of the node attempt that is calling this step function.
+
+    Step functions receive only the state, so the ``NodeContext`` is read from the frame of
+    ``FunctionStepType.run`` that awaits them (in local runs and on workers alike). Called any
+    other way, the id is random, and re-runs are not recognised.
+    """
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is _FUNCTION_STEP_RUN:
+            ctx = frame.f_locals.get("ctx")
+            if isinstance(ctx, NodeContext):
+                return f"{ctx.execution_id}.{ctx.node.id}"
+        frame = frame.f_back  # type: ignore[assignment]
+    log.warning("step %r is not running as a node; its remote executions get random ids", step_name)
+    return f"{uuid.uuid4().hex}.{step_name}"
