@@ -8,6 +8,7 @@ default: LevelDB + the in-process broker). Steps run at least once, state transi
 from .engine import DistributedEngine, EngineConfig
 from .errors import (
     DistributedError,
+    ExecutionExists,
     ExecutionFinal,
     ExecutionNotFound,
     InvalidConfiguration,
@@ -39,6 +40,7 @@ __all__ = [
     "DistributedError",
     "DistributedParallelStep",
     "EngineConfig",
+    "ExecutionExists",
     "ExecutionFinal",
     "ExecutionNotFound",
     "ExecutionOptions",

@@ -17,7 +17,7 @@ from typing import Any
 
 from orchestration import Engine, UnknownWorkflow
 
-from .errors import ExecutionFinal, ExecutionNotFound, WaitTimeout
+from .errors import ExecutionExists, ExecutionFinal, ExecutionNotFound, WaitTimeout
 from .local import run_locally
 from .models import ExecutionOptions, ExecutionRecord, ExecutionSnapshot, FinalStatus
 from .persistence import VersionedStep, WorkflowPersistence
@@ -60,7 +60,8 @@ class DistributedEngine:
         *,
         execution_id: str | None = None,
     ) -> str:
-        """Submit an execution and return its id at once (UnknownWorkflow if not registered)."""
+        """Submit an execution and return its id at once. Raises ``UnknownWorkflow`` if the
+        workflow is not registered, ``ExecutionExists`` if ``execution_id`` was used before."""
         options = options or ExecutionOptions()
         graph = self.local_engine.graph(workflow_id)
         record = ExecutionRecord(
@@ -72,7 +73,7 @@ class DistributedEngine:
         )
         if options.distributed:
             if not await self.scheduler.start(record, graph):
-                raise ExecutionFinal(record.execution_id, "already submitted")
+                raise ExecutionExists(record.execution_id)
         else:
             task = asyncio.create_task(run_locally(self.local_engine, self.scheduler, record))
             self._local_runs[record.execution_id] = task

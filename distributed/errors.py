@@ -14,6 +14,7 @@ from __future__ import annotations
 
 __all__ = [
     "DistributedError",
+    "ExecutionExists",
     "ExecutionFinal",
     "ExecutionNotFound",
     "InvalidConfiguration",
@@ -31,6 +32,12 @@ class DistributedError(Exception):
 class ExecutionNotFound(DistributedError):
     def __init__(self, execution_id: str) -> None:
         super().__init__(f"no execution with id {execution_id!r}")
+        self.execution_id = execution_id
+
+
+class ExecutionExists(DistributedError):
+    def __init__(self, execution_id: str) -> None:
+        super().__init__(f"an execution with id {execution_id!r} was already submitted")
         self.execution_id = execution_id
 
 

@@ -47,7 +47,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -60,20 +59,20 @@ from orchestration import (
     Engine,
     FunctionStep,
     Graph,
-    NodeContext,
     NodeResult,
     NotJSONSerializable,
     Problem,
     SequentialStep,
     StepInput,
     Workflow,
+    current_context,
     render_template,
 )
 from orchestration.jsonvalue import to_json_value
-from orchestration.steps import FunctionStepType, call
+from orchestration.steps import call
 
 from .engine import DistributedEngine
-from .errors import ExecutionFinal, ExecutionNotFound, SubflowFailed, WaitTimeout
+from .errors import ExecutionExists, ExecutionNotFound, SubflowFailed, WaitTimeout
 from .models import ExecutionOptions, ExecutionSnapshot, FinalStatus
 
 __all__ = ["DistributedParallelStep", "RemoteStep"]
@@ -282,7 +281,7 @@ async def _attach_or_submit(
     for n in itertools.count(1):
         execution_id = f"{base_id}#{n}"
         if await persistence.record(execution_id) is None:
-            with contextlib.suppress(ExecutionFinal):  # a duplicate of this step submitted it
+            with contextlib.suppress(ExecutionExists):  # a duplicate of this step submitted it
                 return await engine.execute_async(
                     workflow_id, inputs, options, execution_id=execution_id
                 )
@@ -320,22 +319,12 @@ async def _cancel(engine: DistributedEngine, execution_id: str) -> None:
 
 # -- which step is running ------------------------------------------------------------------
 
-_FUNCTION_STEP_RUN = FunctionStepType.run.__code__
-
 
 def _running_step_id(step_name: str) -> str:
-    """``{execution_id}.{node_id}`` of the node attempt that is calling this step function.
-
-    Step functions receive only the state, so the ``NodeContext`` is read from the frame of
-    ``FunctionStepType.run`` that awaits them (in local runs and on workers alike). Called any
-    other way, the id is random, and re-runs are not recognised.
-    """
-    frame = sys._getframe(1)
-    while frame is not None:
-        if frame.f_code is _FUNCTION_STEP_RUN:
-            ctx = frame.f_locals.get("ctx")
-            if isinstance(ctx, NodeContext):
-                return f"{ctx.execution_id}.{ctx.node.id}"
-        frame = frame.f_back  # type: ignore[assignment]
+    """``{execution_id}.{node_id}`` of the node attempt calling this step function; random (with
+    a warning) when called outside a node attempt, so re-runs are then not recognised."""
+    ctx = current_context.get()
+    if ctx is not None:
+        return f"{ctx.execution_id}.{ctx.node.id}"
     log.warning("step %r is not running as a node; its remote executions get random ids", step_name)
     return f"{uuid.uuid4().hex}.{step_name}"

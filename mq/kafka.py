@@ -57,6 +57,7 @@ class KafkaBroker:
         session_timeout_ms: int = 10_000,
         heartbeat_interval_ms: int = 3_000,
         max_poll_interval_ms: int = 300_000,
+        fetch_max_wait_ms: int = 500,
         replication_factor: int = 1,
         auto_create_topics: bool = True,
         client_id: str = "flowloom",
@@ -71,6 +72,9 @@ class KafkaBroker:
         ``linger_ms`` (aiokafka's) delays a send to fill batches. Concurrent publishes are batched
         even at 0 (records queue up while a request is in flight), and a publisher awaiting each
         message pays the full linger on every call, hence the default of 0.
+        ``fetch_max_wait_ms`` bounds a fetch's long poll. Kafka answers as soon as data arrives;
+        some Kafka-protocol brokers (Tansu) hold the answer for part of this wait, so tests and
+        benchmarks on them set it low.
         ``auto_create_topics`` creates a topic (``replication_factor``, one partition) the first
         time this broker publishes to or consumes from it, unless it exists.
         """
@@ -84,6 +88,7 @@ class KafkaBroker:
             "session_timeout_ms": session_timeout_ms,
             "heartbeat_interval_ms": heartbeat_interval_ms,
             "max_poll_interval_ms": max_poll_interval_ms,
+            "fetch_max_wait_ms": fetch_max_wait_ms,
         }
         self._producer_options: dict[str, Any] = {
             "linger_ms": linger_ms,

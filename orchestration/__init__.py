@@ -9,7 +9,13 @@ whole graph in memory.
 from orchestration.agents import Agent
 from orchestration.blueprint import Blueprint, BlueprintEdge, BlueprintNode, NodeConfig
 from orchestration.conditions import Condition, compile_condition, evaluate
-from orchestration.context import NodeContext, NodeType, Services, current_node_id
+from orchestration.context import (
+    NodeContext,
+    NodeType,
+    Services,
+    current_context,
+    current_node_id,
+)
 from orchestration.engine import Engine, ExecutionHandle
 from orchestration.errors import (
     BlueprintValidationError,
@@ -114,6 +120,7 @@ __all__ = [
     "apply_updates",
     "builtin_registry",
     "compile_condition",
+    "current_context",
     "current_node_id",
     "evaluate",
     "final_outputs",

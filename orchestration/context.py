@@ -14,10 +14,16 @@ if TYPE_CHECKING:
     from orchestration.providers.base import LLMProvider
     from orchestration.routing import NodeResult
 
-__all__ = ["NodeContext", "NodeType", "Services", "current_node_id"]
+__all__ = ["NodeContext", "NodeType", "Services", "current_context", "current_node_id"]
 
 current_node_id: ContextVar[str | None] = ContextVar("flowloom_current_node_id", default=None)
 """Id of the node whose attempt is running in this task (set by ``Engine.run_node``)."""
+
+current_context: ContextVar[NodeContext | None] = ContextVar(
+    "flowloom_current_context", default=None
+)
+"""The ``NodeContext`` of the attempt running in this task (set by ``Engine.run_node``), for code
+called from a step that is handed only the state (e.g. to derive idempotency keys)."""
 
 
 @dataclass

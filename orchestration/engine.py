@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestration.context import NodeContext, Services, current_node_id
+from orchestration.context import NodeContext, Services, current_context, current_node_id
 from orchestration.errors import (
     BlueprintValidationError,
     NonRetryableError,
@@ -212,13 +212,14 @@ class Engine:
         if node.type == "subflow":
             raise OrchestrationError(f"subflow node {node_id!r} runs as a child execution")
         node_type = self.node_types.get(node.type)
-        token = current_node_id.set(node_id)
+        token, ctx_token = current_node_id.set(node_id), current_context.set(ctx)
         try:
             result = await _with_timeout(
                 node.timeout, node_id, node_type.run(node, ctx, self.services)
             )
         finally:
             current_node_id.reset(token)
+            current_context.reset(ctx_token)
         return self.check_result(node_id, result)
 
     @staticmethod

@@ -13,10 +13,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from scenario_support import FAST_POOL, Probe, RuntimeFactory
+from scenario_support import FAST_POOL, TANSU_OPTIONS, Probe, RuntimeFactory, delete_prefix
 from support import require_kafka, require_redis
 
-from distributed import PoolConfig, Runtime, WorkerConfig
+from distributed import PoolConfig, Runtime
 from orchestration import Engine
 
 
@@ -43,7 +43,7 @@ def _cluster_runtime(local: Engine, pool: PoolConfig | None, tag: str) -> Runtim
         namespace=f"{tag}/",
         topic=f"{tag}.tasks",
         store_options={"prefix": f"{tag}:"},
-        broker_options={"session_timeout_ms": 6000, "heartbeat_interval_ms": 500},
+        broker_options=TANSU_OPTIONS,
     )
 
 
@@ -67,34 +67,13 @@ async def make_runtime(
                 pool=pool,
                 workers=workers,
             )
-        group = PoolConfig(
-            worker_count=(pool or FAST_POOL).worker_count,
-            concurrency=(pool or FAST_POOL).concurrency,
-            reaper_interval=(pool or FAST_POOL).reaper_interval,
-            worker=_with_group((pool or FAST_POOL).worker, f"{tag}.workers"),
-        )
-        return _cluster_runtime(local, group, tag)
+        base = pool or FAST_POOL
+        grouped = replace(base, worker=replace(base.worker, group=f"{tag}.workers"))
+        return _cluster_runtime(local, grouped, tag)
 
     yield make
     if backend == "cluster":
-        await _delete_prefix(f"{tag}:")
-
-
-async def _delete_prefix(prefix: str) -> None:
-    """Remove what a cluster test wrote to the shared Redis (only its own prefix)."""
-    from store import Delete, open_store
-
-    store = open_store(require_redis(), prefix=prefix)
-    try:
-        keys = [key async for key, _ in store.scan("")]
-        for start in range(0, len(keys), 500):
-            await store.batch([Delete(k) for k in keys[start : start + 500]])
-    finally:
-        await store.close()
-
-
-def _with_group(config: WorkerConfig, group: str) -> WorkerConfig:
-    return replace(config, group=group)
+        await delete_prefix(f"{tag}:")
 
 
 @pytest.fixture

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+from support import require_redis
 
 from distributed import PoolConfig, Runtime, WorkerConfig
 from orchestration import Node, NodeContext, NodeResult, NonRetryableError
+from store import Delete, open_store
 
 FAST_POOL = PoolConfig(
     worker_count=2,
@@ -20,7 +23,8 @@ FAST_POOL = PoolConfig(
 
 class Probe:
     """A test node type. ``params``: ``wait_for`` a node to start first, ``delay`` seconds,
-    ``fail_times`` failing attempts, ``fail`` (never succeeds), ``action``, ``output``.
+    ``fail_times`` failing attempts, ``fail`` (never succeeds), ``action``, ``output``,
+    ``non_json`` (returns an object that is not JSON).
     Records every run and every cancellation it sees."""
 
     def __init__(self) -> None:
@@ -50,6 +54,8 @@ class Probe:
         if ctx.attempt <= int(params.get("fail_times", 0)):
             raise RuntimeError(f"{node.id} attempt {ctx.attempt} fails")
         output = params.get("output", f"{node.id}:{ctx.state.get('x', '')}")
+        if params.get("non_json"):
+            output = {"oops": object()}  # what a buggy step might return
         action = params.get("action") or ctx.state.get(f"route_{node.id}")
         _log(ctx, f"end {ctx.execution_id} {node.id}")
         return NodeResult(output=output, action=action, state_updates={node.id: output})
@@ -76,10 +82,15 @@ def _log(ctx: NodeContext, line: str) -> None:
             log.write(line + "\n")
 
 
+def plain(*node_ids: str) -> dict[str, dict[str, Any]]:
+    """Probe nodes with no parameters."""
+    return {node_id: {} for node_id in node_ids}
+
+
 def blueprint(
     bid: str,
-    nodes: Mapping[str, Mapping[str, Any]],
-    edges: list[tuple[str, str] | tuple[str, str, str]],
+    nodes: Mapping[str, Any],
+    edges: Sequence[tuple[str, ...]],
     configs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """A blueprint of ``probe`` nodes: ``nodes`` maps id -> params; edges (src, dst[, action])."""
@@ -98,3 +109,18 @@ def blueprint(
 
 
 RuntimeFactory = Callable[..., Runtime]
+
+# Short group timeouts, and a short fetch long-poll: Tansu holds a waiting fetch's answer for
+# about half of fetch_max_wait_ms even when data arrives (Kafka answers at once).
+TANSU_OPTIONS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500, "fetch_max_wait_ms": 20}
+
+
+async def delete_prefix(prefix: str) -> None:
+    """Remove what a cluster test wrote to the shared Redis (only its own prefix)."""
+    store = open_store(require_redis(), prefix=prefix)
+    try:
+        keys = [key async for key, _ in store.scan("")]
+        for start in range(0, len(keys), 500):
+            await store.batch([Delete(k) for k in keys[start : start + 500]])
+    finally:
+        await store.close()

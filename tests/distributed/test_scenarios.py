@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import pytest
-from scenario_support import FAST_POOL, Probe, RuntimeFactory, blueprint
+from scenario_support import FAST_POOL, Probe, RuntimeFactory, blueprint, plain
 from support import assert_eventually
 
 from distributed import ExecutionOptions, LeaseLost, Runtime, Task
@@ -49,9 +49,9 @@ async def test_a_fan_out_of_fifty_joins_once(
     runtime: Runtime, engine: Engine, probe: Probe
 ) -> None:
     branches = [f"b{i}" for i in range(50)]
-    nodes = {"start": {}, **{b: {} for b in branches}, "join": {}}
+    nodes = plain("start", *branches, "join")
     edges = [("start", b) for b in branches] + [(b, "join") for b in branches]
-    engine.register_blueprint(blueprint("fanout", nodes, edges))  # type: ignore[arg-type]
+    engine.register_blueprint(blueprint("fanout", nodes, edges))
     snapshot = await run(runtime, "fanout")
     assert snapshot.status == "completed"
     runs = probe.runs_of(snapshot.execution_id)
@@ -84,7 +84,13 @@ async def test_a_quorum_of_two_out_of_three_fires_once(
 async def test_exclusive_branches_skip_the_untaken_path_and_the_join_below_fires_once(
     runtime: Runtime, engine: Engine, probe: Probe, route: str
 ) -> None:
-    nodes = {"decide": {}, "yes": {}, "no": {}, "after_no": {}, "join": {}}
+    nodes: dict[str, dict[str, object]] = {
+        "decide": {},
+        "yes": {},
+        "no": {},
+        "after_no": {},
+        "join": {},
+    }
     edges = [
         ("decide", "yes", "yes"),
         ("decide", "no", "no"),
@@ -92,7 +98,7 @@ async def test_exclusive_branches_skip_the_untaken_path_and_the_join_below_fires
         ("yes", "join"),
         ("after_no", "join"),
     ]
-    engine.register_blueprint(blueprint(f"branch-{route}", nodes, edges))  # type: ignore[arg-type]
+    engine.register_blueprint(blueprint(f"branch-{route}", nodes, edges))
     snapshot = await run(runtime, f"branch-{route}", {"route_decide": route})
     assert snapshot.status == "completed"
     runs = probe.runs_of(snapshot.execution_id)
@@ -108,7 +114,7 @@ async def test_an_action_with_no_matching_edge_fails_naming_the_node_and_action(
     edges = [("r", "a", "left"), ("r", "b", "right")]
     engine.register_blueprint(
         blueprint("unroutable", {"r": {"action": "up"}, "a": {}, "b": {}}, edges)
-    )  # type: ignore[arg-type]
+    )
     snapshot = await run(runtime, "unroutable")
     assert snapshot.status == "failed"
     assert snapshot.failed_step == "r"
@@ -176,7 +182,7 @@ async def test_a_duplicate_delivery_of_a_finished_step_changes_nothing(
 ) -> None:
     nodes = {"r": {"action": "go"}, "fast": {}, "slow": {"delay": 0.5}, "j": {}}
     edges = [("r", "fast", "go"), ("r", "slow", "go"), ("fast", "j"), ("slow", "j")]
-    engine.register_blueprint(blueprint("dupes", nodes, edges))  # type: ignore[arg-type]
+    engine.register_blueprint(blueprint("dupes", nodes, edges))
     eid = await runtime.engine.execute_async("dupes", {})
     await assert_eventually(lambda: _status_of(runtime, eid, "fast", "completed"), timeout=WAIT)
     duplicates = [Task(execution_id=eid, node_id=n) for n in ("r", "fast", "r", "fast")]
@@ -324,3 +330,13 @@ async def test_a_subflow_runs_as_a_child_execution_and_maps_its_outputs(
     assert snapshot.steps["sub"].result is not None
     assert snapshot.steps["sub"].result.output == "from child"
     assert probe.runs_of(f"{snapshot.execution_id}.sub") == {"inner": 1}
+
+
+async def test_a_step_returning_non_json_fails_with_an_error_naming_the_step(
+    runtime: Runtime, engine: Engine
+) -> None:
+    engine.register_blueprint(blueprint("nonjson", {"bad": {"non_json": True}}, []))
+    snapshot = await run(runtime, "nonjson")
+    assert snapshot.status == "failed"
+    assert snapshot.failed_step == "bad"
+    assert "bad" in (snapshot.error or "") and "JSON" in (snapshot.error or "")

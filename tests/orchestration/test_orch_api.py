@@ -75,6 +75,7 @@ EXPECTED_ALL = {
     "apply_updates",
     "builtin_registry",
     "compile_condition",
+    "current_context",
     "current_node_id",
     "evaluate",
     "final_outputs",

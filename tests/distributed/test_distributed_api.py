@@ -1,0 +1,87 @@
+"""The public surface of ``distributed`` is explicit and pinned; the CLI runs as users run it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import distributed
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_public_names_are_pinned() -> None:
+    assert sorted(distributed.__all__) == [
+        "DistributedEngine",
+        "DistributedError",
+        "DistributedParallelStep",
+        "EngineConfig",
+        "ExecutionExists",
+        "ExecutionFinal",
+        "ExecutionNotFound",
+        "ExecutionOptions",
+        "ExecutionRecord",
+        "ExecutionSnapshot",
+        "FinalStatus",
+        "InvalidConfiguration",
+        "KVPersistence",
+        "LeaseLost",
+        "MQTaskQueue",
+        "PoolConfig",
+        "Reaper",
+        "RemoteStep",
+        "Runtime",
+        "StepExecutor",
+        "StepOutcome",
+        "StepRecord",
+        "SubflowFailed",
+        "Task",
+        "TaskQueue",
+        "TaskResult",
+        "UndecodableTask",
+        "WaitTimeout",
+        "Worker",
+        "WorkerConfig",
+        "WorkerPool",
+        "WorkflowPersistence",
+    ]
+    for name in distributed.__all__:
+        assert hasattr(distributed, name)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("OPENAI_API_KEY", None)
+    return subprocess.run(
+        [sys.executable, "-m", "distributed", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_demo_runs_a_use_case_on_the_embedded_default_and_says_which_provider() -> None:
+    done = run_cli("demo", "job-application")
+    assert done.returncode == 0, done.stderr
+    assert "LLM provider: offline" in done.stdout
+    assert "Route: extract_skills" in done.stdout
+    assert "Dear Ada Lovelace" in done.stdout
+    assert "leveldb://" in done.stderr  # the embedded default, no services
+
+
+def test_the_demo_reports_the_branch_a_scenario_takes() -> None:
+    done = run_cli("demo", "job-application", "not-qualified", "--json")
+    assert done.returncode == 0, done.stderr
+    assert '"send_rejection_email"' in done.stdout
+    assert '"status": "completed"' in done.stdout
+
+
+def test_an_unknown_use_case_is_a_usage_error() -> None:
+    done = run_cli("demo", "no-such-case")
+    assert done.returncode == 2
+    assert "invalid choice" in done.stderr
