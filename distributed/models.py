@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "FINAL_STATUSES",
@@ -38,11 +38,24 @@ class _Model(BaseModel):
 
 
 class ExecutionOptions(_Model):
-    """How an execution runs: on the worker pool (``distributed``) or in this process."""
+    """How an execution runs.
+
+    ``distributed``: on the worker pool (durable: every step is checkpointed), or in this
+    process on the local engine (recorded when it ends; not durable). ``timeout``: the
+    execution's deadline in seconds, after which it is ``timed_out``. ``checkpoints``: a
+    distributed execution always checkpoints each step, so ``checkpoints=False`` is accepted
+    only with ``distributed=False``.
+    """
 
     distributed: bool = True
     timeout: float | None = Field(default=None, gt=0, description="execution deadline, seconds")
     checkpoints: bool = True
+
+    @model_validator(mode="after")
+    def _checkpoints_with_distributed(self) -> ExecutionOptions:
+        if self.distributed and not self.checkpoints:
+            raise ValueError("distributed executions checkpoint every step; use distributed=False")
+        return self
 
 
 class ParentRef(_Model):

@@ -18,7 +18,7 @@ from orchestration.subflow import child_inputs, child_result
 
 from .errors import SubflowFailed
 from .lease import StepLease
-from .models import ExecutionOptions, ExecutionRecord, ParentRef, StepRecord
+from .models import ExecutionRecord, ParentRef, StepRecord
 from .persistence import WorkflowPersistence
 from .scheduler import Scheduler, execution_state
 from .steps import StepOutcome
@@ -43,7 +43,6 @@ async def start_child(
         workflow_id=blueprint_id,
         graph_version=graph.version,
         inputs=child_inputs(node, ctx.state, ctx.outputs),
-        options=ExecutionOptions(checkpoints=parent.options.checkpoints),
         parent=ParentRef(execution_id=parent.execution_id, node_id=node.id),
     )
     await scheduler.start(child, graph)

@@ -17,9 +17,11 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
+from mq import BrokerError
 from orchestration import Engine, Graph, NodeContext, UnknownWorkflow
 
 from .commit import StepCommitter
@@ -168,13 +170,13 @@ class Worker:
             await self._process(item.task)
         except _DeadLetter as exc:
             log.warning("dead-lettering task: %s", exc)
-            await self.queue.dead_letter(item.delivery, str(exc))
+            await _settle(self.queue.dead_letter(item.delivery, str(exc)))
             return
         except Exception:
             log.exception("task failed on infrastructure; redelivering")
-            await item.delivery.nack(requeue=True, reason="worker error")
+            await _settle(item.delivery.nack(requeue=True, reason="worker error"))
             return
-        await item.ack()
+        await _settle(item.ack())
 
     async def _process(self, task: Task) -> None:
         eid, node_id = task.execution_id, task.node_id
@@ -312,6 +314,15 @@ class Worker:
         for key, final in zip(keys, finals, strict=True):
             if final is not None:
                 self._cancel(key, _EXECUTION_FINAL)
+
+
+async def _settle(settling: Awaitable[None]) -> None:
+    """Ack/nack/dead-letter. If that fails (say the partition moved in a rebalance) the message
+    is redelivered; the outcome is already recorded, so the copy changes nothing."""
+    try:
+        await settling
+    except BrokerError as exc:
+        log.warning("could not settle a delivery (%s); it will be redelivered", exc)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
