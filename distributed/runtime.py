@@ -25,6 +25,7 @@ from .persistence import KVPersistence
 from .pool import PoolConfig, WorkerPool
 from .queue import MQTaskQueue
 from .steps import StepExecutor
+from .timebox import within
 
 __all__ = ["Runtime"]
 
@@ -103,12 +104,17 @@ class Runtime:
             log.info("re-enqueued the ready steps of %d unfinished executions", count)
         return count
 
-    async def close(self, grace_period: float | None = None) -> None:
+    async def close(
+        self, grace_period: float | None = None, *, close_timeout: float = 10.0
+    ) -> None:
+        """Stop the pool (graceful, see ``Worker.stop``), then close the connections; each
+        connection gets ``close_timeout`` seconds, so a broker that stops answering cannot
+        hold the shutdown."""
         if self.pool is not None:
             await self.pool.stop(grace_period)
         await self.engine.close()
-        await self.broker.close()
-        await self.store.close()
+        await within(self.broker.close(), close_timeout, "closing the broker")
+        await within(self.store.close(), close_timeout, "closing the store")
 
     async def __aenter__(self) -> Self:
         await self.start()

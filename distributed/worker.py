@@ -33,6 +33,7 @@ from .queue import QueuedTask, TaskConsumer, TaskQueue
 from .scheduler import Scheduler, execution_state
 from .steps import StepExecutor, StepOutcome
 from .subflow import child_outcome, start_child
+from .timebox import within
 
 __all__ = ["Worker", "WorkerConfig"]
 
@@ -49,7 +50,8 @@ class WorkerConfig:
     ``lease_ttl``: how long a step's lease lasts without a heartbeat (a dead worker's steps are
     re-run after it). ``watch_interval``: how often running steps look for a final status, so
     ``cancel()`` reaches running code within about that long. ``grace_period``: how long a
-    graceful stop lets running steps finish before cancelling them.
+    graceful stop lets running steps finish before cancelling them; ``close_timeout``: how long
+    each later stop phase (cancelled steps releasing leases, closing the consumer) may take.
     """
 
     concurrency: int = 4
@@ -58,6 +60,7 @@ class WorkerConfig:
     heartbeat_interval: float | None = None  # default: lease_ttl / 3
     watch_interval: float = 0.25
     grace_period: float = 10.0
+    close_timeout: float = 5.0
 
     @property
     def heartbeat(self) -> float:
@@ -119,10 +122,11 @@ class Worker:
             await asyncio.wait(set(self._handlers), timeout=grace)
         for handler in list(self._handlers):
             handler.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
+        if self._handlers:
+            await asyncio.wait(set(self._handlers), timeout=self.config.close_timeout)
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.wait(self._tasks, timeout=self.config.close_timeout)
 
     # -- fetching -----------------------------------------------------------------------------
 
@@ -139,7 +143,9 @@ class Worker:
                 handler.add_done_callback(self._finished)
             await asyncio.Event().wait()  # keep unacked deliveries ours until stop() ends us
         finally:
-            await consumer.close()
+            await within(
+                consumer.close(), self.config.close_timeout, f"closing {self.id}'s consumer"
+            )
 
     async def _next(self, consumer: TaskConsumer) -> QueuedTask | None:
         """The next delivery, or None once fetching stops (the consumer stays open)."""
