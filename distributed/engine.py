@@ -93,10 +93,12 @@ class DistributedEngine:
         return await self.wait(execution_id, timeout=timeout)
 
     async def wait(self, execution_id: str, timeout: float | None = None) -> ExecutionSnapshot:
-        """Poll until the execution is final; ``WaitTimeout`` after ``timeout`` seconds."""
+        """Poll until the execution is final; ``WaitTimeout`` after ``timeout`` seconds,
+        ``ExecutionNotFound`` if there is no such execution (or retention removed it)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         interval = self.config.poll_interval
         while await self.persistence.final(execution_id) is None:
+            await self._require(execution_id)
             if deadline is not None and time.monotonic() >= deadline:
                 raise WaitTimeout(execution_id, timeout or 0.0)
             await asyncio.sleep(interval)

@@ -2,12 +2,12 @@
 
 DistributedError
 ├── ExecutionNotFound        no execution with that id
-├── ExecutionFinal           the execution already has a final status (cancel/pause/resume refused)
+├── ExecutionExists          an execution with that id was already submitted
+├── ExecutionFinal           the execution already has a final status (pause/resume refused)
 ├── WaitTimeout              wait() gave up before the execution reached a final status
 ├── UndecodableTask          a queue message is not a valid task (sent to the dead-letter topic)
 ├── LeaseLost                this worker's lease on a step moved to another worker (fenced)
-├── SubflowFailed            a subflow's child execution ended other than completed
-└── InvalidConfiguration     a URL or option the engine cannot use
+└── SubflowFailed            a subflow's child execution ended other than completed
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ __all__ = [
     "ExecutionExists",
     "ExecutionFinal",
     "ExecutionNotFound",
-    "InvalidConfiguration",
     "LeaseLost",
     "SubflowFailed",
     "UndecodableTask",
@@ -65,7 +64,3 @@ class LeaseLost(DistributedError):
 
 class SubflowFailed(DistributedError):
     """The child execution of a subflow step failed, was cancelled or timed out."""
-
-
-class InvalidConfiguration(DistributedError):
-    """A URL or option the engine cannot use."""

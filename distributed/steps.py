@@ -28,10 +28,6 @@ class StepOutcome:
     error: BaseException | None = None
     retry_in: float | None = None
 
-    @property
-    def failed(self) -> bool:
-        return self.result is None
-
     def describe_error(self) -> str:
         return f"{type(self.error).__name__}: {self.error}" if self.error else "unknown error"
 

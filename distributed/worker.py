@@ -99,11 +99,6 @@ class Worker:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
-    @property
-    def busy(self) -> int:
-        """How many tasks this worker is handling now."""
-        return len(self._handlers)
-
     async def start(self) -> None:
         consumer = await self.queue.consumer(self.config.group)
         self._fetching.set()

@@ -25,7 +25,6 @@ def test_the_public_names_are_pinned() -> None:
         "ExecutionRecord",
         "ExecutionSnapshot",
         "FinalStatus",
-        "InvalidConfiguration",
         "KVPersistence",
         "LeaseLost",
         "MQTaskQueue",

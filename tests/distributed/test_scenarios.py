@@ -9,7 +9,14 @@ import pytest
 from scenario_support import FAST_POOL, Probe, RuntimeFactory, blueprint, plain
 from support import assert_eventually
 
-from distributed import ExecutionOptions, LeaseLost, Runtime, Task
+from distributed import (
+    ExecutionNotFound,
+    ExecutionOptions,
+    KVPersistence,
+    LeaseLost,
+    Runtime,
+    Task,
+)
 from distributed.lease import acquire_lease
 from orchestration import Engine
 
@@ -340,3 +347,38 @@ async def test_a_step_returning_non_json_fails_with_an_error_naming_the_step(
     assert snapshot.status == "failed"
     assert snapshot.failed_step == "bad"
     assert "bad" in (snapshot.error or "") and "JSON" in (snapshot.error or "")
+
+
+async def test_a_finished_execution_can_be_purged_and_leaves_no_keys(
+    runtime: Runtime, engine: Engine
+) -> None:
+    engine.register_blueprint(blueprint("purged", {"a": {}, "b": {}}, [("a", "b")]))
+    snapshot = await run(runtime, "purged")
+    persistence = runtime.engine.persistence
+    assert isinstance(persistence, KVPersistence)
+    await persistence.purge(snapshot.execution_id)
+    assert await persistence.record(snapshot.execution_id) is None
+    leftovers = [key async for key, _ in runtime.store.scan(persistence.keys.ns)]
+    assert not [key for key in leftovers if snapshot.execution_id in key]
+
+
+async def test_retention_expires_a_finished_execution(runtime: Runtime, engine: Engine) -> None:
+    engine.register_blueprint(blueprint("retained", {"a": {}}, []))
+    persistence = runtime.engine.persistence
+    assert isinstance(persistence, KVPersistence)
+    persistence.retention = 1.5
+    snapshot = await run(runtime, "retained")
+    eid = snapshot.execution_id
+    assert snapshot.status == "completed"
+    await assert_eventually(
+        lambda: _gone(persistence, eid), timeout=10, message="retention expired the execution"
+    )
+
+
+async def _gone(persistence: KVPersistence, eid: str) -> bool:
+    return await persistence.record(eid) is None and await persistence.final(eid) is None
+
+
+async def test_waiting_for_an_unknown_execution_says_so(runtime: Runtime) -> None:
+    with pytest.raises(ExecutionNotFound):
+        await runtime.engine.wait("no-such-execution", timeout=5)
