@@ -121,6 +121,7 @@ class StepRecord(_Model):
     started_at: float | None = None
     finished_at: float | None = None
     child_id: str | None = None
+    lease_expiries: int = 0  # attempts whose worker died or hung (see Reaper.max_lease_expiries)
 
     @property
     def terminal(self) -> bool:

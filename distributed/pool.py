@@ -21,11 +21,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, kw_only=True)
 class PoolConfig:
-    """``worker_count`` workers of ``concurrency`` slots each; ``worker`` tunes leases and stops."""
+    """``worker_count`` workers of ``concurrency`` slots each; ``worker`` tunes leases and stops.
+    The pool's reaper sweeps every ``reaper_interval`` seconds and fails a step whose worker
+    died or hung ``max_lease_expiries`` times."""
 
     worker_count: int = 1
     concurrency: int = 4
     reaper_interval: float = 1.0
+    max_lease_expiries: int = 5
     worker: WorkerConfig = field(default_factory=WorkerConfig)
 
     def worker_config(self) -> WorkerConfig:
@@ -59,7 +62,11 @@ class WorkerPool:
         await self.scale(self.config.worker_count)
         if self._reaper_task is None:
             scheduler = Scheduler(self.persistence, self.queue)
-            reaper = Reaper(scheduler, interval=self.config.reaper_interval)
+            reaper = Reaper(
+                scheduler,
+                interval=self.config.reaper_interval,
+                max_lease_expiries=self.config.max_lease_expiries,
+            )
             self._reaper_task = asyncio.create_task(reaper.run_forever(), name="reaper")
 
     async def scale(self, count: int) -> None:

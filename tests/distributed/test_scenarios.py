@@ -14,6 +14,7 @@ from distributed import (
     ExecutionOptions,
     KVPersistence,
     LeaseLost,
+    Reaper,
     Runtime,
     Task,
 )
@@ -382,3 +383,28 @@ async def _gone(persistence: KVPersistence, eid: str) -> bool:
 async def test_waiting_for_an_unknown_execution_says_so(runtime: Runtime) -> None:
     with pytest.raises(ExecutionNotFound):
         await runtime.engine.wait("no-such-execution", timeout=5)
+
+
+async def test_a_step_whose_worker_keeps_dying_fails_instead_of_crash_looping(
+    make_runtime: RuntimeFactory, engine: Engine
+) -> None:
+    engine.register_blueprint(blueprint("poison", {"p": {}}, []))
+    async with make_runtime(engine, workers=False) as client:
+        persistence = client.engine.persistence
+        eid = await client.engine.execute_async("poison", {})
+        reaper = Reaper(client.engine.scheduler, max_lease_expiries=3)
+        statuses = []
+        for _ in range(3):  # a worker takes the step and dies with it, three times
+            current = await persistence.step(eid, "p")
+            lease = await acquire_lease(persistence, eid, "p", current, owner="doomed", ttl=0.01)
+            assert lease is not None
+            expiring = lease.record
+            await assert_eventually(lambda: expiring.lease_expired(time.time()))  # noqa: B023
+            await reaper.sweep()
+            after = await persistence.step(eid, "p")
+            assert after is not None
+            statuses.append(after.record.status)
+        snapshot = await client.engine.get_execution_status(eid)
+    assert statuses == ["pending", "pending", "failed"]
+    assert snapshot.status == "failed" and snapshot.failed_step == "p"
+    assert "keeps killing or hanging its worker" in (snapshot.error or "")
