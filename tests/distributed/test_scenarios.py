@@ -398,8 +398,7 @@ async def test_a_step_whose_worker_keeps_dying_fails_instead_of_crash_looping(
             current = await persistence.step(eid, "p")
             lease = await acquire_lease(persistence, eid, "p", current, owner="doomed", ttl=0.01)
             assert lease is not None
-            expiring = lease.record
-            await assert_eventually(lambda: expiring.lease_expired(time.time()))  # noqa: B023
+            await assert_eventually(lambda held=lease.record: held.lease_expired(time.time()))
             await reaper.sweep()
             after = await persistence.step(eid, "p")
             assert after is not None
