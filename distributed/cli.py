@@ -80,7 +80,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", help="store URL, e.g. redis://127.0.0.1:6379/0")
     parser.add_argument("--broker", default="inproc://", help="broker URL, e.g. kafka://host:9092")
     parser.add_argument("--workers", type=int, default=2, help="workers in this process")
-    parser.add_argument("--openai", action="store_true", help="use OpenAI (OPENAI_API_KEY)")
+    parser.add_argument(
+        "--provider",
+        choices=["auto", "offline", "openai"],
+        default="auto",
+        help="LLM provider; auto = openai when OPENAI_API_KEY is set, else the offline rules",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds to wait")
 
@@ -94,7 +99,7 @@ def _load(args: argparse.Namespace) -> tuple[Engine, str, dict[str, Any]]:
         inputs_file: Path | None = scenario if args.scenario else folder / "inputs.json"
     else:
         blueprints, workflow_id, inputs_file = args.blueprints, args.workflow_id, args.inputs
-    local = Engine(provider=_provider(args.openai))
+    local = Engine(provider=_provider(args.provider))
     local.load_blueprints(blueprints)
     inputs = json.loads(inputs_file.read_text(encoding="utf-8")) if inputs_file else {}
     return local, workflow_id, inputs
@@ -141,8 +146,10 @@ async def _follow(
             await asyncio.sleep(0.05)
 
 
-def _provider(online: bool) -> LLMProvider:
-    return OpenAIProvider() if online else OfflineProvider()
+def _provider(choice: str) -> LLMProvider:
+    if choice == "openai" or (choice == "auto" and os.environ.get("OPENAI_API_KEY")):
+        return OpenAIProvider()
+    return OfflineProvider()
 
 
 def _where(store: str, broker: str) -> str:

@@ -7,7 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import distributed
+from distributed.cli import _provider
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,3 +87,13 @@ def test_an_unknown_use_case_is_a_usage_error() -> None:
     done = run_cli("demo", "no-such-case")
     assert done.returncode == 2
     assert "invalid choice" in done.stderr
+
+
+def test_the_provider_is_openai_exactly_when_a_key_is_set_unless_forced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert _provider("auto").name == "offline"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    assert _provider("auto").name == "openai"
+    assert _provider("offline").name == "offline"
