@@ -61,6 +61,7 @@ class WorkerConfig:
     watch_interval: float = 0.25
     grace_period: float = 10.0
     close_timeout: float = 5.0
+    fetch_retry_interval: float = 1.0  # after the broker failed a fetch
 
     @property
     def heartbeat(self) -> float:
@@ -129,7 +130,13 @@ class Worker:
         try:
             while self._fetching.is_set():
                 await self._slots.acquire()
-                item = await self._next(consumer)
+                try:
+                    item = await self._next(consumer)
+                except BrokerError as exc:  # the broker blipped: keep the worker alive
+                    self._slots.release()
+                    log.warning("fetching tasks failed (%s); retrying", exc)
+                    await asyncio.sleep(self.config.fetch_retry_interval)
+                    continue
                 if item is None:
                     self._slots.release()
                     break
