@@ -252,9 +252,16 @@ async def run_remote(
     Returns the completed snapshot; raises ``SubflowFailed`` naming ``what`` and the root cause
     when it ends otherwise. Cancelling the caller cancels the remote execution.
     """
-    options = ExecutionOptions(timeout=timeout)
-    execution_id = await _attach_or_submit(engine, workflow_id, inputs, options, base_id)
-    try:
+    execution_id, submitted = await _pick_execution(engine, base_id)
+    try:  # a cancel from here on cancels this execution, even mid-submit
+        if not submitted:
+            with contextlib.suppress(ExecutionExists):  # a duplicate of this step submitted it
+                await engine.execute_async(
+                    workflow_id,
+                    inputs,
+                    ExecutionOptions(timeout=timeout),
+                    execution_id=execution_id,
+                )
         snapshot = await _wait(engine, execution_id)
     except asyncio.CancelledError:
         await asyncio.shield(_cancel(engine, execution_id))
@@ -268,27 +275,19 @@ async def run_remote(
     return snapshot
 
 
-async def _attach_or_submit(
-    engine: DistributedEngine,
-    workflow_id: str,
-    inputs: Mapping[str, JSON],
-    options: ExecutionOptions,
-    base_id: str,
-) -> str:
-    """The id of the first ``base_id#n`` that is running or completed, submitting a new one
-    where none is (executions that ended otherwise belong to earlier, failed attempts)."""
+async def _pick_execution(engine: DistributedEngine, base_id: str) -> tuple[str, bool]:
+    """The first ``base_id#n`` that is running or completed (True: attach to it), else the first
+    free one (False: submit it). Executions that ended otherwise belong to earlier, failed
+    attempts and are never reused."""
     persistence = engine.persistence
     for n in itertools.count(1):
         execution_id = f"{base_id}#{n}"
         if await persistence.record(execution_id) is None:
-            with contextlib.suppress(ExecutionExists):  # a duplicate of this step submitted it
-                return await engine.execute_async(
-                    workflow_id, inputs, options, execution_id=execution_id
-                )
+            return execution_id, False
         final = await persistence.final(execution_id)
         if final is None or final.status == "completed":
             log.info("re-attaching to remote execution %s", execution_id)
-            return execution_id
+            return execution_id, True
     raise AssertionError("unreachable")  # pragma: no cover
 
 
