@@ -16,6 +16,7 @@ from collections.abc import Callable
 from .errors import LeaseLost
 from .models import Lease, StepRecord
 from .persistence import VersionedStep, WorkflowPersistence
+from .timebox import reraise_if_cancelling
 
 __all__ = ["StepLease", "acquire_lease"]
 
@@ -91,7 +92,8 @@ class StepLease:
                 log.warning("lease lost on %s/%s", self.eid, self.record.node_id)
                 on_lost()
                 return
-            except Exception:  # a store hiccup: try again next beat; expiry is the backstop
+            except Exception as exc:  # a store hiccup: try again next beat; expiry is the backstop
+                reraise_if_cancelling(exc)
                 log.exception("heartbeat failed on %s/%s", self.eid, self.record.node_id)
 
     async def release(self, error: str) -> None:

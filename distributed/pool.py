@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field, replace
 
@@ -12,6 +11,7 @@ from .queue import TaskQueue
 from .reaper import Reaper
 from .scheduler import Scheduler
 from .steps import StepExecutor
+from .timebox import within
 from .worker import Worker, WorkerConfig
 
 __all__ = ["PoolConfig", "WorkerPool"]
@@ -87,8 +87,7 @@ class WorkerPool:
         """Stop the reaper, then every worker gracefully (phases in ``Worker.stop``)."""
         if self._reaper_task is not None:
             self._reaper_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper_task
+            await within(self._reaper_task, self.config.worker.close_timeout, "stopping the reaper")
             self._reaper_task = None
         async with self._lock:
             leaving, self.workers = self.workers, []

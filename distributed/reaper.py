@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from .models import ExecutionRecord, FinalStatus
 from .persistence import VersionedStep
 from .scheduler import Scheduler
+from .timebox import reraise_if_cancelling
 
 __all__ = ["Reaper", "SweepReport"]
 
@@ -50,7 +51,8 @@ class Reaper:
             await asyncio.sleep(self.interval)
             try:
                 await self.sweep()
-            except Exception:
+            except Exception as exc:
+                reraise_if_cancelling(exc)
                 log.exception("reaper sweep failed; trying again next interval")
 
     async def sweep(self) -> SweepReport:

@@ -74,6 +74,7 @@ from orchestration.steps import call
 from .engine import DistributedEngine
 from .errors import ExecutionExists, ExecutionNotFound, SubflowFailed, WaitTimeout
 from .models import ExecutionOptions, ExecutionSnapshot, FinalStatus
+from .timebox import cancelling
 
 __all__ = ["DistributedParallelStep", "RemoteStep"]
 
@@ -265,6 +266,11 @@ async def run_remote(
         snapshot = await _wait(engine, execution_id)
     except asyncio.CancelledError:
         await asyncio.shield(_cancel(engine, execution_id))
+        raise
+    except Exception as exc:
+        if cancelling():  # a client library turned our cancellation into an error
+            await asyncio.shield(_cancel(engine, execution_id))
+            raise asyncio.CancelledError from exc
         raise
     if snapshot.status != "completed":
         cause = f"{snapshot.failed_step}: {snapshot.error}" if snapshot.failed_step else None

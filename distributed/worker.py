@@ -33,7 +33,7 @@ from .queue import QueuedTask, TaskConsumer, TaskQueue
 from .scheduler import Scheduler, execution_state
 from .steps import StepExecutor, StepOutcome
 from .subflow import child_outcome, start_child
-from .timebox import within
+from .timebox import reraise_if_cancelling, within
 
 __all__ = ["Worker", "WorkerConfig"]
 
@@ -180,7 +180,8 @@ class Worker:
             log.warning("dead-lettering task: %s", exc)
             await _settle(self.queue.dead_letter(item.delivery, str(exc)))
             return
-        except Exception:
+        except Exception as exc:
+            reraise_if_cancelling(exc)  # stopping: leave the delivery unacked
             log.exception("task failed on infrastructure; redelivering")
             await _settle(item.delivery.nack(requeue=True, reason="worker error"))
             return
@@ -311,8 +312,11 @@ class Worker:
         """Cancel running steps of executions that became final (cancelled, failed, timed out)."""
         while True:
             await asyncio.sleep(self.config.watch_interval)
-            with contextlib.suppress(Exception):
+            try:
                 await self._cancel_finished()
+            except Exception as exc:
+                reraise_if_cancelling(exc)
+                log.warning("watcher could not read final statuses: %r", exc)
 
     async def _cancel_finished(self) -> None:
         keys = list(self._running)

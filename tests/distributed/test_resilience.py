@@ -1,17 +1,28 @@
-"""Worker behaviour that needs a broker misbehaving on purpose (in-process broker, memory store)."""
+"""Workers and reapers keep going, and stop, when a broker or store client misbehaves on purpose.
+
+Real in-process broker and memory store, wrapped to fail the way client libraries do."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 from scenario_support import Probe, blueprint
 
-from distributed import DistributedEngine, KVPersistence, MQTaskQueue, Worker, WorkerConfig
+from distributed import (
+    DistributedEngine,
+    KVPersistence,
+    MQTaskQueue,
+    Reaper,
+    Worker,
+    WorkerConfig,
+)
 from distributed.queue import QueuedTask, TaskConsumer
+from distributed.scheduler import Scheduler
 from mq import BrokerUnavailable, InProcBroker
 from orchestration import Engine
-from store import MemoryStore
+from store import MemoryStore, StoreUnavailable
 
 
 class BlippingConsumer(TaskConsumer):
@@ -59,3 +70,29 @@ async def test_a_worker_keeps_consuming_after_the_broker_fails_a_fetch(
         await worker.stop()
     assert snapshot.status == "completed"
     assert snapshot.outputs == {"b": "b:1"}
+
+
+class CancelSwallowingPersistence(KVPersistence):
+    """Its scan turns a cancellation into a store error, as a client library sometimes does."""
+
+    def __init__(self) -> None:
+        super().__init__(MemoryStore())
+        self.scanning = asyncio.Event()
+
+    async def active_executions(self) -> AsyncIterator[str]:
+        self.scanning.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise StoreUnavailable("redis://127.0.0.1:6379", "connection reset") from None
+        yield "never"
+
+
+async def test_a_reaper_stops_even_when_the_store_turns_its_cancellation_into_an_error() -> None:
+    persistence = CancelSwallowingPersistence()
+    reaper = Reaper(Scheduler(persistence, MQTaskQueue(InProcBroker())), interval=0)
+    sweeping = asyncio.create_task(reaper.run_forever())
+    await asyncio.wait_for(persistence.scanning.wait(), timeout=5)
+    sweeping.cancel()
+    done, _ = await asyncio.wait({sweeping}, timeout=5)
+    assert sweeping in done and sweeping.cancelled()
