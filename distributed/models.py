@@ -21,6 +21,7 @@ __all__ = [
 ]
 
 FinalStatusName = Literal["completed", "failed", "cancelled", "timed_out"]
+TaskReason = Literal["scheduled", "retry", "recovered", "resumed", "child-finished"]
 StepStatus = Literal["pending", "running", "waiting", "completed", "failed", "skipped", "cancelled"]
 FINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled", "timed_out"})
 TERMINAL_STEP_STATUSES: frozenset[str] = frozenset({"completed", "skipped", "failed", "cancelled"})
@@ -136,7 +137,7 @@ class Task(_Model):
 
     execution_id: str
     node_id: str
-    reason: Literal["scheduled", "retry", "recovered", "resumed", "child-finished"] = "scheduled"
+    reason: TaskReason = "scheduled"
     enqueued_at: float = Field(default_factory=time.time)
 
 

@@ -22,7 +22,7 @@ from orchestration import (
     join_decision,
 )
 
-from .models import ExecutionRecord, FinalStatus, StepRecord, Task
+from .models import ExecutionRecord, FinalStatus, StepRecord, Task, TaskReason
 from .persistence import VersionedStep, WorkflowPersistence
 from .queue import TaskQueue
 
@@ -64,9 +64,9 @@ class Scheduler:
         return True
 
     async def enqueue(
-        self, eid: str, node_ids: list[str] | tuple[str, ...], reason: str = "scheduled"
+        self, eid: str, node_ids: list[str] | tuple[str, ...], reason: TaskReason = "scheduled"
     ) -> None:
-        tasks = [Task(execution_id=eid, node_id=n, reason=reason) for n in node_ids]  # type: ignore[arg-type]
+        tasks = [Task(execution_id=eid, node_id=n, reason=reason) for n in node_ids]
         await self.queue.enqueue_many(tasks)
 
     async def advance(self, eid: str, graph: Graph, step: StepRecord) -> None:
@@ -119,7 +119,7 @@ class Scheduler:
         result = final_outputs(graph, outputs, state, completed)
         await self.finalize(eid, FinalStatus(status="completed", outputs=result))
 
-    async def reschedule(self, eid: str, reason: str) -> list[str]:
+    async def reschedule(self, eid: str, reason: TaskReason) -> list[str]:
         """Enqueue every fired step again except skipped ones (resume, recovery). Workers drop
         what already ran and finish the advance of completed steps a crash interrupted."""
         steps = await self.persistence.steps(eid)
