@@ -15,7 +15,7 @@ from store import Delete, KVStore, Put
 from .keys import Keys
 from .models import ExecutionRecord, FinalStatus, StepRecord
 
-__all__ = ["KVPersistence", "VersionedStep", "WorkflowPersistence"]
+__all__ = ["KVPersistence", "TaskView", "VersionedStep", "WorkflowPersistence"]
 
 _FIRE, _SKIP = "fire", "skip"
 
@@ -28,12 +28,23 @@ class VersionedStep:
     record: StepRecord
 
 
+@dataclass(frozen=True)
+class TaskView:
+    """What a worker reads before running a step, fetched in one round trip."""
+
+    record: ExecutionRecord | None
+    final: FinalStatus | None
+    step: VersionedStep | None
+    paused: bool
+
+
 class WorkflowPersistence(Protocol):
     async def create_execution(
         self, record: ExecutionRecord, start_nodes: Sequence[str]
     ) -> bool: ...
     async def record(self, eid: str) -> ExecutionRecord | None: ...
     async def final(self, eid: str) -> FinalStatus | None: ...
+    async def task_view(self, eid: str, node_id: str) -> TaskView: ...
     async def finals(self, eids: Sequence[str]) -> list[FinalStatus | None]: ...
     async def set_final(self, eid: str, final: FinalStatus) -> tuple[FinalStatus, bool]: ...
     async def steps(self, eid: str) -> dict[str, VersionedStep]: ...
@@ -79,6 +90,18 @@ class KVPersistence:
 
     async def final(self, eid: str) -> FinalStatus | None:
         return (await self.finals([eid]))[0]
+
+    async def task_view(self, eid: str, node_id: str) -> TaskView:
+        keys = self.keys
+        record, final, step, paused = await self.store.get_many(
+            [keys.execution(eid), keys.final(eid), keys.step(eid, node_id), keys.paused(eid)]
+        )
+        return TaskView(
+            record=None if record is None else ExecutionRecord.from_bytes(record),
+            final=None if final is None else FinalStatus.from_bytes(final),
+            step=None if step is None else VersionedStep(step, StepRecord.from_bytes(step)),
+            paused=paused is not None,
+        )
 
     async def finals(self, eids: Sequence[str]) -> list[FinalStatus | None]:
         raws = await self.store.get_many([self.keys.final(eid) for eid in eids])

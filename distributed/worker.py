@@ -189,10 +189,11 @@ class Worker:
 
     async def _process(self, task: Task) -> None:
         eid, node_id = task.execution_id, task.node_id
-        record, graph = await self._definition(task)
-        if await self.persistence.final(eid) is not None:
+        view = await self.persistence.task_view(eid, node_id)
+        record, graph = self._definition(task, view.record)
+        if view.final is not None:
             return
-        current = await self.persistence.step(eid, node_id)
+        current = view.step
         step = current.record if current else None
         if step is not None and step.status == "completed":
             await self.scheduler.advance(eid, graph, step)  # finish what a crash interrupted
@@ -200,15 +201,16 @@ class Worker:
             await self._finish_subflow(record, graph, current)
         elif step is not None and (step.terminal or _not_due(step)):
             return
-        elif not await self._expired(record) and not await self.persistence.is_paused(eid):
+        elif not await self._expired(record) and not view.paused:
             lease = await acquire_lease(
                 self.persistence, eid, node_id, current, owner=self.id, ttl=self.config.lease_ttl
             )
             if lease is not None:
                 await self._run(record, graph, lease)
 
-    async def _definition(self, task: Task) -> tuple[ExecutionRecord, Graph]:
-        record = await self.persistence.record(task.execution_id)
+    def _definition(
+        self, task: Task, record: ExecutionRecord | None
+    ) -> tuple[ExecutionRecord, Graph]:
         if record is None:
             raise _DeadLetter(f"unknown execution {task.execution_id!r}")
         try:

@@ -211,7 +211,8 @@ async def test_a_worker_whose_lease_was_taken_over_cannot_commit(
         eid = "fenced-execution"
         first = await acquire_lease(persistence, eid, "a", None, owner="old", ttl=0.01)
         assert first is not None
-        await asyncio.sleep(0.02)  # let the lease expire: the takeover needs an expired lease
+        # the takeover needs an expired lease
+        await assert_eventually(lambda: first.record.lease_expired(time.time()))
         current = await persistence.step(eid, "a")
         assert current is not None and current.record.lease_expired(time.time())
         second = await acquire_lease(persistence, eid, "a", current, owner="new", ttl=10)
