@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Self
 
@@ -112,6 +112,16 @@ def check_ops(ops: Sequence[Put | Delete]) -> list[Put | Delete]:
             check_key(op.key)
         else:
             raise TypeError(f"batch operations must be Put or Delete, not {type(op).__name__}")
+    return checked
+
+
+def check_expected(expected: Mapping[str, bytes | None]) -> dict[str, bytes | None]:
+    """Validate the conditions of a ``batch_if``, before anything is written."""
+    checked = dict(expected)
+    for key, value in checked.items():
+        check_key(key)
+        if value is not None:
+            check_value(value)
     return checked
 
 

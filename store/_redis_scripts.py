@@ -49,6 +49,27 @@ return 1
 """
 )
 
+# ARGV: prefix, number of conditions n, then per condition: key, has_expected ('0'/'1'),
+# expected; then per operation as in BATCH -> 1 if every condition held and the batch was applied
+BATCH_IF = (
+    _HELPERS
+    + """
+local n = tonumber(ARGV[2])
+for i = 3, 2 + 3 * n, 3 do
+  local current = redis.call('GET', ARGV[1] .. ARGV[i])
+  if ARGV[i + 1] == '0' then
+    if current then return 0 end
+  elseif current ~= ARGV[i + 2] then
+    return 0
+  end
+end
+for i = 3 + 3 * n, #ARGV, 4 do
+  if ARGV[i] == 'P' then store(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]) else remove(ARGV[i + 1]) end
+end
+return 1
+"""
+)
+
 # ARGV: prefix, key, has_expected ('0'/'1'), expected, new, ttl_ms -> 1 if swapped
 COMPARE_AND_SET = (
     _HELPERS
@@ -127,6 +148,7 @@ ALL = {
     "PUT": PUT,
     "DELETE": DELETE,
     "BATCH": BATCH,
+    "BATCH_IF": BATCH_IF,
     "COMPARE_AND_SET": COMPARE_AND_SET,
     "INCR": INCR,
     "EXPIRE": EXPIRE,

@@ -10,7 +10,7 @@ raising ``TypeError``/``ValueError``; that is what makes a rejected batch leave 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -67,6 +67,13 @@ class KVStore(Protocol):
 
     async def batch(self, ops: Sequence[Put | Delete]) -> None:
         """Apply every operation, in order, atomically: all of them or none."""
+        ...
+
+    async def batch_if(
+        self, expected: Mapping[str, bytes | None], ops: Sequence[Put | Delete]
+    ) -> bool:
+        """Apply ``ops`` like :meth:`batch`, but only if every key of ``expected`` holds its
+        expected value (``None``: is absent), all in one atomic step; ``True`` if applied."""
         ...
 
     async def compare_and_set(

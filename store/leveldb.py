@@ -28,7 +28,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import plyvel
@@ -37,6 +37,7 @@ from store._common import (
     StoreContextMixin,
     add_counter,
     check_amount,
+    check_expected,
     check_key,
     check_ops,
     check_optional_ttl,
@@ -201,8 +202,16 @@ class LevelDBStore(StoreContextMixin):
             return existed
 
     async def batch(self, ops: Sequence[Put | Delete]) -> None:
-        checked = check_ops(ops)
+        await self.batch_if({}, ops)
+
+    async def batch_if(
+        self, expected: Mapping[str, bytes | None], ops: Sequence[Put | Delete]
+    ) -> bool:
+        conditions, checked = check_expected(expected), check_ops(ops)
         with self._writing() as now:
+            for key, value in conditions.items():
+                if _unpack(self._db.get(_data_key(key)), now) != value:
+                    return False
             mutations: list[Mutation] = []
             for op in checked:
                 if isinstance(op, Put):
@@ -210,6 +219,7 @@ class LevelDBStore(StoreContextMixin):
                 else:
                     mutations.append((_data_key(op.key), None))
             self._apply(mutations)
+            return True
 
     async def compare_and_set(
         self, key: str, expected: bytes | None, new: bytes, *, ttl: float | None = None

@@ -14,13 +14,14 @@ import heapq
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from store._common import (
     StoreContextMixin,
     add_counter,
     check_amount,
+    check_expected,
     check_key,
     check_ops,
     check_optional_ttl,
@@ -123,13 +124,21 @@ class MemoryStore(StoreContextMixin):
             return existed
 
     async def batch(self, ops: Sequence[Put | Delete]) -> None:
-        checked = check_ops(ops)
+        await self.batch_if({}, ops)
+
+    async def batch_if(
+        self, expected: Mapping[str, bytes | None], ops: Sequence[Put | Delete]
+    ) -> bool:
+        conditions, checked = check_expected(expected), check_ops(ops)
         with self._writing() as now:
+            if any(self._live_value(k, now) != v for k, v in conditions.items()):
+                return False
             for op in checked:
                 if isinstance(op, Put):
                     self._set(op.key, op.value, op.ttl, now)
                 else:
                     self._remove(op.key)
+            return True
 
     async def compare_and_set(
         self, key: str, expected: bytes | None, new: bytes, *, ttl: float | None = None

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -35,6 +35,7 @@ from store import _redis_scripts as scripts
 from store._common import (
     StoreContextMixin,
     check_amount,
+    check_expected,
     check_key,
     check_ops,
     check_optional_ttl,
@@ -72,6 +73,17 @@ def split_prefix(url: str) -> tuple[str, str | None]:
 
 def _ttl_arg(ttl: float | None) -> str:
     return "" if ttl is None else str(ttl_to_ms(ttl))
+
+
+def _op_args(ops: Sequence[Put | Delete]) -> list[str | bytes]:
+    """The ARGV of the BATCH script: 'P', key, value, ttl_ms | 'D', key, '', '' per operation."""
+    args: list[str | bytes] = []
+    for op in ops:
+        if isinstance(op, Put):
+            args += ["P", op.key, op.value, _ttl_arg(op.ttl)]
+        else:
+            args += ["D", op.key, "", ""]
+    return args
 
 
 def _lex_range(prefix: bytes) -> tuple[bytes, bytes]:
@@ -174,16 +186,20 @@ class RedisStore(StoreContextMixin):
         return bool(await self._write("DELETE", check_key(key)))
 
     async def batch(self, ops: Sequence[Put | Delete]) -> None:
-        args: list[str | bytes] = []
-        for op in check_ops(ops):
-            if isinstance(op, Put):
-                args += ["P", op.key, op.value, _ttl_arg(op.ttl)]
-            else:
-                args += ["D", op.key, "", ""]
+        args = _op_args(check_ops(ops))
         if args:
             await self._write("BATCH", *args)
         else:
             self._check_open()
+
+    async def batch_if(
+        self, expected: Mapping[str, bytes | None], ops: Sequence[Put | Delete]
+    ) -> bool:
+        conditions, checked = check_expected(expected), check_ops(ops)
+        args: list[str | bytes] = [str(len(conditions))]
+        for key, value in conditions.items():
+            args += [key, "0", b""] if value is None else [key, "1", value]
+        return bool(await self._write("BATCH_IF", *args, *_op_args(checked)))
 
     async def compare_and_set(
         self, key: str, expected: bytes | None, new: bytes, *, ttl: float | None = None
