@@ -3,7 +3,8 @@
 Both engines share this package: code workflows and JSON blueprints compile to one graph
 model (``graph``); ``routing`` and ``state`` hold the pure rules (routing, joins, state,
 final outputs); ``Engine.run_node`` runs one attempt of one node; ``Engine.execute`` runs a
-whole graph in memory.
+whole graph in memory; ``retry_with_policy`` runs any callable under a ``RetryPolicy``
+(tenacity underneath), with the same delays the distributed worker uses.
 """
 
 from orchestration.agents import Agent
@@ -45,6 +46,7 @@ from orchestration.providers import (
 )
 from orchestration.registry import NodeTypeRegistry
 from orchestration.results import ExecutionResult, StepRecord
+from orchestration.retry import default_retry_policy, retry_with_policy, retry_with_policy_sync
 from orchestration.routing import JoinDecision, NodeResult, Routing, join_decision, route
 from orchestration.state import (
     DEFAULT_OUTPUT_KEY,
@@ -122,6 +124,7 @@ __all__ = [
     "compile_condition",
     "current_context",
     "current_node_id",
+    "default_retry_policy",
     "evaluate",
     "final_outputs",
     "format_result",
@@ -129,5 +132,7 @@ __all__ = [
     "join_decision",
     "render_template",
     "resolve_inputs",
+    "retry_with_policy",
+    "retry_with_policy_sync",
     "route",
 ]

@@ -28,6 +28,12 @@ class RetryPolicy:
     is ``initial_interval * backoff_coefficient ** (n - 1)``, capped at ``max_interval``, then
     spread by ``± jitter`` (a fraction, 0.1 = 10 %). Errors whose class name is listed in
     ``non_retryable_error_types``, and every ``NonRetryableError``, are never retried.
+
+    The same policy drives both engines: the local engine retries in process through
+    ``orchestration.retry.retry_with_policy``; the distributed worker asks ``should_retry`` and
+    schedules the next attempt ``delay_for`` seconds later. Fields are checked on construction
+    (``ValueError``): ``max_attempts >= 1``, intervals ``>= 0``, ``backoff_coefficient >= 1``,
+    ``0 <= jitter <= 1``.
     """
 
     max_attempts: int = 1
@@ -36,6 +42,14 @@ class RetryPolicy:
     max_interval: float = 60.0
     jitter: float = 0.0
     non_retryable_error_types: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.non_retryable_error_types, str):
+            raise TypeError("RetryPolicy.non_retryable_error_types takes class names, not a str")
+        object.__setattr__(self, "non_retryable_error_types", tuple(self.non_retryable_error_types))
+        problems = _retry_policy_problems(self)
+        if problems:
+            raise ValueError(f"invalid RetryPolicy: {'; '.join(problems)}")
 
     def delay_for(self, attempt: int) -> float:
         """Seconds to wait before attempt ``attempt + 1``, ``attempt`` attempts being done."""
@@ -63,6 +77,22 @@ class RetryPolicy:
             "jitter": self.jitter,
             "non_retryable_error_types": list(self.non_retryable_error_types),
         }
+
+
+def _retry_policy_problems(policy: RetryPolicy) -> list[str]:
+    """What is wrong with ``policy``'s numbers, one phrase each (a NaN fails every check)."""
+    checks = (
+        ("max_attempts", policy.max_attempts >= 1, "at least 1"),
+        ("initial_interval", policy.initial_interval >= 0, ">= 0 seconds"),
+        ("max_interval", policy.max_interval >= 0, ">= 0 seconds"),
+        ("backoff_coefficient", policy.backoff_coefficient >= 1, ">= 1"),
+        ("jitter", 0 <= policy.jitter <= 1, "a fraction between 0 and 1"),
+    )
+    return [
+        f"{name} must be {rule}, got {getattr(policy, name)!r}"
+        for name, ok, rule in checks
+        if not ok
+    ]
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ siblings are cancelled and nothing downstream starts.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Mapping, Sequence
@@ -22,6 +23,7 @@ from orchestration.errors import StepTimeout, SubflowFailed, UnroutableAction
 from orchestration.graph import Edge, Graph, Node
 from orchestration.jsonvalue import JSON
 from orchestration.results import ExecutionResult, ExecutionStatus, StepRecord
+from orchestration.retry import retry_with_policy
 from orchestration.routing import JoinDecision, NodeResult, join_decision, route
 from orchestration.state import apply_updates, final_outputs
 from orchestration.subflow import child_inputs, child_result
@@ -207,22 +209,22 @@ class LocalRun:
         return result
 
     async def _attempts(self, node: Node, record: StepRecord) -> NodeResult:
-        attempt = 0
-        while True:
-            attempt += 1
-            record.attempts = attempt
-            try:
-                return await self._attempt(node, attempt)
-            except Exception as exc:
-                if not node.retry.should_retry(attempt, exc):
-                    raise
-                record.error = describe(exc)
-                logger.info(
-                    "retrying step after %s",
-                    record.error,
-                    extra={"execution_id": self.execution_id, "step_id": node.id},
-                )
-                await asyncio.sleep(node.retry.delay_for(attempt))
+        """Run ``node`` under its retry policy; ``record`` counts attempts, keeps the last error."""
+        numbers = itertools.count(1)
+
+        def attempt() -> Awaitable[NodeResult]:
+            record.attempts = next(numbers)
+            return self._attempt(node, record.attempts)
+
+        def on_retry(_attempt: int, error: BaseException, _delay: float) -> None:
+            record.error = describe(error)
+            logger.info(
+                "retrying step after %s",
+                record.error,
+                extra={"execution_id": self.execution_id, "step_id": node.id},
+            )
+
+        return await retry_with_policy(node.retry, attempt, on_retry=on_retry)
 
     def _context(self, node: Node, attempt: int) -> NodeContext:
         return NodeContext(

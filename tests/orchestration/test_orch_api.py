@@ -77,6 +77,7 @@ EXPECTED_ALL = {
     "compile_condition",
     "current_context",
     "current_node_id",
+    "default_retry_policy",
     "evaluate",
     "final_outputs",
     "format_result",
@@ -84,6 +85,8 @@ EXPECTED_ALL = {
     "join_decision",
     "render_template",
     "resolve_inputs",
+    "retry_with_policy",
+    "retry_with_policy_sync",
     "route",
 }
 
