@@ -17,7 +17,7 @@ raise the built-in ``TypeError`` / ``ValueError`` before anything is written, li
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 __all__ = [
     "InvalidStoreURL",
@@ -30,17 +30,38 @@ __all__ = [
 
 
 def mask_url(url: str) -> str:
-    """Return ``url`` with its password (if any) replaced by ``***``."""
+    """Return ``url`` with every password in it replaced by ``***``.
+
+    A URL carries a password in its userinfo (``redis://user:pw@host``) or in a query parameter
+    (``redis://host/0?password=pw``, as redis-py accepts); both are masked, the rest of the URL
+    is kept as written. A URL that cannot be parsed is not echoed at all.
+    """
     try:
         parts = urlsplit(url)
         password = parts.password
     except ValueError:
         return "<unparseable url>"
-    if not password:
+    netloc = parts.netloc
+    if password:
+        userinfo, _, hostinfo = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:***@{hostinfo}"
+    query = "&".join(_mask_parameter(p) for p in parts.query.split("&")) if parts.query else ""
+    if (netloc, query) == (parts.netloc, parts.query):
         return url
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{hostinfo}"))
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+_SECRET_PARAMETERS = frozenset({"password", "passwd", "pwd", "secret", "token", "api_key"})
+"""Query parameter names (compared case-insensitively, also as a ``_password`` suffix, like
+``sasl_plain_password``) whose values ``mask_url`` hides."""
+
+
+def _mask_parameter(parameter: str) -> str:
+    name, sep, value = parameter.partition("=")
+    key = unquote(name).lower()
+    if sep and value and (key in _SECRET_PARAMETERS or key.endswith("_password")):
+        return f"{name}=***"
+    return parameter
 
 
 class StoreError(Exception):

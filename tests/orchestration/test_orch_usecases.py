@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,8 @@ import pytest
 from orchestration import Engine, OfflineProvider, ScriptedProvider, UnroutableAction
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-REFERENCE = Path("/work/shared/data/flowcraft-usecases")
+# The reference blueprints, vendored unchanged (see PROVENANCE.md and LICENSE.md there).
+REFERENCE = Path(__file__).resolve().parents[1] / "data" / "flowcraft-usecases"
 MAIN = {
     "blog-post": "100",
     "job-application": "200",
@@ -147,7 +150,25 @@ async def test_the_offline_provider_triages_each_example_post(
     assert result.steps["triage_post"].action == action
 
 
-@pytest.mark.skipif(not REFERENCE.is_dir(), reason="reference blueprints not present")
+def _git_blob_id(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def test_the_vendored_reference_blueprints_are_the_recorded_upstream_blobs() -> None:
+    recorded = dict(
+        re.findall(r"^\| (\S+\.json) \| ([0-9a-f]{40}) \|$", _provenance(), flags=re.MULTILINE)
+    )
+    present = {str(p.relative_to(REFERENCE)): p for p in sorted(REFERENCE.glob("*/*.json"))}
+    assert len(recorded) == 11 and set(present) == set(recorded)
+    for name, path in present.items():
+        assert _git_blob_id(path.read_bytes()) == recorded[name], f"{name} was edited"
+    assert "MIT License" in (REFERENCE / "LICENSE.md").read_text(encoding="utf-8")
+
+
+def _provenance() -> str:
+    return (REFERENCE / "PROVENANCE.md").read_text(encoding="utf-8")
+
+
 @pytest.mark.parametrize(
     ("folder", "blueprint", "inputs"),
     [

@@ -60,6 +60,9 @@ def test_an_invalid_store_url_error_masks_the_password() -> None:
         ("redis://user:secret@host/0?prefix=a:", "redis://user:***@host/0?prefix=a:"),
         ("redis://host:6379/0", "redis://host:6379/0"),
         ("leveldb:///data", "leveldb:///data"),
+        ("redis://host:6379/0?password=secret", "redis://host:6379/0?password=***"),
+        ("redis://u:secret@h/0?prefix=p:&password=s2", "redis://u:***@h/0?prefix=p:&password=***"),
+        ("redis://h/0?prefix=app%3A&db=2", "redis://h/0?prefix=app%3A&db=2"),
     ],
 )
 def test_mask_url_hides_only_the_password(url: str, masked: str) -> None:
@@ -75,3 +78,27 @@ def test_store_unavailable_carries_the_masked_url() -> None:
     error = StoreUnavailable("redis://:pw@h:1/0", "connection refused")
     assert error.url == "redis://:***@h:1/0"
     assert str(error) == "store redis://:***@h:1/0 is unavailable: connection refused"
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:1/0?password=hunter2", "redis://ada:hunter2@127.0.0.1:1/0"]
+)
+async def test_an_unreachable_redis_store_never_shows_its_password(url: str) -> None:
+    store = open_store(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+    try:
+        assert "hunter2" not in repr(store)
+        with pytest.raises(StoreUnavailable) as caught:
+            await store.get("k")
+    finally:
+        await store.close()
+    assert "hunter2" not in str(caught.value) and "hunter2" not in caught.value.url
+    assert "***" in caught.value.url
+
+
+@pytest.mark.parametrize(
+    "url", ["postgres://db/1?password=hunter2", "redis://h/0?password=hunter2&prefix=a&prefix=b"]
+)
+def test_an_invalid_store_url_with_a_password_parameter_masks_it(url: str) -> None:
+    with pytest.raises(InvalidStoreURL) as caught:
+        open_store(url)
+    assert "hunter2" not in str(caught.value) and "password=***" in str(caught.value)
