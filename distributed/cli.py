@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestration import Engine, LLMProvider, OfflineProvider, OpenAIProvider
+from store.errors import mask_url
 
 from .models import ExecutionSnapshot
 from .pool import PoolConfig
@@ -153,7 +154,8 @@ def _provider(choice: str) -> LLMProvider:
 
 
 def _where(store: str, broker: str) -> str:
-    return f"store {store.split('@')[-1]} · broker {broker}"
+    """Where the run's data lives, for the banner: URLs with every password masked."""
+    return f"store {mask_url(store)} · broker {mask_url(broker)}"
 
 
 def _version() -> str:
