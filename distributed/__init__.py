@@ -5,16 +5,32 @@
 default: LevelDB + the in-process broker). Steps run at least once, state transitions exactly once.
 """
 
+from .context import RuntimeContext
 from .engine import DistributedEngine, EngineConfig
 from .errors import (
     DistributedError,
     ExecutionExists,
     ExecutionFinal,
     ExecutionNotFound,
+    IllegalTransition,
+    InvalidSettings,
     LeaseLost,
+    NotRecoverable,
     SubflowFailed,
     UndecodableTask,
     WaitTimeout,
+)
+from .hooks import (
+    DeadLettered,
+    ExecutionControl,
+    ExecutionFinished,
+    ExecutionSubmitted,
+    Hooks,
+    HookSet,
+    LeaseExpired,
+    RetryScheduled,
+    StepFinished,
+    StepStarted,
 )
 from .models import (
     ExecutionOptions,
@@ -28,35 +44,51 @@ from .models import (
 from .persistence import KVPersistence, WorkflowPersistence
 from .pool import PoolConfig, WorkerPool
 from .queue import MQTaskQueue, TaskQueue
-from .reaper import Reaper
+from .recovery import RecoveryConfig, RecoveryManager, SweepReport
 from .remote import DistributedParallelStep, RemoteStep
 from .runtime import Runtime
 from .steps import StepExecutor, StepOutcome
 from .worker import Worker, WorkerConfig
 
 __all__ = [
+    "DeadLettered",
     "DistributedEngine",
     "DistributedError",
     "DistributedParallelStep",
     "EngineConfig",
+    "ExecutionControl",
     "ExecutionExists",
     "ExecutionFinal",
+    "ExecutionFinished",
     "ExecutionNotFound",
     "ExecutionOptions",
     "ExecutionRecord",
     "ExecutionSnapshot",
+    "ExecutionSubmitted",
     "FinalStatus",
+    "HookSet",
+    "Hooks",
+    "IllegalTransition",
+    "InvalidSettings",
     "KVPersistence",
+    "LeaseExpired",
     "LeaseLost",
     "MQTaskQueue",
+    "NotRecoverable",
     "PoolConfig",
-    "Reaper",
+    "RecoveryConfig",
+    "RecoveryManager",
     "RemoteStep",
+    "RetryScheduled",
     "Runtime",
+    "RuntimeContext",
     "StepExecutor",
+    "StepFinished",
     "StepOutcome",
     "StepRecord",
+    "StepStarted",
     "SubflowFailed",
+    "SweepReport",
     "Task",
     "TaskQueue",
     "TaskResult",

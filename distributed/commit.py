@@ -1,21 +1,25 @@
-"""Recording a step's outcome: completed (then advance), retry later, or failed (fail fast).
+"""Recording a step's outcome: completed (then advance), retry later, fall back, or failed.
 
 Each outcome is one fenced compare-and-set of the step record (``StepLease.swap``), so a worker
-whose lease moved cannot record anything, and a result is recorded once (first writer wins).
+whose lease moved cannot record anything, and a result is recorded once (first writer wins). A
+retry or a fallback is a pending step: due at once, it is enqueued here; delayed, the recovery
+sweep enqueues it when due (it is on the agenda), so it holds no worker slot while it waits.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
 from orchestration import Graph, NodeResult, UnroutableAction, apply_updates, route
+from orchestration.attempts import FallBack, RetryLater
 
+from .context import RuntimeContext
+from .failpoints import failpoint
+from .hooks import RetryScheduled, StepOutcomeName
 from .lease import StepLease
 from .models import ExecutionRecord, FinalStatus, TaskResult
-from .scheduler import Scheduler
 from .steps import StepOutcome
 
 __all__ = ["StepCommitter"]
@@ -26,9 +30,10 @@ log = logging.getLogger(__name__)
 class StepCommitter:
     """Turns a ``StepOutcome`` into the step's next record and the execution's next move."""
 
-    def __init__(self, scheduler: Scheduler) -> None:
-        self.scheduler = scheduler
-        self.persistence = scheduler.persistence
+    def __init__(self, context: RuntimeContext) -> None:
+        self.context = context
+        self.scheduler = context.scheduler
+        self.persistence = context.persistence
 
     async def commit(
         self,
@@ -37,14 +42,20 @@ class StepCommitter:
         held: StepLease,
         outcome: StepOutcome,
         state: Mapping[str, Any],
-    ) -> None:
-        """Raises ``LeaseLost`` when the step moved to another worker."""
+    ) -> StepOutcomeName:
+        """Record the outcome; return its name. Raises ``LeaseLost`` when the step moved."""
         if outcome.result is not None:
-            await self._complete(record, graph, held, outcome.result, state)
-        elif outcome.retry_in is not None:
-            await self._retry(held, outcome)
-        else:
-            await self._fail(held, outcome.describe_error())
+            return await self._complete(record, graph, held, outcome.result, state)
+        decision, error = outcome.decision, outcome.describe_error()
+        if isinstance(decision, RetryLater):
+            await self._retry(record, held, error, decision.delay)
+            return "retry"
+        if isinstance(decision, FallBack):
+            await held.swap(held.record.fall_back(error, decision.node_id, self.context.clock()))
+            await self.scheduler.enqueue(record, [held.record.node_id], "fallback")
+            return "fallback"
+        await self.fail(record, held, error)
+        return "failed"
 
     async def _complete(
         self,
@@ -53,54 +64,45 @@ class StepCommitter:
         held: StepLease,
         result: NodeResult,
         state: Mapping[str, Any],
-    ) -> None:
+    ) -> StepOutcomeName:
         node_id = held.record.node_id
         try:
             routing = route(graph, node_id, result, apply_updates(state, node_id, result))
         except UnroutableAction as exc:
-            await self._fail(held, f"{type(exc).__name__}: {exc}")
-            return
-        seq = await self.persistence.next_seq(record.execution_id)
+            await self.fail(record, held, f"{type(exc).__name__}: {exc}")
+            return "failed"
         outcome = TaskResult(
             output=result.output,
             action=result.action,
             state_updates=dict(result.state_updates),
             taken=tuple(e.key for e in routing.taken),
             skipped=tuple(e.key for e in routing.skipped),
-            seq=seq,
+            seq=await self.persistence.next_seq(record.execution_id),
         )
-        done = held.record.model_copy(
-            update={
-                "status": "completed",
-                "lease": None,
-                "error": None,
-                "result": outcome,
-                "finished_at": time.time(),
-            }
-        )
-        await held.swap(done)
-        await self.scheduler.advance(record.execution_id, graph, done)
+        await held.swap(held.record.complete(outcome, self.context.clock()))
+        failpoint("after-commit")
+        await self.scheduler.advance(record, graph, held.record)
+        return "completed"
 
-    async def _retry(self, held: StepLease, outcome: StepOutcome) -> None:
-        delay = outcome.retry_in or 0.0
-        pending = held.record.model_copy(
-            update={
-                "status": "pending",
-                "lease": None,
-                "error": outcome.describe_error(),
-                "not_before": time.time() + delay,
-            }
+    async def _retry(
+        self, record: ExecutionRecord, held: StepLease, error: str, delay: float
+    ) -> None:
+        step = held.record
+        await held.swap(step.retry_later(error, delay, self.context.clock()))
+        event = RetryScheduled(
+            execution_id=record.execution_id,
+            workflow_id=record.workflow_id,
+            step_id=step.node_id,
+            attempt=step.current_attempt,
+            delay=delay,
+            error=error,
         )
-        await held.swap(pending)
+        self.context.hooks.retry_scheduled(event)
         if delay <= 0:
-            await self.scheduler.enqueue(held.eid, [pending.node_id], "retry")
-        # A delayed retry holds no worker slot: the reaper enqueues it when it is due.
+            await self.scheduler.enqueue(record, [step.node_id], "retry")
 
-    async def _fail(self, held: StepLease, error: str) -> None:
+    async def fail(self, record: ExecutionRecord, held: StepLease, error: str) -> None:
+        """Fail the step, then the execution (fail fast; running siblings get cancelled)."""
         node_id = held.record.node_id
-        failed = held.record.model_copy(
-            update={"status": "failed", "lease": None, "error": error, "finished_at": time.time()}
-        )
-        await held.swap(failed)
-        final = FinalStatus(status="failed", error=error, failed_step=node_id)
-        await self.scheduler.finalize(held.eid, final)
+        await held.swap(held.record.fail(error, self.context.clock()))
+        await self.scheduler.finalize(record, FinalStatus.failed(error, node_id))

@@ -12,27 +12,30 @@ import asyncio
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from orchestration import Engine, UnknownWorkflow
 
+from .context import RuntimeContext
 from .errors import ExecutionExists, ExecutionFinal, ExecutionNotFound, WaitTimeout
+from .hooks import ExecutionControl, Hooks
 from .local import run_locally
 from .models import ExecutionOptions, ExecutionRecord, ExecutionSnapshot, FinalStatus
 from .persistence import VersionedStep, WorkflowPersistence
 from .queue import TaskQueue
-from .scheduler import Scheduler
 
 __all__ = ["DistributedEngine", "EngineConfig"]
 
 
-@dataclass(frozen=True, kw_only=True)
+@pydantic_dataclass(frozen=True, kw_only=True)
 class EngineConfig:
     """Client settings: how often ``wait`` polls (it backs off to ``max_poll_interval``)."""
 
-    poll_interval: float = 0.02
-    max_poll_interval: float = 0.5
+    poll_interval: float = Field(default=0.02, gt=0)
+    max_poll_interval: float = Field(default=0.5, gt=0)
 
 
 class DistributedEngine:
@@ -44,12 +47,27 @@ class DistributedEngine:
         queue: TaskQueue,
         persistence: WorkflowPersistence,
         config: EngineConfig | None = None,
+        *,
+        hooks: Hooks | None = None,
     ) -> None:
-        self.local_engine = local_engine
-        self.queue = queue
-        self.persistence = persistence
+        self._setup(RuntimeContext.build(local_engine, queue, persistence, hooks), config)
+
+    @classmethod
+    def from_context(
+        cls, context: RuntimeContext, config: EngineConfig | None = None
+    ) -> DistributedEngine:
+        """An engine sharing ``context`` (and its hooks) with the runtime's other parts."""
+        engine = cls.__new__(cls)
+        engine._setup(context, config)
+        return engine
+
+    def _setup(self, context: RuntimeContext, config: EngineConfig | None) -> None:
+        self.context = context
+        self.local_engine = context.engine
+        self.queue = context.queue
+        self.persistence = context.persistence
         self.config = config or EngineConfig()
-        self.scheduler = Scheduler(persistence, queue)
+        self.scheduler = context.scheduler
         self._local_runs: dict[str, asyncio.Task[None]] = {}
 
     async def execute_async(
@@ -75,7 +93,7 @@ class DistributedEngine:
             if not await self.scheduler.start(record, graph):
                 raise ExecutionExists(record.execution_id)
         else:
-            task = asyncio.create_task(run_locally(self.local_engine, self.scheduler, record))
+            task = asyncio.create_task(run_locally(self.context, record))
             self._local_runs[record.execution_id] = task
             task.add_done_callback(lambda _: self._local_runs.pop(record.execution_id, None))
         return record.execution_id
@@ -112,7 +130,11 @@ class DistributedEngine:
         final = await self.persistence.final(execution_id)
         steps = await self.persistence.steps(execution_id)
         paused = final is None and await self.persistence.is_paused(execution_id)
-        return _snapshot(record, final, steps, paused, self._total_steps(record, steps))
+        snapshot = _snapshot(record, final, steps, paused, self._total_steps(record, steps))
+        if record.generation == 1:
+            return snapshot
+        history = tuple(await self.persistence.history(execution_id))
+        return snapshot.model_copy(update={"history": history})
 
     async def list_executions(
         self, *, status: str | None = None, limit: int = 100
@@ -130,26 +152,32 @@ class DistributedEngine:
     async def cancel(self, execution_id: str) -> bool:
         """Cancel: the status becomes ``cancelled`` (unless already final) and running steps
         are cancelled by their workers within about a second. True if this call cancelled it."""
-        await self._require(execution_id)
+        record = await self._require(execution_id)
         local = self._local_runs.get(execution_id)
         if local is not None:
             local.cancel()
-        _, won = await self.scheduler.finalize(
-            execution_id, FinalStatus(status="cancelled", error="cancelled by request")
-        )
+        _, won = await self.scheduler.finalize(record, FinalStatus.cancelled())
         await self._cancel_children(execution_id)
         return won
 
     async def pause(self, execution_id: str) -> None:
         """Start no new step of this execution until ``resume``; running steps finish."""
-        await self._require_running(execution_id)
+        record = await self._require_running(execution_id)
         await self.persistence.set_paused(execution_id, True)
+        self._control(record, "paused")
 
     async def resume(self, execution_id: str) -> None:
         """Schedule the ready steps again; a completed step is never re-run."""
-        await self._require_running(execution_id)
+        record = await self._require_running(execution_id)
         await self.persistence.set_paused(execution_id, False)
-        await self.scheduler.reschedule(execution_id, "resumed")
+        await self.scheduler.reschedule(record, "resumed")
+        self._control(record, "resumed")
+
+    def _control(self, record: ExecutionRecord, action: Literal["paused", "resumed"]) -> None:
+        event = ExecutionControl(
+            execution_id=record.execution_id, action=action, generation=record.generation
+        )
+        self.context.hooks.execution_control(event)
 
     async def close(self) -> None:
         for task in list(self._local_runs.values()):
@@ -162,11 +190,12 @@ class DistributedEngine:
             raise ExecutionNotFound(execution_id)
         return record
 
-    async def _require_running(self, execution_id: str) -> None:
-        await self._require(execution_id)
+    async def _require_running(self, execution_id: str) -> ExecutionRecord:
+        record = await self._require(execution_id)
         final = await self.persistence.final(execution_id)
         if final is not None:
             raise ExecutionFinal(execution_id, final.status)
+        return record
 
     async def _cancel_children(self, execution_id: str) -> None:
         for version in (await self.persistence.steps(execution_id)).values():
@@ -209,4 +238,5 @@ def _snapshot(
         created_at=record.created_at,
         finished_at=final.finished_at if final else None,
         steps=records,
+        generation=record.generation,
     )

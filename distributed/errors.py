@@ -7,7 +7,10 @@ DistributedError
 ├── WaitTimeout              wait() gave up before the execution reached a final status
 ├── UndecodableTask          a queue message is not a valid task (sent to the dead-letter topic)
 ├── LeaseLost                this worker's lease on a step moved to another worker (fenced)
-└── SubflowFailed            a subflow's child execution ended other than completed
+├── SubflowFailed            a subflow's child execution ended other than completed
+├── IllegalTransition        a step record was asked for a transition its status does not allow
+├── NotRecoverable           recover_failed_execution refused (running, completed, cancelled)
+└── InvalidSettings          a settings object was built with a value it cannot run with
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ __all__ = [
     "ExecutionExists",
     "ExecutionFinal",
     "ExecutionNotFound",
+    "IllegalTransition",
+    "InvalidSettings",
     "LeaseLost",
+    "NotRecoverable",
     "SubflowFailed",
     "UndecodableTask",
     "WaitTimeout",
@@ -64,3 +70,22 @@ class LeaseLost(DistributedError):
 
 class SubflowFailed(DistributedError):
     """The child execution of a subflow step failed, was cancelled or timed out."""
+
+
+class IllegalTransition(DistributedError):
+    def __init__(self, step_id: str, status: str, transition: str) -> None:
+        super().__init__(f"step {step_id!r} is {status}: {transition} is not allowed from there")
+        self.step_id = step_id
+        self.status = status
+        self.transition = transition
+
+
+class NotRecoverable(DistributedError):
+    def __init__(self, execution_id: str, status: str, reason: str) -> None:
+        super().__init__(f"execution {execution_id!r} is {status}: {reason}")
+        self.execution_id = execution_id
+        self.status = status
+
+
+class InvalidSettings(DistributedError, ValueError):
+    """A setting out of range or unparsable; the message names the setting and the rule."""

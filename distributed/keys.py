@@ -9,8 +9,20 @@ Every key starts with the persistence's namespace (default ``flowloom/``)::
     exec/{eid}/step/{node}      StepRecord; every transition (lease, heartbeat, commit) is one CAS
     exec/{eid}/edge/{edge}      "1" taken / "0" skipped; resolved once (set_if_absent)
     exec/{eid}/join/{node}      "fire" / "skip"; the join decision, made once (set_if_absent)
-    idx/active/{eid}            executions without a final status (scanned by the reaper)
+    exec/{eid}/history/{gen}    FinalStatus of an earlier generation (recover_failed_execution)
+    exec/{eid}/unrunnable       first time a worker could not run it (no such workflow/version)
+    agenda/{eid}/{node}         AgendaEntry: the step is scheduled and not yet done (see below)
+    deadline/{eid}              the execution's deadline (only executions with a timeout)
+    idx/active/{eid}            executions without a final status
     idx/all/{eid}               every execution, for listing
+    leader/recovery             the recovery sweeper's leader lease (owner id, with a TTL)
+
+The **agenda** is the scheduling outbox. A step gets an entry when it is scheduled -- in the same
+atomic write that creates the execution, or before its task is enqueued -- and loses it only
+after it is finished *and* its successors are scheduled (or the execution is final). So a
+commit followed by a crash, a lost message, or a duplicate acked by another worker always
+leaves a trace that the recovery sweep completes; the sweep reads only the agenda, never
+every step of every execution.
 
 A step's checkpoint -- output, action, state updates, routing decision -- lives in its one
 ``StepRecord`` key, so recording it is a single atomic compare-and-set fenced by the lease token.
@@ -53,6 +65,33 @@ class Keys:
 
     def joins(self, eid: str) -> str:
         return f"{self.ns}exec/{eid}/join/"
+
+    def history(self, eid: str, generation: int) -> str:
+        return f"{self.ns}exec/{eid}/history/{generation:06d}"
+
+    def histories(self, eid: str) -> str:
+        return f"{self.ns}exec/{eid}/history/"
+
+    def unrunnable(self, eid: str) -> str:
+        return f"{self.ns}exec/{eid}/unrunnable"
+
+    def agenda_index(self) -> str:
+        return f"{self.ns}agenda/"
+
+    def agenda_of(self, eid: str) -> str:
+        return f"{self.agenda_index()}{eid}/"
+
+    def agenda(self, eid: str, node_id: str) -> str:
+        return f"{self.agenda_of(eid)}{node_id}"
+
+    def deadline_index(self) -> str:
+        return f"{self.ns}deadline/"
+
+    def deadline(self, eid: str) -> str:
+        return f"{self.deadline_index()}{eid}"
+
+    def leader(self, role: str) -> str:
+        return f"{self.ns}leader/{role}"
 
     def active_index(self) -> str:
         return f"{self.ns}idx/active/"

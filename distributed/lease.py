@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from .errors import LeaseLost
-from .models import Lease, StepRecord
+from .models import StepRecord
 from .persistence import VersionedStep, WorkflowPersistence
 from .timebox import reraise_if_cancelling
 
@@ -31,22 +31,12 @@ async def acquire_lease(
     *,
     owner: str,
     ttl: float,
+    now: float | None = None,
 ) -> StepLease | None:
-    """Start a new attempt of the step under a fresh lease; None if another worker won."""
+    """Start a new attempt of a pending step under a fresh lease; None if another worker won."""
     previous = current.record if current else StepRecord(node_id=node_id)
-    now = time.time()
-    token = previous.token + 1
-    running = previous.model_copy(
-        update={
-            "status": "running",
-            "attempt": previous.attempt + 1,
-            "token": token,
-            "lease": Lease(owner=owner, expires_at=now + ttl, token=token),
-            "not_before": None,
-            "started_at": now,
-        }
-    )
-    version = await persistence.swap_step(eid, current, running)
+    started = previous.start(owner, ttl, time.time() if now is None else now)
+    version = await persistence.swap_step(eid, current, started)
     return None if version is None else StepLease(persistence, eid, version, ttl)
 
 
@@ -76,11 +66,9 @@ class StepLease:
             return version
 
     async def extend(self) -> None:
-        lease = self.record.lease
-        if lease is None:
+        if self.record.status != "running":
             raise LeaseLost(self.eid, self.record.node_id)
-        renewed = lease.model_copy(update={"expires_at": time.time() + self.ttl})
-        await self.swap(self.record.model_copy(update={"lease": renewed}))
+        await self.swap(self.record.heartbeat(self.ttl, time.time()))
 
     async def heartbeat(self, interval: float, on_lost: Callable[[], None]) -> None:
         """Extend the lease every ``interval`` seconds; call ``on_lost`` if the lease moved."""
@@ -98,8 +86,5 @@ class StepLease:
 
     async def release(self, error: str) -> None:
         """Give the step back as pending so another worker can take it at once."""
-        pending = self.record.model_copy(
-            update={"status": "pending", "lease": None, "error": error}
-        )
         with contextlib.suppress(LeaseLost):
-            await self.swap(pending)
+            await self.swap(self.record.release(error, time.time()))

@@ -9,24 +9,24 @@ from __future__ import annotations
 
 import asyncio
 
-from orchestration import Engine, ExecutionResult
+from orchestration import ExecutionResult
 
+from .context import RuntimeContext
 from .models import ExecutionRecord, FinalStatus, StepRecord, TaskResult
-from .scheduler import Scheduler
 
 __all__ = ["run_locally"]
 
 
-async def run_locally(engine: Engine, scheduler: Scheduler, record: ExecutionRecord) -> None:
-    persistence = scheduler.persistence
+async def run_locally(context: RuntimeContext, record: ExecutionRecord) -> None:
+    persistence, scheduler = context.persistence, context.scheduler
     await persistence.create_execution(record, ())
     eid = record.execution_id
     try:
-        result = await engine.execute(
+        result = await context.engine.execute(
             record.workflow_id, record.inputs, timeout=record.options.timeout
         )
     except asyncio.CancelledError:
-        await scheduler.finalize(eid, FinalStatus(status="cancelled", error="cancelled by request"))
+        await scheduler.finalize(record, FinalStatus.cancelled())
         raise
     for step in _step_records(result):
         await persistence.swap_step(eid, None, step)
@@ -37,7 +37,7 @@ async def run_locally(engine: Engine, scheduler: Scheduler, record: ExecutionRec
         error=result.error,
         failed_step=result.failed_step,
     )
-    await scheduler.finalize(eid, final)
+    await scheduler.finalize(record, final)
 
 
 def _step_records(result: ExecutionResult) -> list[StepRecord]:
@@ -51,6 +51,7 @@ def _step_records(result: ExecutionResult) -> list[StepRecord]:
                 attempt=step.attempts,
                 result=TaskResult(output=step.output, action=step.action) if completed else None,
                 error=step.error,
+                fallback=step.fallback,
                 started_at=step.started_at,
                 finished_at=step.finished_at,
             )

@@ -7,8 +7,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .errors import IllegalTransition
+
 __all__ = [
     "FINAL_STATUSES",
+    "TRANSITIONS",
+    "AgendaEntry",
     "ExecutionOptions",
     "ExecutionRecord",
     "ExecutionSnapshot",
@@ -18,10 +22,13 @@ __all__ = [
     "StepRecord",
     "Task",
     "TaskResult",
+    "Transition",
 ]
 
 FinalStatusName = Literal["completed", "failed", "cancelled", "timed_out"]
-TaskReason = Literal["scheduled", "retry", "recovered", "resumed", "child-finished"]
+TaskReason = Literal[
+    "scheduled", "retry", "fallback", "recovered", "resumed", "requeued", "child-finished"
+]
 StepStatus = Literal["pending", "running", "waiting", "completed", "failed", "skipped", "cancelled"]
 FINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled", "timed_out"})
 TERMINAL_STEP_STATUSES: frozenset[str] = frozenset({"completed", "skipped", "failed", "cancelled"})
@@ -67,6 +74,12 @@ class ParentRef(_Model):
 
 
 class ExecutionRecord(_Model):
+    """An execution: what to run, with which inputs, and which generation of it is current.
+
+    ``generation`` starts at 1; ``RecoveryManager.recover_failed_execution`` rewrites the record
+    with the next one (``generation_started_at`` restarts the execution's deadline).
+    """
+
     execution_id: str
     workflow_id: str
     graph_version: str
@@ -74,21 +87,50 @@ class ExecutionRecord(_Model):
     options: ExecutionOptions = ExecutionOptions()
     created_at: float = Field(default_factory=time.time)
     parent: ParentRef | None = None
+    generation: int = Field(default=1, ge=1)
+    generation_started_at: float | None = None
 
     @property
     def deadline(self) -> float | None:
         timeout = self.options.timeout
-        return None if timeout is None else self.created_at + timeout
+        started = self.generation_started_at or self.created_at
+        return None if timeout is None else started + timeout
+
+    def next_generation(self, now: float) -> ExecutionRecord:
+        return self.model_copy(
+            update={"generation": self.generation + 1, "generation_started_at": now}
+        )
 
 
 class FinalStatus(_Model):
-    """The sticky final status of an execution, with its root cause."""
+    """The sticky final status of an execution, with its root cause.
+
+    Build it with the constructors (``completed``, ``failed``, ``cancelled``, ``timed_out``)
+    so that each status reads the same wherever it is set.
+    """
 
     status: FinalStatusName
     outputs: dict[str, Any] = {}
     error: str | None = None
     failed_step: str | None = None
     finished_at: float = Field(default_factory=time.time)
+    generation: int = 1
+
+    @classmethod
+    def completed(cls, outputs: dict[str, Any]) -> FinalStatus:
+        return cls(status="completed", outputs=outputs)
+
+    @classmethod
+    def failed(cls, error: str, failed_step: str | None = None) -> FinalStatus:
+        return cls(status="failed", error=error, failed_step=failed_step)
+
+    @classmethod
+    def cancelled(cls, reason: str = "cancelled by request") -> FinalStatus:
+        return cls(status="cancelled", error=reason)
+
+    @classmethod
+    def timed_out(cls, timeout: float | None) -> FinalStatus:
+        return cls(status="timed_out", error=f"execution deadline of {timeout}s passed")
 
 
 class Lease(_Model):
@@ -108,8 +150,59 @@ class TaskResult(_Model):
     seq: int = 0
 
 
+Transition = Literal[
+    "start",
+    "heartbeat",
+    "complete",
+    "retry_later",
+    "fall_back",
+    "release",
+    "reclaim",
+    "due",
+    "requeue",
+    "wait",
+    "fail",
+    "cancel",
+    "skip",
+]
+
+TRANSITIONS: dict[Transition, frozenset[StepStatus]] = {
+    "start": frozenset({"pending"}),
+    "heartbeat": frozenset({"running"}),
+    "complete": frozenset({"running", "waiting"}),
+    "retry_later": frozenset({"running"}),
+    "fall_back": frozenset({"running"}),
+    "release": frozenset({"running"}),
+    "reclaim": frozenset({"running"}),
+    "due": frozenset({"pending"}),
+    "requeue": frozenset({"pending"}),
+    "wait": frozenset({"running"}),
+    "fail": frozenset({"pending", "running", "waiting"}),
+    "cancel": frozenset({"pending", "running", "waiting"}),
+    "skip": frozenset({"pending"}),
+}
+"""Which statuses each transition may leave (see ``StepRecord``)."""
+
+
 class StepRecord(_Model):
-    """One step of one execution. Every transition is a compare-and-set of this record."""
+    """One step of one execution: a small state machine. Every change is one of the transitions
+    below (a method returning the next record), written as one fenced compare-and-set::
+
+        (new) = pending ──start──► running ──complete──► completed
+           ▲  │                    │  │ ▲
+           │  └─skip──► skipped    │  │ └─ heartbeat
+           │                       │  ├─ wait ──► waiting ──complete──► completed
+           ├─ retry_later ─────────┤  │             └──fail / cancel──► failed / cancelled
+           ├─ fall_back ───────────┤  ├─ fail ──► failed
+           ├─ release ─────────────┤  └─ cancel ──► cancelled
+           └─ reclaim ─────────────┘
+        pending ──due / requeue──► pending ;  pending ──fail / cancel──► failed / cancelled
+
+    A transition from any other status raises ``IllegalTransition``. ``attempt`` counts the
+    attempts of the step's own node; after ``fall_back`` the step runs its ``fallback`` node,
+    counted by ``fallback_attempt``. ``error`` keeps the last error, also on a completed step
+    that retried or fell back (the primary's error), as the local engine records it.
+    """
 
     node_id: str
     status: StepStatus = "pending"
@@ -121,24 +214,121 @@ class StepRecord(_Model):
     not_before: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    updated_at: float | None = None
     child_id: str | None = None
-    lease_expiries: int = 0  # attempts whose worker died or hung (see Reaper.max_lease_expiries)
+    fallback: str | None = None
+    fallback_attempt: int = 0
+    lease_expiries: int = 0  # attempts whose worker died or hung (see RecoveryConfig)
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL_STEP_STATUSES
 
+    @property
+    def current_attempt(self) -> int:
+        """The attempt number of the node now running: the fallback's once it stands in."""
+        return self.fallback_attempt if self.fallback else self.attempt
+
     def lease_expired(self, now: float) -> bool:
         return self.status == "running" and (self.lease is None or self.lease.expires_at <= now)
 
+    def due_at(self, now: float) -> bool:
+        """A pending step whose retry delay has passed (or that has none)."""
+        return self.status == "pending" and (self.not_before is None or self.not_before <= now)
+
+    # -- transitions ---------------------------------------------------------------------------
+
+    def start(self, owner: str, ttl: float, now: float) -> StepRecord:
+        token = self.token + 1
+        counter = "fallback_attempt" if self.fallback else "attempt"
+        return self._to(
+            "start",
+            now,
+            status="running",
+            token=token,
+            lease=Lease(owner=owner, expires_at=now + ttl, token=token),
+            not_before=None,
+            started_at=now,
+            **{counter: self.current_attempt + 1},
+        )
+
+    def heartbeat(self, ttl: float, now: float) -> StepRecord:
+        self._allow("heartbeat")
+        assert self.lease is not None  # a running step always holds one
+        lease = Lease(owner=self.lease.owner, expires_at=now + ttl, token=self.lease.token)
+        return self._to("heartbeat", now, lease=lease)
+
+    def complete(self, result: TaskResult, now: float) -> StepRecord:
+        return self._to(
+            "complete", now, status="completed", lease=None, result=result, finished_at=now
+        )
+
+    def retry_later(self, error: str, delay: float, now: float) -> StepRecord:
+        not_before = now + delay if delay > 0 else None
+        return self._to(
+            "retry_later", now, status="pending", lease=None, error=error, not_before=not_before
+        )
+
+    def fall_back(self, error: str, fallback: str, now: float) -> StepRecord:
+        return self._to(
+            "fall_back", now, status="pending", lease=None, error=error, fallback=fallback
+        )
+
+    def release(self, reason: str, now: float) -> StepRecord:
+        return self._to("release", now, status="pending", lease=None, error=reason)
+
+    def reclaim(self, reason: str, now: float) -> StepRecord:
+        expiries = self.lease_expiries + 1
+        return self._to(
+            "reclaim", now, status="pending", lease=None, error=reason, lease_expiries=expiries
+        )
+
+    def due(self, now: float) -> StepRecord:
+        return self._to("due", now, not_before=None)
+
+    def requeue(self, now: float) -> StepRecord:
+        return self._to("requeue", now)
+
+    def wait(self, child_id: str, now: float) -> StepRecord:
+        return self._to("wait", now, status="waiting", lease=None, child_id=child_id)
+
+    def fail(self, error: str, now: float) -> StepRecord:
+        return self._to("fail", now, status="failed", lease=None, error=error, finished_at=now)
+
+    def cancel(self, now: float) -> StepRecord:
+        return self._to("cancel", now, status="cancelled", lease=None, finished_at=now)
+
+    def skip(self, now: float) -> StepRecord:
+        return self._to("skip", now, status="skipped", finished_at=now)
+
+    def _to(self, transition: Transition, now: float, **changes: Any) -> StepRecord:
+        self._allow(transition)
+        unknown = changes.keys() - StepRecord.model_fields.keys()
+        assert not unknown, f"not StepRecord fields: {unknown}"
+        return self.model_copy(update={**changes, "updated_at": now})
+
+    def _allow(self, transition: Transition) -> None:
+        if self.status not in TRANSITIONS[transition]:
+            raise IllegalTransition(self.node_id, self.status, transition)
+
 
 class Task(_Model):
-    """A queue message: run (or re-check) one step of one execution."""
+    """A queue message: run (or re-check) one step of one generation of one execution."""
 
     execution_id: str
     node_id: str
     reason: TaskReason = "scheduled"
+    generation: int = 1
     enqueued_at: float = Field(default_factory=time.time)
+
+
+class AgendaEntry(_Model):
+    """A scheduled step that is not yet done (see ``distributed.keys``): ``since`` is when it was
+    scheduled or last re-enqueued by the recovery sweep."""
+
+    execution_id: str
+    node_id: str
+    since: float
 
 
 class ExecutionSnapshot(_Model):
@@ -156,6 +346,8 @@ class ExecutionSnapshot(_Model):
     created_at: float
     finished_at: float | None = None
     steps: dict[str, StepRecord] = {}
+    generation: int = 1
+    history: tuple[FinalStatus, ...] = ()  # final statuses of earlier generations, oldest first
 
     @property
     def current_step(self) -> str | None:

@@ -6,14 +6,16 @@ semantics (leases, joins, completion) live in the scheduler and worker, on these
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from store import Delete, KVStore, Put
 
+from .errors import InvalidSettings
 from .keys import Keys
-from .models import ExecutionRecord, FinalStatus, StepRecord
+from .models import AgendaEntry, ExecutionRecord, FinalStatus, StepRecord
 
 __all__ = ["KVPersistence", "TaskView", "VersionedStep", "WorkflowPersistence"]
 
@@ -49,6 +51,9 @@ class WorkflowPersistence(Protocol):
     async def set_final(self, eid: str, final: FinalStatus) -> tuple[FinalStatus, bool]: ...
     async def steps(self, eid: str) -> dict[str, VersionedStep]: ...
     async def step(self, eid: str, node_id: str) -> VersionedStep | None: ...
+    async def steps_of(
+        self, eid: str, node_ids: Sequence[str]
+    ) -> dict[str, VersionedStep | None]: ...
     async def swap_step(
         self, eid: str, expected: VersionedStep | None, new: StepRecord
     ) -> VersionedStep | None: ...
@@ -62,6 +67,22 @@ class WorkflowPersistence(Protocol):
     def active_executions(self) -> AsyncIterator[str]: ...
     def all_executions(self) -> AsyncIterator[str]: ...
     async def purge(self, eid: str) -> None: ...
+    async def schedule(self, eid: str, node_ids: Sequence[str], now: float) -> None: ...
+    async def unschedule(self, eid: str, node_id: str) -> None: ...
+    def agenda(self, eid: str | None = None) -> AsyncIterator[AgendaEntry]: ...
+    def deadlines(self) -> AsyncIterator[tuple[str, float]]: ...
+    async def mark_unrunnable(self, eid: str, now: float) -> float: ...
+    async def history(self, eid: str) -> list[FinalStatus]: ...
+    async def start_generation(
+        self,
+        current: ExecutionRecord,
+        final: FinalStatus,
+        new: ExecutionRecord,
+        reset: Sequence[str],
+        scheduled: Sequence[str],
+    ) -> bool: ...
+    async def hold_leadership(self, role: str, owner: str, ttl: float) -> bool: ...
+    async def give_up_leadership(self, role: str, owner: str) -> None: ...
 
 
 class KVPersistence:
@@ -70,19 +91,22 @@ class KVPersistence:
     def __init__(
         self, store: KVStore, *, namespace: str = "flowloom/", retention: float | None = None
     ):
+        if retention is not None and not retention > 0:
+            raise InvalidSettings(f"retention must be > 0 seconds or None (keep), not {retention}")
         self.store = store
         self.keys = Keys(namespace)
         self.retention = retention
 
     async def create_execution(self, record: ExecutionRecord, start_nodes: Sequence[str]) -> bool:
-        """Write the record once (False if the id exists) and mark the start nodes fired."""
-        eid = record.execution_id
-        if not await self.store.set_if_absent(self.keys.execution(eid), record.to_bytes()):
-            return False
-        joins = [Put(self.keys.join(eid, node), _FIRE.encode()) for node in start_nodes]
-        index = [Put(self.keys.active(eid), b""), Put(self.keys.listed(eid), b"")]
-        await self.store.batch([*joins, *index])
-        return True
+        """In one atomic write (False if the id exists): the record, the start nodes fired and
+        on the agenda, the indexes, and the deadline of an execution with a timeout."""
+        eid, keys = record.execution_id, self.keys
+        joins = [Put(keys.join(eid, node), _FIRE.encode()) for node in start_nodes]
+        index = [Put(keys.active(eid), b""), Put(keys.listed(eid), b"")]
+        ops = [Put(keys.execution(eid), record.to_bytes()), *joins, *index]
+        ops += self._agenda_puts(eid, start_nodes, record.created_at)
+        ops += self._deadline_puts(record)
+        return await self.store.batch_if({keys.execution(eid): None}, ops)
 
     async def record(self, eid: str) -> ExecutionRecord | None:
         raw = await self.store.get(self.keys.execution(eid))
@@ -109,14 +133,20 @@ class KVPersistence:
 
     async def set_final(self, eid: str, final: FinalStatus) -> tuple[FinalStatus, bool]:
         """First writer wins: return the status in force and whether this call set it."""
-        won = await self.store.set_if_absent(self.keys.final(eid), final.to_bytes())
+        keys = self.keys
+        ops: list[Put | Delete] = [
+            Put(keys.final(eid), final.to_bytes()),
+            Delete(keys.active(eid)),
+            Delete(keys.deadline(eid)),
+        ]
+        won = await self.store.batch_if({keys.final(eid): None}, ops)
         if won:
-            await self.store.delete(self.keys.active(eid))
             if self.retention is not None:
                 await self._expire_execution(eid, self.retention)
             return final, True
         current = await self.final(eid)
-        assert current is not None  # set_if_absent failed, so the key exists
+        if current is None:  # purged or expired in between: report ours, which did not win
+            return final, False
         return current, False
 
     async def steps(self, eid: str) -> dict[str, VersionedStep]:
@@ -129,6 +159,14 @@ class KVPersistence:
     async def step(self, eid: str, node_id: str) -> VersionedStep | None:
         raw = await self.store.get(self.keys.step(eid, node_id))
         return None if raw is None else VersionedStep(raw, StepRecord.from_bytes(raw))
+
+    async def steps_of(self, eid: str, node_ids: Sequence[str]) -> dict[str, VersionedStep | None]:
+        """The records of some steps, in one round trip (None: not started)."""
+        raws = await self.store.get_many([self.keys.step(eid, node) for node in node_ids])
+        return {
+            node: None if raw is None else VersionedStep(raw, StepRecord.from_bytes(raw))
+            for node, raw in zip(node_ids, raws, strict=True)
+        }
 
     async def swap_step(
         self, eid: str, expected: VersionedStep | None, new: StepRecord
@@ -193,6 +231,92 @@ class KVPersistence:
         keys = [key async for key in self._execution_keys(eid)]
         await self.store.batch([Delete(key) for key in keys])
 
+    # -- the agenda (scheduling outbox), deadlines, generations ---------------------------------
+
+    async def schedule(self, eid: str, node_ids: Sequence[str], now: float) -> None:
+        """Put steps on the agenda before their tasks are enqueued."""
+        if node_ids:
+            await self.store.batch(self._agenda_puts(eid, node_ids, now))
+
+    async def unschedule(self, eid: str, node_id: str) -> None:
+        """Take a step off the agenda: it is done and its successors are scheduled."""
+        await self.store.delete(self.keys.agenda(eid, node_id))
+
+    async def agenda(self, eid: str | None = None) -> AsyncIterator[AgendaEntry]:
+        prefix = self.keys.agenda_index() if eid is None else self.keys.agenda_of(eid)
+        async for _, raw in self.store.scan(prefix):
+            entry = AgendaEntry.from_bytes(raw)
+            if eid is None or entry.execution_id == eid:
+                yield entry
+
+    async def deadlines(self) -> AsyncIterator[tuple[str, float]]:
+        prefix = self.keys.deadline_index()
+        async for key, raw in self.store.scan(prefix):
+            yield key.removeprefix(prefix), float(raw)
+
+    async def mark_unrunnable(self, eid: str, now: float) -> float:
+        """When a worker first found it could not run this execution (kept; returned)."""
+        key = self.keys.unrunnable(eid)
+        await self.store.set_if_absent(key, repr(now).encode())
+        raw = await self.store.get(key)
+        return now if raw is None else float(raw)
+
+    async def history(self, eid: str) -> list[FinalStatus]:
+        prefix = self.keys.histories(eid)
+        return [FinalStatus.from_bytes(raw) async for _, raw in self.store.scan(prefix)]
+
+    async def start_generation(
+        self,
+        current: ExecutionRecord,
+        final: FinalStatus,
+        new: ExecutionRecord,
+        reset: Sequence[str],
+        scheduled: Sequence[str],
+    ) -> bool:
+        """Atomically, if the record and final status are still ``current`` and ``final``: file
+        the final status in the history, write the ``new`` record, delete the ``reset`` steps and
+        put ``scheduled`` on the agenda. False if anything moved (another recovery won)."""
+        eid, keys = current.execution_id, self.keys
+        expected = {keys.execution(eid): current.to_bytes(), keys.final(eid): final.to_bytes()}
+        ops: list[Put | Delete] = [
+            Put(keys.history(eid, current.generation), final.to_bytes()),
+            Put(keys.execution(eid), new.to_bytes()),
+            Delete(keys.final(eid)),
+            Delete(keys.unrunnable(eid)),
+            Put(keys.active(eid), b""),
+            *(Delete(keys.step(eid, node)) for node in reset),
+            *self._agenda_puts(eid, scheduled, new.generation_started_at or time.time()),
+            *self._deadline_puts(new),
+        ]
+        return await self.store.batch_if(expected, ops)
+
+    async def hold_leadership(self, role: str, owner: str, ttl: float) -> bool:
+        """Take or renew the leader lease of ``role`` for ``ttl`` seconds; False if another
+        owner holds it."""
+        key, me = self.keys.leader(role), owner.encode()
+        if await self.store.set_if_absent(key, me, ttl=ttl):
+            return True
+        return await self.store.compare_and_set(key, me, me, ttl=ttl)
+
+    async def give_up_leadership(self, role: str, owner: str) -> None:
+        key = self.keys.leader(role)
+        await self.store.batch_if({key: owner.encode()}, [Delete(key)])
+
+    def _agenda_puts(self, eid: str, node_ids: Iterable[str], now: float) -> list[Put]:
+        return [
+            Put(
+                self.keys.agenda(eid, node),
+                AgendaEntry(execution_id=eid, node_id=node, since=now).to_bytes(),
+            )
+            for node in node_ids
+        ]
+
+    def _deadline_puts(self, record: ExecutionRecord) -> list[Put]:
+        deadline = record.deadline
+        if deadline is None:
+            return []
+        return [Put(self.keys.deadline(record.execution_id), repr(deadline).encode())]
+
     async def _expire_execution(self, eid: str, ttl: float) -> None:
         async for key in self._execution_keys(eid):
             await self.store.expire(key, ttl)
@@ -202,6 +326,9 @@ class KVPersistence:
             yield key
         async for key, _ in self.store.scan(self.keys.execution(eid) + "/"):
             yield key
+        async for key, _ in self.store.scan(self.keys.agenda_of(eid)):
+            yield key
 
     def _singletons(self, eid: str) -> Iterable[str]:
-        return (self.keys.execution(eid), self.keys.active(eid), self.keys.listed(eid))
+        keys = self.keys
+        return (keys.execution(eid), keys.active(eid), keys.listed(eid), keys.deadline(eid))

@@ -1,15 +1,21 @@
-"""``WorkerPool``: several workers in one process, scalable while running, plus one reaper."""
+"""``WorkerPool``: several workers in one process, scalable while running, plus the recovery
+sweep (which sweeps only while this pool holds the namespace's leader lease)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
+from pydantic import Field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+
+from .context import RuntimeContext
+from .errors import InvalidSettings
+from .hooks import Hooks
 from .persistence import WorkflowPersistence
 from .queue import TaskQueue
-from .reaper import Reaper
-from .scheduler import Scheduler
+from .recovery import RecoveryConfig, RecoveryManager
 from .steps import StepExecutor
 from .timebox import within
 from .worker import Worker, WorkerConfig
@@ -19,24 +25,33 @@ __all__ = ["PoolConfig", "WorkerPool"]
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, kw_only=True)
+@pydantic_dataclass(frozen=True, kw_only=True)
 class PoolConfig:
-    """``worker_count`` workers of ``concurrency`` slots each; ``worker`` tunes leases and stops.
-    The pool's reaper sweeps every ``reaper_interval`` seconds and fails a step whose worker
-    died or hung ``max_lease_expiries`` times."""
+    """``worker_count`` workers of ``concurrency`` slots each; ``worker`` tunes leases and stops;
+    ``recovery`` tunes the sweep. ``reaper_interval`` and ``max_lease_expiries``, when given,
+    override the sweep's ``interval`` and ``max_lease_expiries``. Validated when built."""
 
-    worker_count: int = 1
-    concurrency: int = 4
-    reaper_interval: float = 1.0
-    max_lease_expiries: int = 5
-    worker: WorkerConfig = field(default_factory=WorkerConfig)
+    worker_count: int = Field(default=1, ge=0)
+    concurrency: int = Field(default=4, ge=1)
+    reaper_interval: float | None = Field(default=None, gt=0)
+    max_lease_expiries: int | None = Field(default=None, ge=1)
+    worker: WorkerConfig = Field(default_factory=WorkerConfig)
+    recovery: RecoveryConfig = Field(default_factory=RecoveryConfig)
 
     def worker_config(self) -> WorkerConfig:
         return replace(self.worker, concurrency=self.concurrency)
 
+    def recovery_config(self) -> RecoveryConfig:
+        recovery = self.recovery
+        if self.reaper_interval is not None:
+            recovery = replace(recovery, interval=self.reaper_interval)
+        if self.max_lease_expiries is not None:
+            recovery = replace(recovery, max_lease_expiries=self.max_lease_expiries)
+        return recovery
+
 
 class WorkerPool:
-    """Starts, stops and scales workers that share one queue, persistence and executor."""
+    """Starts, stops and scales workers that share one runtime context."""
 
     def __init__(
         self,
@@ -45,13 +60,19 @@ class WorkerPool:
         config: PoolConfig | None = None,
         *,
         persistence: WorkflowPersistence,
+        hooks: Hooks | None = None,
+        context: RuntimeContext | None = None,
     ) -> None:
+        """``context``: share the runtime's context (``Runtime`` passes it); otherwise one is
+        built from ``queue``, ``persistence``, the executor's engine and ``hooks``."""
+        self.context = context or RuntimeContext.build(executor.engine, queue, persistence, hooks)
         self.queue = queue
         self.executor = executor
         self.config = config or PoolConfig()
         self.persistence = persistence
+        self.recovery = RecoveryManager.from_context(self.context, self.config.recovery_config())
         self.workers: list[Worker] = []
-        self._reaper_task: asyncio.Task[None] | None = None
+        self._recovery_task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
     @property
@@ -60,22 +81,18 @@ class WorkerPool:
 
     async def start(self) -> None:
         await self.scale(self.config.worker_count)
-        if self._reaper_task is None:
-            scheduler = Scheduler(self.persistence, self.queue)
-            reaper = Reaper(
-                scheduler,
-                interval=self.config.reaper_interval,
-                max_lease_expiries=self.config.max_lease_expiries,
-            )
-            self._reaper_task = asyncio.create_task(reaper.run_forever(), name="reaper")
+        if self._recovery_task is None:
+            self._recovery_task = asyncio.create_task(self.recovery.run(), name="recovery")
 
     async def scale(self, count: int) -> None:
         """Grow or shrink to ``count`` workers; shrinking lets running steps finish."""
         if count < 0:
-            raise ValueError(f"worker count must be >= 0, not {count}")
+            raise InvalidSettings(f"worker count must be >= 0, not {count}")
         async with self._lock:
             while len(self.workers) < count:
-                worker = self._new_worker()
+                worker = Worker(
+                    self.context, config=self.config.worker_config(), executor=self.executor
+                )
                 await worker.start()
                 self.workers.append(worker)
             leaving = self.workers[count:]
@@ -84,20 +101,12 @@ class WorkerPool:
         log.info("worker pool scaled to %d", count)
 
     async def stop(self, grace_period: float | None = None) -> None:
-        """Stop the reaper, then every worker gracefully (phases in ``Worker.stop``)."""
-        if self._reaper_task is not None:
-            self._reaper_task.cancel()
-            await within(self._reaper_task, self.config.worker.close_timeout, "stopping the reaper")
-            self._reaper_task = None
+        """Stop the recovery sweep, then every worker gracefully (phases in ``Worker.stop``)."""
+        if self._recovery_task is not None:
+            self._recovery_task.cancel()
+            timeout = self.config.worker.close_timeout
+            await within(self._recovery_task, timeout, "stopping the recovery sweep")
+            self._recovery_task = None
         async with self._lock:
             leaving, self.workers = self.workers, []
         await asyncio.gather(*(worker.stop(grace_period) for worker in leaving))
-
-    def _new_worker(self) -> Worker:
-        return Worker(
-            self.queue,
-            self.persistence,
-            self.executor.engine,
-            config=self.config.worker_config(),
-            executor=self.executor,
-        )

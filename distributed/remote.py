@@ -307,8 +307,7 @@ async def _wait(engine: DistributedEngine, execution_id: str) -> ExecutionSnapsh
         return await engine.wait(execution_id, timeout=remaining)
     except WaitTimeout:
         assert record is not None
-        error = f"execution deadline of {record.options.timeout}s passed"
-        await engine.scheduler.finalize(execution_id, FinalStatus(status="timed_out", error=error))
+        await engine.scheduler.finalize(record, FinalStatus.timed_out(record.options.timeout))
         return await engine.get_execution_status(execution_id)
 
 

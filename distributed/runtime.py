@@ -20,10 +20,13 @@ from mq import Broker, open_broker
 from orchestration import Engine
 from store import KVStore, open_store
 
+from .context import RuntimeContext
 from .engine import DistributedEngine, EngineConfig
+from .hooks import Hooks
 from .persistence import KVPersistence
 from .pool import PoolConfig, WorkerPool
 from .queue import MQTaskQueue
+from .recovery import RecoveryManager
 from .steps import StepExecutor
 from .timebox import within
 
@@ -64,28 +67,49 @@ class Runtime:
         topic: str = "flowloom.tasks",
         store_options: dict[str, Any] | None = None,
         broker_options: dict[str, Any] | None = None,
+        hooks: Hooks | None = None,
     ) -> Runtime:
-        """Connect to a store and a broker. ``workers=False`` makes a client without a pool."""
+        """Connect to a store and a broker. ``workers=False`` makes a client without a pool;
+        ``hooks`` observe every part (engine, workers, recovery) of this runtime."""
         store = open_store(store_url, **(store_options or {}))
         broker = open_broker(broker_url, **(broker_options or {}))
         persistence = KVPersistence(store, namespace=namespace, retention=retention)
         queue = MQTaskQueue(broker, topic=topic)
-        engine = DistributedEngine(local_engine, queue, persistence, EngineConfig())
+        context = RuntimeContext.build(local_engine, queue, persistence, hooks)
+        engine = DistributedEngine.from_context(context, EngineConfig())
         worker_pool = None
         if workers:
             executor = StepExecutor(local_engine)
-            worker_pool = WorkerPool(queue, executor, pool or PoolConfig(), persistence=persistence)
+            worker_pool = WorkerPool(
+                queue, executor, pool or PoolConfig(), persistence=persistence, context=context
+            )
         durable = not broker_url.startswith("inproc:")
         return cls(engine, store, broker, worker_pool, durable_broker=durable)
 
     @classmethod
     def embedded(
-        cls, local_engine: Engine, path: str = "./flowloom-data", *, pool: PoolConfig | None = None
+        cls,
+        local_engine: Engine,
+        path: str = "./flowloom-data",
+        *,
+        pool: PoolConfig | None = None,
+        hooks: Hooks | None = None,
     ) -> Runtime:
         """The zero-service default: LevelDB at ``path`` and the in-process broker."""
         return cls.from_urls(
-            local_engine, store_url=f"leveldb://{path}", broker_url="inproc://", pool=pool
+            local_engine,
+            store_url=f"leveldb://{path}",
+            broker_url="inproc://",
+            pool=pool,
+            hooks=hooks,
         )
+
+    @property
+    def recovery(self) -> RecoveryManager:
+        """The runtime's ``RecoveryManager`` (the pool's, or one for this client)."""
+        if self.pool is not None:
+            return self.pool.recovery
+        return RecoveryManager(self.engine.persistence, self.engine.queue, self.engine)
 
     async def start(self) -> None:
         if self.pool is not None:
@@ -94,15 +118,8 @@ class Runtime:
             await self.recover_unfinished()
 
     async def recover_unfinished(self) -> int:
-        """Re-enqueue the ready steps of every execution without a final status."""
-        persistence = self.engine.persistence
-        count = 0
-        async for execution_id in persistence.active_executions():
-            await self.engine.scheduler.reschedule(execution_id, "recovered")
-            count += 1
-        if count:
-            log.info("re-enqueued the ready steps of %d unfinished executions", count)
-        return count
+        """Re-enqueue the scheduled steps of every execution without a final status."""
+        return await self.recovery.recover_unfinished()
 
     async def close(
         self, grace_period: float | None = None, *, close_timeout: float = 10.0

@@ -1,17 +1,22 @@
 """Advancing an execution after a step: the edge ledger, joins, skip propagation, completion.
 
-Every function here is idempotent, so a worker that crashes half-way, or a duplicate delivery of a
-finished step, re-runs it safely: edges resolve once (set_if_absent), join decisions are made once
-(set_if_absent), the final status is first-writer-wins, and a re-enqueued task of a step that has
-already run is dropped by the worker. The message that triggered the advance is acked only after.
+The scheduling invariant (DESIGN §3): once a step's result is committed, its successors get
+scheduled whatever dies afterwards. Every scheduled step is on the **agenda** (see
+``distributed.keys``) from before its task is enqueued until it is finished *and* advanced; the
+agenda entry of a finished step is removed only after its successors are on the agenda
+themselves. Whatever is interrupted -- a crash after the commit, a lost message, a duplicate
+acked by another worker -- the recovery sweep finds the entry and finishes the advance.
+
+Every function here is idempotent, so a re-run after a crash changes nothing twice: edges resolve
+once (set_if_absent), join decisions are made once (set_if_absent), the final status is
+first-writer-wins, and a re-enqueued task of a step that has already run is dropped by the worker.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from orchestration import (
     Graph,
@@ -22,9 +27,13 @@ from orchestration import (
     join_decision,
 )
 
+from .failpoints import failpoint
+from .hooks import ExecutionFinished, ExecutionSubmitted
 from .models import ExecutionRecord, FinalStatus, StepRecord, Task, TaskReason
-from .persistence import VersionedStep, WorkflowPersistence
-from .queue import TaskQueue
+from .persistence import VersionedStep
+
+if TYPE_CHECKING:
+    from .context import RuntimeContext
 
 __all__ = ["Scheduler", "execution_state"]
 
@@ -49,34 +58,53 @@ def execution_state(
 
 
 class Scheduler:
-    """Decides what runs next; shared by the engine (start) and every worker (advance)."""
+    """Decides what runs next; shared by the engine (start), workers (advance) and recovery."""
 
-    def __init__(self, persistence: WorkflowPersistence, queue: TaskQueue) -> None:
-        self.persistence = persistence
-        self.queue = queue
+    def __init__(self, context: RuntimeContext) -> None:
+        self.context = context
+        self.persistence = context.persistence
+        self.queue = context.queue
 
     async def start(self, record: ExecutionRecord, graph: Graph) -> bool:
-        """Record a new execution and enqueue its start nodes; False if the id exists."""
+        """Record a new execution with its start nodes on the agenda, then enqueue them;
+        False if the id exists."""
         starts = graph.start_nodes()
         if not await self.persistence.create_execution(record, starts):
             return False
-        await self.enqueue(record.execution_id, starts)
+        await self.enqueue(record, starts)
+        event = ExecutionSubmitted(
+            execution_id=record.execution_id,
+            workflow_id=record.workflow_id,
+            generation=record.generation,
+        )
+        self.context.hooks.execution_submitted(event)
         return True
 
     async def enqueue(
-        self, eid: str, node_ids: list[str] | tuple[str, ...], reason: TaskReason = "scheduled"
+        self, record: ExecutionRecord, node_ids: Sequence[str], reason: TaskReason = "scheduled"
     ) -> None:
-        tasks = [Task(execution_id=eid, node_id=n, reason=reason) for n in node_ids]
+        """Enqueue tasks of steps that are already on the agenda."""
+        eid, generation = record.execution_id, record.generation
+        tasks = [
+            Task(execution_id=eid, node_id=n, reason=reason, generation=generation)
+            for n in node_ids
+        ]
         await self.queue.enqueue_many(tasks)
 
-    async def advance(self, eid: str, graph: Graph, step: StepRecord) -> None:
-        """Resolve a completed step's edges, fire or skip its successors, and check completion."""
+    async def advance(self, record: ExecutionRecord, graph: Graph, step: StepRecord) -> None:
+        """Resolve a completed step's edges, schedule or skip its successors, check completion,
+        and only then take the step off the agenda."""
         assert step.result is not None
+        eid = record.execution_id
         edges = {key: True for key in step.result.taken} | {
             key: False for key in step.result.skipped
         }
-        await self.enqueue(eid, await self._resolve(eid, graph, edges))
-        await self.check_completion(eid, graph)
+        fired = await self._resolve(eid, graph, edges)
+        await self.persistence.schedule(eid, fired, self.context.clock())
+        await self.enqueue(record, fired)
+        failpoint("after-schedule")
+        await self.check_completion(record, graph)
+        await self.persistence.unschedule(eid, step.node_id)
 
     async def _resolve(self, eid: str, graph: Graph, edges: Mapping[str, bool]) -> list[str]:
         await self.persistence.resolve_edges(eid, edges)
@@ -101,46 +129,61 @@ class Scheduler:
 
     async def _skip(self, eid: str, graph: Graph, node_id: str) -> list[str]:
         """Dead-path elimination: the node is skipped and so is every edge out of it."""
-        skipped = StepRecord(node_id=node_id, status="skipped", finished_at=time.time())
+        skipped = StepRecord(node_id=node_id).skip(self.context.clock())
         await self.persistence.swap_step(eid, None, skipped)
         return await self._resolve(eid, graph, {e.key: False for e in graph.outgoing(node_id)})
 
-    async def check_completion(self, eid: str, graph: Graph) -> None:
+    async def check_completion(self, record: ExecutionRecord, graph: Graph) -> None:
         """Complete the execution once every node is completed or skipped."""
+        eid = record.execution_id
         steps = await self.persistence.steps(eid)
         done = {n for n, v in steps.items() if v.record.status in ("completed", "skipped")}
         if not set(graph.nodes) - graph.fallback_only_nodes() <= done:
             return
-        record = await self.persistence.record(eid)
-        if record is None:
-            return
         state, outputs = execution_state(record, steps)
         completed = [n for n, v in steps.items() if v.record.status == "completed"]
         result = final_outputs(graph, outputs, state, completed)
-        await self.finalize(eid, FinalStatus(status="completed", outputs=result))
+        await self.finalize(record, FinalStatus.completed(result))
 
-    async def reschedule(self, eid: str, reason: TaskReason) -> list[str]:
-        """Enqueue every fired step again except skipped ones (resume, recovery). Workers drop
-        what already ran and finish the advance of completed steps a crash interrupted."""
-        steps = await self.persistence.steps(eid)
-        fired = await self.persistence.fired_nodes(eid)
-        ready = [n for n in fired if n not in steps or steps[n].record.status != "skipped"]
-        await self.enqueue(eid, ready, reason)
+    async def reschedule(self, record: ExecutionRecord, reason: TaskReason) -> list[str]:
+        """Enqueue every step on the agenda again (resume, restart). Workers drop what already
+        ran and finish the advance of completed steps a crash interrupted."""
+        ready = [entry.node_id async for entry in self.persistence.agenda(record.execution_id)]
+        await self.enqueue(record, ready, reason)
         return ready
 
-    async def wake_if_child_final(self, eid: str, step: StepRecord) -> None:
+    async def wake_if_child_final(self, record: ExecutionRecord, step: StepRecord) -> None:
         """Enqueue a waiting subflow step whose child execution has already finished."""
         if step.child_id is not None and await self.persistence.final(step.child_id) is not None:
-            await self.enqueue(eid, [step.node_id], "child-finished")
+            await self.enqueue(record, [step.node_id], "child-finished")
 
-    async def finalize(self, eid: str, final: FinalStatus) -> tuple[FinalStatus, bool]:
+    async def finalize(
+        self, record: ExecutionRecord, final: FinalStatus
+    ) -> tuple[FinalStatus, bool]:
         """Set the sticky final status (first writer wins); return the status in force and
-        whether this call set it. The winner wakes the parent of a subflow."""
+        whether this call set it. The winner tells the hooks and wakes a subflow's parent."""
+        final = final.model_copy(update={"generation": record.generation})
+        eid = record.execution_id
         current, won = await self.persistence.set_final(eid, final)
-        if won:
-            log.info("execution %s %s", eid, final.status, extra={"execution_id": eid})
-            record = await self.persistence.record(eid)
-            if record is not None and record.parent is not None:
-                parent = record.parent
-                await self.enqueue(parent.execution_id, [parent.node_id], "child-finished")
-        return current, won
+        if not won:
+            return current, False
+        log.info("execution %s %s", eid, final.status, extra={"execution_id": eid})
+        self.context.hooks.execution_final(_finished(record, final))
+        if record.parent is not None:
+            parent = await self.persistence.record(record.parent.execution_id)
+            if parent is not None:
+                await self.enqueue(parent, [record.parent.node_id], "child-finished")
+        return current, True
+
+
+def _finished(record: ExecutionRecord, final: FinalStatus) -> ExecutionFinished:
+    started = record.generation_started_at or record.created_at
+    return ExecutionFinished(
+        execution_id=record.execution_id,
+        workflow_id=record.workflow_id,
+        status=final.status,
+        error=final.error,
+        failed_step=final.failed_step,
+        generation=record.generation,
+        duration=max(final.finished_at - started, 0.0),
+    )

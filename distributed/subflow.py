@@ -13,14 +13,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from orchestration import Engine, Graph, NodeContext
+from orchestration import Graph, NodeContext
 from orchestration.subflow import child_inputs, child_result
 
+from .context import RuntimeContext
 from .errors import SubflowFailed
 from .lease import StepLease
 from .models import ExecutionRecord, ParentRef, StepRecord
 from .persistence import WorkflowPersistence
-from .scheduler import Scheduler, execution_state
+from .scheduler import execution_state
 from .steps import StepOutcome
 
 __all__ = ["child_execution_id", "child_outcome", "start_child"]
@@ -31,12 +32,12 @@ def child_execution_id(execution_id: str, node_id: str) -> str:
 
 
 async def start_child(
-    engine: Engine, scheduler: Scheduler, parent: ExecutionRecord, held: StepLease, ctx: NodeContext
+    context: RuntimeContext, parent: ExecutionRecord, held: StepLease, ctx: NodeContext
 ) -> None:
     """Start the child execution, then park the parent step as waiting."""
     node = ctx.node
     blueprint_id = str(node.params["blueprintId"])
-    graph = engine.graph(blueprint_id)
+    graph = context.engine.graph(blueprint_id)
     child_id = child_execution_id(parent.execution_id, node.id)
     child = ExecutionRecord(
         execution_id=child_id,
@@ -45,12 +46,9 @@ async def start_child(
         inputs=child_inputs(node, ctx.state, ctx.outputs),
         parent=ParentRef(execution_id=parent.execution_id, node_id=node.id),
     )
-    await scheduler.start(child, graph)
-    waiting = held.record.model_copy(
-        update={"status": "waiting", "lease": None, "child_id": child_id}
-    )
-    await held.swap(waiting)
-    await scheduler.wake_if_child_final(parent.execution_id, waiting)
+    await context.scheduler.start(child, graph)
+    await held.swap(held.record.wait(child_id, context.clock()))
+    await context.scheduler.wake_if_child_final(parent, held.record)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,17 @@
 """``Worker``: takes tasks from the queue and runs steps, ``concurrency`` at a time.
 
-For each task: dead-letter it if it names an unknown execution, workflow or step; drop it if
-the execution is final or paused, or the step is done, held under a live lease, or a retry not
-yet due; otherwise take the step's lease, run the node with heartbeats, commit the outcome in
-one fenced compare-and-set, advance the execution, and only then ack. A crash anywhere before the
-ack redelivers the task, and every stage is idempotent: steps are at-least-once, transitions
-exactly-once.
+For each task: dead-letter it if it names an unknown execution or step; drop it if the
+execution is final, paused or of a later generation, or the step is done, held under a lease,
+or a retry not yet due; otherwise take the step's lease, run the node with heartbeats, commit the
+outcome in one fenced compare-and-set, advance the execution, and only then ack. A crash
+anywhere before the ack redelivers the task, and every stage is idempotent: steps are
+at-least-once, transitions exactly-once. Whatever a crash or a lost message interrupts, the
+step is still on the agenda, so the recovery sweep finishes it (see ``distributed.scheduler``).
+
+A worker that does not hold the workflow, or holds another version of it than the execution
+began on, never runs it with another definition: it leaves the task for a compatible worker
+(the sweep re-enqueues it) and, once ``incompatible_grace`` seconds have passed since a worker
+first found it unrunnable, fails the execution naming the workflow and both versions.
 """
 
 from __future__ import annotations
@@ -15,22 +21,26 @@ import contextlib
 import logging
 import os
 import socket
-import time
 import uuid
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from typing import Any
 
+from pydantic import Field
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+
 from mq import BrokerError
-from orchestration import Engine, Graph, NodeContext, UnknownWorkflow
+from orchestration import Graph, NodeContext, UnknownWorkflow
 
 from .commit import StepCommitter
+from .context import RuntimeContext
 from .errors import LeaseLost
+from .failpoints import failpoint
+from .hooks import DeadLettered, StepFinished, StepOutcomeName, StepStarted
 from .lease import StepLease, acquire_lease
 from .models import ExecutionRecord, FinalStatus, StepRecord, Task
-from .persistence import VersionedStep, WorkflowPersistence
-from .queue import QueuedTask, TaskConsumer, TaskQueue
-from .scheduler import Scheduler, execution_state
+from .persistence import VersionedStep
+from .queue import QueuedTask, TaskConsumer
+from .scheduler import execution_state
 from .steps import StepExecutor, StepOutcome
 from .subflow import child_outcome, start_child
 from .timebox import reraise_if_cancelling, within
@@ -43,25 +53,28 @@ _Key = tuple[str, str]
 _EXECUTION_FINAL, _LEASE_LOST = "execution final", "lease lost"
 
 
-@dataclass(frozen=True, kw_only=True)
+@pydantic_dataclass(frozen=True, kw_only=True)
 class WorkerConfig:
-    """Worker settings, in seconds.
+    """Worker settings, in seconds; validated when built.
 
     ``lease_ttl``: how long a step's lease lasts without a heartbeat (a dead worker's steps are
     re-run after it). ``watch_interval``: how often running steps look for a final status, so
     ``cancel()`` reaches running code within about that long. ``grace_period``: how long a
     graceful stop lets running steps finish before cancelling them; ``close_timeout``: how long
     each later stop phase (cancelled steps releasing leases, closing the consumer) may take.
+    ``incompatible_grace``: how long an execution may wait for a worker that holds its workflow
+    (at the version it began on) before it fails.
     """
 
-    concurrency: int = 4
-    group: str = "flowloom-workers"
-    lease_ttl: float = 10.0
-    heartbeat_interval: float | None = None  # default: lease_ttl / 3
-    watch_interval: float = 0.25
-    grace_period: float = 10.0
-    close_timeout: float = 5.0
-    fetch_retry_interval: float = 1.0  # after the broker failed a fetch
+    concurrency: int = Field(default=4, ge=1)
+    group: str = Field(default="flowloom-workers", min_length=1)
+    lease_ttl: float = Field(default=10.0, gt=0)
+    heartbeat_interval: float | None = Field(default=None, gt=0)  # default: lease_ttl / 3
+    watch_interval: float = Field(default=0.25, gt=0)
+    grace_period: float = Field(default=10.0, ge=0)
+    close_timeout: float = Field(default=5.0, gt=0)
+    fetch_retry_interval: float = Field(default=1.0, gt=0)  # after the broker failed a fetch
+    incompatible_grace: float = Field(default=30.0, ge=0)
 
     @property
     def heartbeat(self) -> float:
@@ -77,20 +90,19 @@ class Worker:
 
     def __init__(
         self,
-        queue: TaskQueue,
-        persistence: WorkflowPersistence,
-        engine: Engine,
+        context: RuntimeContext,
         *,
         config: WorkerConfig | None = None,
         executor: StepExecutor | None = None,
     ) -> None:
-        self.queue = queue
-        self.persistence = persistence
-        self.engine = engine
+        self.context = context
+        self.queue = context.queue
+        self.persistence = context.persistence
+        self.engine = context.engine
         self.config = config or WorkerConfig()
-        self.executor = executor or StepExecutor(engine)
-        self.scheduler = Scheduler(persistence, queue)
-        self.committer = StepCommitter(self.scheduler)
+        self.executor = executor or StepExecutor(context.engine)
+        self.scheduler = context.scheduler
+        self.committer = StepCommitter(context)
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._slots = asyncio.Semaphore(self.config.concurrency)
         self._handlers: set[asyncio.Task[None]] = set()
@@ -178,6 +190,13 @@ class Worker:
             await self._process(item.task)
         except _DeadLetter as exc:
             log.warning("dead-lettering task: %s", exc)
+            task = item.task
+            event = DeadLettered(
+                reason=str(exc),
+                execution_id=task.execution_id if task else None,
+                step_id=task.node_id if task else None,
+            )
+            self.context.hooks.dead_lettered(event)
             await _settle(self.queue.dead_letter(item.delivery, str(exc)))
             return
         except Exception as exc:
@@ -185,86 +204,145 @@ class Worker:
             log.exception("task failed on infrastructure; redelivering")
             await _settle(item.delivery.nack(requeue=True, reason="worker error"))
             return
+        failpoint("before-ack")
         await _settle(item.ack())
 
     async def _process(self, task: Task) -> None:
         eid, node_id = task.execution_id, task.node_id
         view = await self.persistence.task_view(eid, node_id)
-        record, graph = self._definition(task, view.record)
-        if view.final is not None:
+        record = view.record
+        if record is None:
+            raise _DeadLetter(f"unknown execution {eid!r}")
+        if view.final is not None or task.generation < record.generation:
             return
-        current = view.step
-        step = current.record if current else None
+        graph = await self._graph(record, node_id)
+        if graph is None:
+            return
+        step = view.step.record if view.step else None
+        now = self.context.clock()
         if step is not None and step.status == "completed":
-            await self.scheduler.advance(eid, graph, step)  # finish what a crash interrupted
-        elif current is not None and current.record.status == "waiting":
-            await self._finish_subflow(record, graph, current)
-        elif step is not None and (step.terminal or _not_due(step)):
-            return
-        elif not await self._expired(record) and not view.paused:
+            await self.scheduler.advance(record, graph, step)  # finish what a crash interrupted
+        elif view.step is not None and view.step.record.status == "waiting":
+            await self._finish_subflow(record, graph, view.step)
+        elif step is not None and not step.due_at(now):
+            return  # done, held under a lease (the sweep reclaims expired ones), or not yet due
+        elif not await self._expired(record, now) and not view.paused:
             lease = await acquire_lease(
-                self.persistence, eid, node_id, current, owner=self.id, ttl=self.config.lease_ttl
+                self.persistence,
+                eid,
+                node_id,
+                view.step,
+                owner=self.id,
+                ttl=self.config.lease_ttl,
+                now=now,
             )
             if lease is not None:
-                await self._run(record, graph, lease)
+                await self._run(record, graph, lease, task)
 
-    def _definition(
-        self, task: Task, record: ExecutionRecord | None
-    ) -> tuple[ExecutionRecord, Graph]:
-        if record is None:
-            raise _DeadLetter(f"unknown execution {task.execution_id!r}")
+    async def _graph(self, record: ExecutionRecord, node_id: str) -> Graph | None:
+        """The definition the execution began on; None when this worker does not hold it."""
+        workflow = record.workflow_id
         try:
-            graph = self.engine.graph(record.workflow_id)
-        except UnknownWorkflow as exc:
-            raise _DeadLetter(f"unknown workflow {record.workflow_id!r}") from exc
-        if task.node_id not in graph.nodes:
-            raise _DeadLetter(f"workflow {record.workflow_id!r} has no step {task.node_id!r}")
+            graph = self.engine.graph(workflow)
+        except UnknownWorkflow:
+            await self._unrunnable(record, f"no worker holds workflow {workflow!r}")
+            return None
         if graph.version != record.graph_version:
-            log.warning(
-                "workflow %s changed since execution %s began", graph.id, record.execution_id
+            problem = (
+                f"execution began on version {record.graph_version} of workflow {workflow!r}; "
+                f"workers hold version {graph.version}"
             )
-        return record, graph
+            await self._unrunnable(record, problem)
+            return None
+        if node_id not in graph.nodes:
+            raise _DeadLetter(f"workflow {workflow!r} has no step {node_id!r}")
+        return graph
 
-    async def _expired(self, record: ExecutionRecord) -> bool:
+    async def _unrunnable(self, record: ExecutionRecord, problem: str) -> None:
+        """Leave the task for a compatible worker; past the grace period, fail the execution."""
+        now = self.context.clock()
+        since = await self.persistence.mark_unrunnable(record.execution_id, now)
+        grace = self.config.incompatible_grace
+        if now - since < grace:
+            log.warning("cannot run %s here (%s); leaving it", record.execution_id, problem)
+            return
+        error = f"{problem} (no compatible worker for {grace:g}s)"
+        await self.scheduler.finalize(record, FinalStatus.failed(error))
+
+    async def _expired(self, record: ExecutionRecord, now: float) -> bool:
         deadline = record.deadline
-        if deadline is None or time.time() < deadline:
+        if deadline is None or now < deadline:
             return False
-        error = f"execution deadline of {record.options.timeout}s passed"
-        await self.scheduler.finalize(
-            record.execution_id, FinalStatus(status="timed_out", error=error)
-        )
+        await self.scheduler.finalize(record, FinalStatus.timed_out(record.options.timeout))
         return True
 
     # -- running a step -----------------------------------------------------------------------
 
-    async def _run(self, record: ExecutionRecord, graph: Graph, lease: StepLease) -> None:
-        eid, node_id = record.execution_id, lease.record.node_id
+    async def _run(
+        self, record: ExecutionRecord, graph: Graph, lease: StepLease, task: Task
+    ) -> None:
+        eid, step = record.execution_id, lease.record
         state, outputs = execution_state(record, await self.persistence.steps(eid))
-        node = graph.nodes[node_id]
+        node = graph.nodes[step.fallback or step.node_id]
         ctx = NodeContext(
             execution_id=eid,
             node=node,
             state=state,
             outputs=outputs,
-            attempt=lease.record.attempt,
-            idempotency_key=f"{eid}/{node_id}",
+            attempt=step.current_attempt,
+            idempotency_key=f"{eid}/{step.node_id}",
         )
+        started = self.context.clock()
+        self.context.hooks.step_started(
+            StepStarted(
+                execution_id=eid,
+                workflow_id=record.workflow_id,
+                step_id=step.node_id,
+                attempt=step.current_attempt,
+                worker_id=self.id,
+                dispatch_latency=max(started - task.enqueued_at, 0.0),
+            )
+        )
+        outcome: StepOutcomeName = "lease_lost"
         try:
             if node.type == "subflow":
-                await start_child(self.engine, self.scheduler, record, lease, ctx)
+                await start_child(self.context, record, lease, ctx)
+                outcome = "waiting"
                 return
-            outcome = await self._execute(graph, lease, ctx)
-            if outcome is not None:
-                await self.committer.commit(record, graph, lease, outcome, state)
+            result = await self._execute(graph, lease, ctx, is_fallback=step.fallback is not None)
+            if result is None:
+                outcome = "cancelled"
+                return
+            outcome = await self.committer.commit(record, graph, lease, result, state)
         except LeaseLost:
-            log.warning("result of %s/%s discarded: its lease moved", eid, node_id)
+            log.warning("result of %s/%s discarded: its lease moved", eid, step.node_id)
+        except asyncio.CancelledError:
+            outcome = "released"
+            raise
+        finally:
+            self._step_finished(record, step, outcome, started)
+
+    def _step_finished(
+        self, record: ExecutionRecord, step: StepRecord, outcome: StepOutcomeName, started: float
+    ) -> None:
+        event = StepFinished(
+            execution_id=record.execution_id,
+            workflow_id=record.workflow_id,
+            step_id=step.node_id,
+            attempt=step.current_attempt,
+            worker_id=self.id,
+            outcome=outcome,
+            duration=max(self.context.clock() - started, 0.0),
+        )
+        self.context.hooks.step_finished(event)
 
     async def _execute(
-        self, graph: Graph, lease: StepLease, ctx: NodeContext
+        self, graph: Graph, lease: StepLease, ctx: NodeContext, *, is_fallback: bool
     ) -> StepOutcome | None:
-        """Run the node under heartbeats; None if it was cancelled because the execution ended."""
-        key = (ctx.execution_id, ctx.node.id)
-        running = asyncio.create_task(self.executor.run(graph, ctx))
+        """Run the node under heartbeats; None if it was cancelled because the execution ended
+        or the lease was lost."""
+        key = (ctx.execution_id, lease.record.node_id)
+        running = asyncio.create_task(self.executor.run(graph, ctx, is_fallback=is_fallback))
         self._running[key] = running
         beat = asyncio.create_task(
             lease.heartbeat(self.config.heartbeat, lambda: self._cancel(key, _LEASE_LOST))
@@ -291,11 +369,8 @@ class Worker:
             running.cancel()
 
     async def _settle_cancelled(self, lease: StepLease) -> None:
-        cancelled = lease.record.model_copy(
-            update={"status": "cancelled", "lease": None, "finished_at": time.time()}
-        )
         with contextlib.suppress(LeaseLost):
-            await lease.swap(cancelled)
+            await lease.swap(lease.record.cancel(self.context.clock()))
 
     async def _finish_subflow(
         self, record: ExecutionRecord, graph: Graph, current: VersionedStep
@@ -342,11 +417,3 @@ async def _settle(settling: Awaitable[None]) -> None:
 def _retrieve(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
-
-
-def _not_due(step: StepRecord) -> bool:
-    """Held by another worker under a live lease, or a retry whose delay has not passed."""
-    now = time.time()
-    if step.status == "running":
-        return not step.lease_expired(now)
-    return step.not_before is not None and step.not_before > now

@@ -49,8 +49,8 @@ __all__ = [
 ]
 
 
-def _alias(camel: str, snake: str) -> Any:
-    return Field(default=None, validation_alias=AliasChoices(camel, snake))
+def _alias(camel: str, snake: str, **constraints: Any) -> Any:
+    return Field(default=None, validation_alias=AliasChoices(camel, snake), **constraints)
 
 
 class RetryConfig(BaseModel):
@@ -58,11 +58,11 @@ class RetryConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_attempts: int | None = _alias("maxAttempts", "max_attempts")
-    initial_interval: float | None = _alias("initialInterval", "initial_interval")
-    backoff_coefficient: float | None = _alias("backoffCoefficient", "backoff_coefficient")
-    max_interval: float | None = _alias("maxInterval", "max_interval")
-    jitter: float | None = None
+    max_attempts: int | None = _alias("maxAttempts", "max_attempts", ge=1)
+    initial_interval: float | None = _alias("initialInterval", "initial_interval", ge=0)
+    backoff_coefficient: float | None = _alias("backoffCoefficient", "backoff_coefficient", ge=1)
+    max_interval: float | None = _alias("maxInterval", "max_interval", ge=0)
+    jitter: float | None = Field(default=None, ge=0, le=1)
     non_retryable_error_types: list[str] | None = _alias(
         "nonRetryableErrorTypes", "non_retryable_error_types"
     )

@@ -1,4 +1,5 @@
-"""Workers and reapers keep going, and stop, when a broker or store client misbehaves on purpose.
+"""Workers and the recovery sweep keep going, and stop, when a broker or store client misbehaves
+on purpose.
 
 Real in-process broker and memory store, wrapped to fail the way client libraries do."""
 
@@ -14,12 +15,14 @@ from distributed import (
     DistributedEngine,
     KVPersistence,
     MQTaskQueue,
-    Reaper,
+    RecoveryConfig,
+    RecoveryManager,
+    RuntimeContext,
     Worker,
     WorkerConfig,
 )
+from distributed.models import AgendaEntry
 from distributed.queue import QueuedTask, TaskConsumer
-from distributed.scheduler import Scheduler
 from mq import BrokerUnavailable, InProcBroker
 from orchestration import Engine
 from store import MemoryStore, StoreUnavailable
@@ -61,7 +64,8 @@ async def test_a_worker_keeps_consuming_after_the_broker_fails_a_fetch(
     parts: tuple[Engine, BlippingQueue, KVPersistence],
 ) -> None:
     local, queue, persistence = parts
-    worker = Worker(queue, persistence, local, config=WorkerConfig(fetch_retry_interval=0.01))
+    context = RuntimeContext.build(local, queue, persistence)
+    worker = Worker(context, config=WorkerConfig(fetch_retry_interval=0.01))
     await worker.start()
     try:
         engine = DistributedEngine(local, queue, persistence)
@@ -73,25 +77,27 @@ async def test_a_worker_keeps_consuming_after_the_broker_fails_a_fetch(
 
 
 class CancelSwallowingPersistence(KVPersistence):
-    """Its scan turns a cancellation into a store error, as a client library sometimes does."""
+    """Its agenda scan turns a cancellation into a store error, as a client library sometimes
+    does."""
 
     def __init__(self) -> None:
         super().__init__(MemoryStore())
         self.scanning = asyncio.Event()
 
-    async def active_executions(self) -> AsyncIterator[str]:
+    async def agenda(self, eid: str | None = None) -> AsyncIterator[AgendaEntry]:
         self.scanning.set()
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
             raise StoreUnavailable("redis://127.0.0.1:6379", "connection reset") from None
-        yield "never"
+        yield AgendaEntry(execution_id="never", node_id="never", since=0)
 
 
-async def test_a_reaper_stops_even_when_the_store_turns_its_cancellation_into_an_error() -> None:
+async def test_the_sweep_stops_even_when_the_store_turns_its_cancellation_into_an_error() -> None:
     persistence = CancelSwallowingPersistence()
-    reaper = Reaper(Scheduler(persistence, MQTaskQueue(InProcBroker())), interval=0)
-    sweeping = asyncio.create_task(reaper.run_forever())
+    config = RecoveryConfig(interval=0.001)
+    recovery = RecoveryManager(persistence, MQTaskQueue(InProcBroker()), Engine(), config=config)
+    sweeping = asyncio.create_task(recovery.run())
     await asyncio.wait_for(persistence.scanning.wait(), timeout=5)
     sweeping.cancel()
     done, _ = await asyncio.wait({sweeping}, timeout=5)

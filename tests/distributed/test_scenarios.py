@@ -14,9 +14,11 @@ from distributed import (
     ExecutionOptions,
     KVPersistence,
     LeaseLost,
-    Reaper,
+    RecoveryConfig,
+    RecoveryManager,
     Runtime,
     Task,
+    TaskResult,
 )
 from distributed.lease import acquire_lease
 from orchestration import Engine
@@ -215,9 +217,11 @@ async def test_a_worker_whose_lease_was_taken_over_cannot_commit(
         await assert_eventually(lambda: first.record.lease_expired(time.time()))
         current = await persistence.step(eid, "a")
         assert current is not None and current.record.lease_expired(time.time())
+        reclaimed = current.record.reclaim("lease of old expired", time.time())
+        current = await persistence.swap_step(eid, current, reclaimed)
         second = await acquire_lease(persistence, eid, "a", current, owner="new", ttl=10)
         assert second is not None and second.record.token > first.record.token
-        done = first.record.model_copy(update={"status": "completed"})
+        done = first.record.complete(TaskResult(), time.time())
         with pytest.raises(LeaseLost):
             await first.swap(done)
         with pytest.raises(LeaseLost):
@@ -393,14 +397,16 @@ async def test_a_step_whose_worker_keeps_dying_fails_instead_of_crash_looping(
     async with make_runtime(engine, workers=False) as client:
         persistence = client.engine.persistence
         eid = await client.engine.execute_async("poison", {})
-        reaper = Reaper(client.engine.scheduler, max_lease_expiries=3)
+        recovery = RecoveryManager.from_context(
+            client.engine.context, RecoveryConfig(max_lease_expiries=3)
+        )
         statuses = []
         for _ in range(3):  # a worker takes the step and dies with it, three times
             current = await persistence.step(eid, "p")
             lease = await acquire_lease(persistence, eid, "p", current, owner="doomed", ttl=0.01)
             assert lease is not None
             await assert_eventually(lambda held=lease.record: held.lease_expired(time.time()))
-            await reaper.sweep()
+            await recovery.sweep()
             after = await persistence.step(eid, "p")
             assert after is not None
             statuses.append(after.record.status)

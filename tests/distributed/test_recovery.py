@@ -1,0 +1,223 @@
+"""Recovery as users call it, and the scheduling invariant, on both backends.
+
+``recover_failed_execution`` re-runs a failed execution as a new generation without re-running
+what completed; the agenda lets the sweep finish what a crash or a lost message interrupted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from scenario_support import FAST_POOL, RuntimeFactory
+from support import assert_eventually
+
+from distributed import (
+    ExecutionNotFound,
+    ExecutionRecord,
+    NotRecoverable,
+    RecoveryConfig,
+    Runtime,
+    Task,
+    TaskResult,
+    WorkerConfig,
+)
+from distributed.lease import acquire_lease
+from orchestration import Engine, Node, NodeContext, NodeResult
+
+WAIT = 60
+# a sweep that re-enqueues lost work quickly, and a short wait for a compatible worker
+QUICK = replace(
+    FAST_POOL,
+    recovery=RecoveryConfig(interval=0.1, requeue_after=0.5, settle_time=0.2, leader_ttl=2.0),
+    worker=replace(FAST_POOL.worker, incompatible_grace=0.5),
+)
+
+
+class Switch:
+    """A node type that fails while ``broken`` (a transient outage) and counts every run."""
+
+    def __init__(self) -> None:
+        self.broken = True
+        self.runs: Counter[tuple[str, str]] = Counter()
+
+    def validate(self, node: Node) -> list[str]:
+        return []
+
+    async def run(self, node: Node, ctx: NodeContext, services: Any) -> NodeResult:
+        self.runs[(ctx.execution_id, node.id)] += 1
+        if node.params.get("flaky") and self.broken:
+            raise RuntimeError(f"{node.id}: service unavailable")
+        return NodeResult(output=f"{node.id} ok", state_updates={node.id: "ok"})
+
+
+@pytest.fixture
+def switch(engine: Engine) -> Switch:
+    switch = Switch()
+    engine.node_types.register("switch", switch)
+    nodes = [
+        {"id": "fetch", "uses": "switch", "params": {}},
+        {"id": "left", "uses": "switch", "params": {}},
+        {"id": "right", "uses": "switch", "params": {"flaky": True}},
+        {"id": "join", "uses": "switch", "params": {}},
+    ]
+    edges = [("fetch", "left"), ("fetch", "right"), ("left", "join"), ("right", "join")]
+    engine.register_blueprint(
+        {"id": "flaky", "nodes": nodes, "edges": [{"source": s, "target": t} for s, t in edges]}
+    )
+    return switch
+
+
+async def test_a_failed_execution_recovers_as_a_new_generation_without_rerunning_what_completed(
+    runtime: Runtime, switch: Switch
+) -> None:
+    first = await runtime.engine.execute_sync("flaky", {}, timeout=WAIT)
+    eid = first.execution_id
+    assert first.status == "failed" and first.failed_step == "right"
+    switch.broken = False  # the outage is over
+
+    generation = await runtime.recovery.recover_failed_execution(eid)
+    second = await runtime.engine.wait(eid, timeout=WAIT)
+
+    assert generation == 2 and second.generation == 2
+    assert second.status == "completed"
+    assert second.outputs == {"join": "join ok"}
+    runs = {node: n for (e, node), n in switch.runs.items() if e == eid}
+    assert runs == {"fetch": 1, "left": 1, "right": 2, "join": 1}
+    assert [h.status for h in second.history] == ["failed"]
+    assert second.history[0].failed_step == "right"
+    assert "service unavailable" in (second.history[0].error or "")
+    assert second.history[0].generation == 1
+
+
+async def test_recovery_refuses_what_it_cannot_recover(runtime: Runtime, switch: Switch) -> None:
+    switch.broken = False
+    done = await runtime.engine.execute_sync("flaky", {}, timeout=WAIT)
+    with pytest.raises(NotRecoverable, match="completed"):
+        await runtime.recovery.recover_failed_execution(done.execution_id)
+    with pytest.raises(ExecutionNotFound):
+        await runtime.recovery.recover_failed_execution("no-such-execution")
+
+
+async def test_a_cancelled_execution_is_recovered_only_when_forced(
+    make_runtime: RuntimeFactory, engine: Engine, switch: Switch
+) -> None:
+    async with make_runtime(engine, workers=False) as client:
+        eid = await client.engine.execute_async("flaky", {})
+        with pytest.raises(NotRecoverable, match="running"):
+            await client.recovery.recover_failed_execution(eid)
+        assert await client.engine.cancel(eid)
+        assert not await client.engine.cancel(eid)  # already final: nothing to cancel
+        with pytest.raises(NotRecoverable, match="force=True"):
+            await client.recovery.recover_failed_execution(eid)
+        assert await client.recovery.recover_failed_execution(eid, force=True) == 2
+        snapshot = await client.engine.get_execution_status(eid)
+    assert snapshot.status == "pending" and snapshot.generation == 2
+    assert [h.status for h in snapshot.history] == ["cancelled"]
+
+
+async def test_a_task_of_an_older_generation_is_dropped(
+    make_runtime: RuntimeFactory, engine: Engine, switch: Switch
+) -> None:
+    nodes = [{"id": n, "uses": "switch", "params": {}} for n in ("p", "q")]
+    engine.register_blueprint({"id": "pair", "nodes": nodes, "edges": []})
+    serial = replace(QUICK, worker_count=1, concurrency=1)  # tasks handled strictly in order
+    async with make_runtime(engine, serial) as runtime:
+        graph = engine.graph("pair")
+        record = ExecutionRecord(
+            execution_id="regenerated",
+            workflow_id="pair",
+            graph_version=graph.version,
+            inputs={},
+            generation=2,
+        )
+        assert await runtime.engine.persistence.create_execution(record, [])
+        queue = runtime.engine.queue
+        await queue.enqueue(Task(execution_id="regenerated", node_id="p", generation=1))
+        await queue.enqueue(Task(execution_id="regenerated", node_id="q", generation=2))
+        await assert_eventually(lambda: switch.runs[("regenerated", "q")] == 1, timeout=WAIT)
+    assert switch.runs[("regenerated", "p")] == 0
+
+
+async def test_a_committed_step_whose_successors_were_never_scheduled_still_advances(
+    make_runtime: RuntimeFactory, engine: Engine, switch: Switch
+) -> None:
+    """The hang of a worker dying between its commit and scheduling the successors (or of the
+    last message being acked as a duplicate elsewhere): no message is left, only the agenda."""
+    switch.broken = False
+    graph = engine.graph("flaky")
+    record = ExecutionRecord(
+        execution_id="orphaned", workflow_id="flaky", graph_version=graph.version, inputs={}
+    )
+    async with make_runtime(engine, workers=False) as client:
+        persistence = client.engine.persistence
+        assert await persistence.create_execution(record, ["fetch"])  # nothing enqueued
+        lease = await acquire_lease(persistence, "orphaned", "fetch", None, owner="dead", ttl=5)
+        assert lease is not None
+        taken = tuple(e.key for e in graph.outgoing("fetch"))
+        result = TaskResult(output="fetch ok", state_updates={"fetch": "ok"}, taken=taken, seq=1)
+        await lease.swap(lease.record.complete(result, time.time()))  # ...and the worker died
+    async with make_runtime(engine, QUICK) as runtime:
+        snapshot = await runtime.engine.wait("orphaned", timeout=WAIT)
+    assert snapshot.status == "completed"
+    assert switch.runs[("orphaned", "fetch")] == 0  # committed by the dead worker: never re-run
+    assert {n: switch.runs[("orphaned", n)] for n in ("left", "right", "join")} == {
+        "left": 1,
+        "right": 1,
+        "join": 1,
+    }
+
+
+async def test_a_scheduled_step_whose_message_was_lost_is_enqueued_again(
+    make_runtime: RuntimeFactory, engine: Engine, switch: Switch
+) -> None:
+    switch.broken = False
+    graph = engine.graph("flaky")
+    record = ExecutionRecord(
+        execution_id="lost", workflow_id="flaky", graph_version=graph.version, inputs={}
+    )
+    async with make_runtime(engine, QUICK) as runtime:
+        assert await runtime.engine.persistence.create_execution(record, ["fetch"])
+        snapshot = await runtime.engine.wait("lost", timeout=WAIT)
+    assert snapshot.status == "completed"
+    assert all(switch.runs[("lost", n)] == 1 for n in graph.nodes)
+
+
+@pytest.mark.parametrize("known", [False, True], ids=["unknown-workflow", "other-version"])
+async def test_an_execution_no_worker_can_run_fails_with_the_reason(
+    make_runtime: RuntimeFactory, engine: Engine, switch: Switch, known: bool
+) -> None:
+    record = ExecutionRecord(
+        execution_id="unrunnable",
+        workflow_id="flaky" if known else "only-the-client-knows",
+        graph_version="v-old",
+        inputs={},
+    )
+    async with make_runtime(engine, QUICK) as runtime:
+        assert await runtime.engine.persistence.create_execution(record, ["fetch"])
+        await runtime.engine.scheduler.enqueue(record, ["fetch"])
+        snapshot = await runtime.engine.wait("unrunnable", timeout=WAIT)
+    assert snapshot.status == "failed"
+    if known:
+        version = engine.graph("flaky").version
+        assert "v-old" in (snapshot.error or "") and version in (snapshot.error or "")
+    else:
+        assert "no worker holds workflow 'only-the-client-knows'" in (snapshot.error or "")
+    assert switch.runs[("unrunnable", "fetch")] == 0
+
+
+def test_settings_are_validated_when_built() -> None:
+    with pytest.raises(ValueError, match="lease_ttl"):
+        WorkerConfig(lease_ttl=0)
+    with pytest.raises(ValueError, match="concurrency"):
+        replace(FAST_POOL, concurrency=0)
+    with pytest.raises(ValueError, match="interval"):
+        RecoveryConfig(interval=-1)
+
+
+async def test_a_zero_retention_is_refused_when_the_runtime_is_built(engine: Engine) -> None:
+    with pytest.raises(ValueError, match="retention must be > 0"):
+        Runtime.from_urls(engine, store_url="memory://", broker_url="inproc://", retention=0)
