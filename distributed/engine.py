@@ -160,6 +160,13 @@ class DistributedEngine:
         await self._cancel_children(execution_id)
         return won
 
+    async def time_out(self, execution_id: str) -> bool:
+        """Set the status ``timed_out`` now (unless already final); True if this call did."""
+        record = await self._require(execution_id)
+        timed_out = FinalStatus.timed_out(record.options.timeout)
+        _, won = await self.scheduler.finalize(record, timed_out)
+        return won
+
     async def pause(self, execution_id: str) -> None:
         """Start no new step of this execution until ``resume``; running steps finish."""
         record = await self._require_running(execution_id)

@@ -2,7 +2,7 @@
 
 Taking the lease bumps the step's fencing token. Heartbeats and the final commit are
 compare-and-sets against the version this worker last wrote, serialised by a lock, so a worker
-whose lease was reclaimed (by the reaper, after expiry) can neither extend it nor commit.
+whose lease was reclaimed (by the recovery sweep, after expiry) can neither extend it nor commit.
 """
 
 from __future__ import annotations

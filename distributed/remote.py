@@ -30,7 +30,7 @@ Semantics:
   then reaches the workers running them. A worker that *dies* cancels nothing, and the re-run
   step re-attaches.
 - **Timeout.** ``timeout`` is each remote execution's deadline (``ExecutionOptions.timeout``):
-  past it the remote execution is ``timed_out`` (set by the pool's reaper, or by the waiting
+  past it the remote execution is ``timed_out`` (set by the recovery sweep, or by the waiting
   step itself if no pool notices first) and the step fails.
 - **Slots.** The step holds its local slot (a worker slot, when the local workflow itself runs
   on the pool) while it waits. To run a sub-workflow from a distributed workflow without holding
@@ -73,7 +73,7 @@ from orchestration.steps import call
 
 from .engine import DistributedEngine
 from .errors import ExecutionExists, ExecutionNotFound, SubflowFailed, WaitTimeout
-from .models import ExecutionOptions, ExecutionSnapshot, FinalStatus
+from .models import ExecutionOptions, ExecutionSnapshot
 from .timebox import cancelling
 
 __all__ = ["DistributedParallelStep", "RemoteStep"]
@@ -299,15 +299,14 @@ async def _pick_execution(engine: DistributedEngine, base_id: str) -> tuple[str,
 
 async def _wait(engine: DistributedEngine, execution_id: str) -> ExecutionSnapshot:
     """Wait for the final status; at the deadline, time the execution out ourselves (the
-    first writer wins, so a reaper that got there first keeps its word)."""
+    first writer wins, so a recovery sweep that got there first keeps its word)."""
     record = await engine.persistence.record(execution_id)
     deadline = record.deadline if record is not None else None
     remaining = None if deadline is None else max(deadline - time.time(), 0.0)
     try:
         return await engine.wait(execution_id, timeout=remaining)
     except WaitTimeout:
-        assert record is not None
-        await engine.scheduler.finalize(record, FinalStatus.timed_out(record.options.timeout))
+        await engine.time_out(execution_id)
         return await engine.get_execution_status(execution_id)
 
 

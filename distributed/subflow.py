@@ -3,7 +3,7 @@
 The subflow step starts the child (id ``{parent}.{node}``; starting twice changes nothing), then
 parks as ``waiting`` without holding a worker slot. When the child reaches a final status, the
 scheduler wakes the parent step with a ``child-finished`` task, which maps the child's outputs
-into the parent. The reaper also wakes waiting steps whose child is final, in case that task
+into the parent. The recovery sweep also wakes waiting steps whose child is final, in case that task
 was lost in a crash.
 """
 
@@ -13,22 +13,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from orchestration import Graph, NodeContext
-from orchestration.subflow import child_inputs, child_result
+from orchestration import Graph, NodeContext, SubflowFailed
+from orchestration.subflow import child_execution_id, child_inputs, child_result
 
 from .context import RuntimeContext
-from .errors import SubflowFailed
 from .lease import StepLease
 from .models import ExecutionRecord, ParentRef, StepRecord
 from .persistence import WorkflowPersistence
 from .scheduler import execution_state
 from .steps import StepOutcome
 
-__all__ = ["child_execution_id", "child_outcome", "start_child"]
-
-
-def child_execution_id(execution_id: str, node_id: str) -> str:
-    return f"{execution_id}.{node_id}"
+__all__ = ["child_outcome", "start_child"]
 
 
 async def start_child(
@@ -67,8 +62,7 @@ async def child_outcome(
     if final is None:
         return None
     if final.status != "completed":
-        detail = f"{final.failed_step}: {final.error}" if final.failed_step else final.error
-        return StepOutcome(error=SubflowFailed(f"subflow {step.child_id} {final.status}: {detail}"))
+        return StepOutcome(error=SubflowFailed(step.node_id, final.status, final.error))
     record = await persistence.record(step.child_id)
     assert record is not None
     state, _ = execution_state(record, await persistence.steps(step.child_id))

@@ -26,7 +26,7 @@ from orchestration.results import ExecutionResult, ExecutionStatus, StepRecord
 from orchestration.retry import retry_with_policy
 from orchestration.routing import JoinDecision, NodeResult, join_decision, route
 from orchestration.state import apply_updates, final_outputs
-from orchestration.subflow import child_inputs, child_result
+from orchestration.subflow import child_execution_id, child_inputs, child_result
 
 if TYPE_CHECKING:
     from orchestration.engine import Engine
@@ -244,7 +244,7 @@ class LocalRun:
     async def _subflow(self, node: Node, ctx: NodeContext) -> NodeResult:
         child_graph = self.engine.graph(str(node.params.get("blueprintId")))
         inputs = child_inputs(node, ctx.state, ctx.outputs)
-        child_id = f"{ctx.idempotency_key}#{ctx.attempt}"
+        child_id = child_execution_id(self.execution_id, node.id)
         child = await LocalRun(self.engine, child_graph, child_id, inputs).run()
         self.children[node.id] = child
         if child.status != "completed":

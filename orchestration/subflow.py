@@ -18,7 +18,7 @@ from orchestration.jsonvalue import JSON
 from orchestration.routing import NodeResult
 from orchestration.state import resolve_inputs
 
-__all__ = ["ChildOutcome", "child_inputs", "child_result"]
+__all__ = ["ChildOutcome", "child_execution_id", "child_inputs", "child_result"]
 
 
 class ChildOutcome(Protocol):
@@ -29,6 +29,11 @@ class ChildOutcome(Protocol):
 
     @property
     def state(self) -> Mapping[str, JSON]: ...
+
+
+def child_execution_id(execution_id: str, node_id: str) -> str:
+    """The id of the child execution that subflow node ``node_id`` starts (both engines)."""
+    return f"{execution_id}.{node_id}"
 
 
 def child_inputs(
