@@ -3,7 +3,16 @@
 ``DistributedEngine`` submits and controls executions; ``Worker``/``WorkerPool`` run their steps;
 ``Runtime`` wires both to a store and a broker from URLs (``Runtime.embedded`` is the zero-service
 default: LevelDB + the in-process broker). Steps run at least once, state transitions exactly once.
+``RecoveryManager`` recovers failed executions and keeps the others moving; ``Hooks`` observe them.
+``RetryPolicy`` and ``retry_with_policy`` are orchestration's, re-exported here.
 """
+
+from orchestration import (
+    RetryPolicy,
+    default_retry_policy,
+    retry_with_policy,
+    retry_with_policy_sync,
+)
 
 from .context import RuntimeContext
 from .engine import DistributedEngine, EngineConfig
@@ -79,6 +88,7 @@ __all__ = [
     "RecoveryConfig",
     "RecoveryManager",
     "RemoteStep",
+    "RetryPolicy",
     "RetryScheduled",
     "Runtime",
     "RuntimeContext",
@@ -98,4 +108,7 @@ __all__ = [
     "WorkerConfig",
     "WorkerPool",
     "WorkflowPersistence",
+    "default_retry_policy",
+    "retry_with_policy",
+    "retry_with_policy_sync",
 ]

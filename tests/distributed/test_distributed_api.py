@@ -45,6 +45,7 @@ def test_the_public_names_are_pinned() -> None:
         "RecoveryConfig",
         "RecoveryManager",
         "RemoteStep",
+        "RetryPolicy",
         "RetryScheduled",
         "Runtime",
         "RuntimeContext",
@@ -64,6 +65,9 @@ def test_the_public_names_are_pinned() -> None:
         "WorkerConfig",
         "WorkerPool",
         "WorkflowPersistence",
+        "default_retry_policy",
+        "retry_with_policy",
+        "retry_with_policy_sync",
     ]
     for name in distributed.__all__:
         assert hasattr(distributed, name)
