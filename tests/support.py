@@ -7,7 +7,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import pytest
@@ -67,3 +67,42 @@ async def assert_eventually(
         if time.monotonic() >= deadline:
             raise AssertionError(f"{message} within {timeout}s")
         await asyncio.sleep(interval)
+
+
+async def assert_never(
+    probe: Callable[[], Awaitable[object]] | Callable[[], object],
+    *,
+    during: float,
+    interval: float = 0.02,
+    message: str = "condition became true",
+) -> None:
+    """Poll ``probe`` for ``during`` seconds and fail as soon as it returns a truthy value: how a
+    test shows that something does *not* happen within a stated window (never a bare sleep)."""
+    deadline = time.monotonic() + during
+    while True:
+        result = probe()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            raise AssertionError(f"{message} (within the {during:.2f}s window)")
+        if time.monotonic() >= deadline:
+            return
+        await asyncio.sleep(interval)
+
+
+async def while_running(main: Awaitable[T], *background: asyncio.Task[Any]) -> T:
+    """Await ``main`` while ``background`` tasks run; if one of them ends first (an assertion
+    failed inside it, say), raise its error at once instead of letting ``main`` hit its timeout.
+    The background tasks keep running when ``main`` finishes first."""
+    waiting = asyncio.ensure_future(main)
+    done, _ = await asyncio.wait({waiting, *background}, return_when=asyncio.FIRST_COMPLETED)
+    if waiting in done:
+        return waiting.result()
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    for task in done:
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            raise error
+    names = ", ".join(task.get_name() for task in done)
+    raise AssertionError(f"background task {names} ended before the awaited result")

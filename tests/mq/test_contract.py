@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 
 import pytest
 from conftest import Backend, receive, unique
-from support import assert_eventually
+from support import assert_eventually, while_running
 
 from mq import (
     DEAD_LETTER_REASON,
@@ -84,12 +84,20 @@ async def test_consumers_of_one_group_split_the_load(broker: Broker) -> None:
             asyncio.create_task(_ack_into(a, acked_a)),
             asyncio.create_task(_ack_into(b, acked_b)),
         ]
-        await assert_eventually(
-            publish_wave, timeout=40, interval=0.5, message="both consumers got work"
-        )
-        await assert_eventually(lambda: len(acked_a) + len(acked_b) >= len(published), timeout=30)
-        for task in tasks:
-            task.cancel()
+        try:  # a consumer task that dies fails the test at once, not at the polling timeout
+            await while_running(
+                assert_eventually(
+                    publish_wave, timeout=40, interval=0.5, message="both consumers got work"
+                ),
+                *tasks,
+            )
+            everything_acked = assert_eventually(
+                lambda: len(acked_a) + len(acked_b) >= len(published), timeout=30
+            )
+            await while_running(everything_acked, *tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
 
     assert Counter(acked_a + acked_b) == Counter(published)  # all of them, each acked once
 
@@ -158,8 +166,10 @@ async def test_dead_letters_carry_the_reason_and_the_original_topic(backend: Bac
         ):
             await broker.publish_batch(topic, [Message(p) for p in (b"poison", b"rejected", b"x")])
             task = asyncio.create_task(_nack_until_dead(consumer, counts, broker))
-            dead = {d.payload: d for d in await receive(dlq, 3)}
-            task.cancel()
+            try:  # an assertion failing inside the task fails the test at once
+                dead = {d.payload: d for d in await while_running(receive(dlq, 3), task)}
+            finally:
+                task.cancel()
     finally:
         await broker.close()
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 from conftest import KAFKA_TEST_OPTIONS, receive, unique
-from support import assert_eventually, require_kafka
+from support import assert_eventually, require_kafka, while_running
 
 from mq import BrokerUnavailable, Delivery, DeliveryRevoked, KafkaBroker, open_broker
 from mq.protocol import Consumer
@@ -44,12 +44,15 @@ async def test_a_rebalance_revokes_unacked_deliveries_and_redelivers_them() -> N
             seen: list[Delivery] = []
             async with broker.consume(topic, group) as second:
                 tasks = [asyncio.create_task(_collect(c, seen)) for c in (first, second)]
-                (again,) = await assert_eventually(lambda: seen, timeout=40)
-                with pytest.raises(DeliveryRevoked):
-                    await held.ack()
-                await again.ack()
-                for task in tasks:
-                    task.cancel()
+                try:
+                    redelivered = assert_eventually(lambda: seen, timeout=40)
+                    (again,) = await while_running(redelivered, *tasks)
+                    with pytest.raises(DeliveryRevoked):
+                        await held.ack()
+                    await again.ack()
+                finally:
+                    for task in tasks:
+                        task.cancel()
     finally:
         await broker.close()
     assert again.payload == b"in flight"

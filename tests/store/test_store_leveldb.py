@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -47,12 +48,19 @@ async def test_values_survive_close_and_reopen(tmp_path: Path) -> None:
 
 
 async def test_a_ttl_is_still_honoured_after_reopening(tmp_path: Path) -> None:
+    ttl = 1.0
     first = LevelDBStore(tmp_path / "db")
-    await first.put("short", b"v", ttl=0.2)
+    written = time.monotonic()
+    await first.batch([Put("short", b"v", ttl=ttl), Put("long", b"w", ttl=3600)])
     await first.close()
     second = LevelDBStore(tmp_path / "db")
     try:
-        await assert_eventually(lambda: is_absent(second, "short"), timeout=5)
+        short = await second.get("short")
+        if time.monotonic() - written < ttl:  # read back before it was due: it was saved
+            assert short == b"v"
+        await assert_eventually(lambda: is_absent(second, "short"), timeout=ttl + 5)
+        assert time.monotonic() - written >= ttl - 0.01  # gone because it expired, not earlier
+        assert await second.get("long") == b"w"  # the reopened store reads what was written
     finally:
         await second.close()
 
