@@ -12,6 +12,7 @@ import asyncio
 from orchestration import ExecutionResult
 
 from .context import RuntimeContext
+from .hooks import ExecutionSubmitted
 from .models import ExecutionRecord, FinalStatus, StepRecord, TaskResult
 
 __all__ = ["run_locally"]
@@ -20,6 +21,9 @@ __all__ = ["run_locally"]
 async def run_locally(context: RuntimeContext, record: ExecutionRecord) -> None:
     persistence, scheduler = context.persistence, context.scheduler
     await persistence.create_execution(record, ())
+    context.hooks.execution_submitted(
+        ExecutionSubmitted(execution_id=record.execution_id, workflow_id=record.workflow_id)
+    )
     eid = record.execution_id
     try:
         result = await context.engine.execute(

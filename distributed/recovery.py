@@ -8,7 +8,9 @@ sweeps (``leader_ttl``: a dead sweeper is replaced within that). A sweep reads o
 work -- the agenda (steps scheduled and not yet done) and the deadlines -- never every step of
 every execution. For each agenda entry, by the step's status:
 
-- never started, scheduled more than ``requeue_after`` ago: enqueued again (a lost message);
+- never started, scheduled more than ``requeue_after`` ago: enqueued again (a lost message; a
+  backstop, so it is long by default: under a backlog a step may wait that long for a worker,
+  and each re-enqueue is a duplicate that workers drop);
 - completed more than ``settle_time`` ago and still on the agenda: its advance was interrupted
   (the worker died after the commit): the sweep schedules the successors;
 - running under an expired lease (its worker died or hung): handed back and re-enqueued; after
@@ -68,7 +70,7 @@ class RecoveryConfig:
     interval: float = Field(default=1.0, gt=0)
     leader_ttl: float = Field(default=5.0, gt=0)
     max_lease_expiries: int = Field(default=5, ge=1)
-    requeue_after: float = Field(default=10.0, gt=0)
+    requeue_after: float = Field(default=60.0, gt=0)
     settle_time: float = Field(default=1.0, ge=0)
 
 
@@ -140,7 +142,11 @@ class RecoveryManager:
         await self._recover_children(steps, force)
         kept = {n for n, v in steps.items() if v.record.status in ("completed", "skipped")}
         reset = [n for n in steps if n not in kept]
-        scheduled = [n for n in await self.persistence.fired_nodes(execution_id) if n not in kept]
+        fired = await self.persistence.fired_nodes(execution_id)
+        # completed steps go back on the agenda too: their advance may have been cut short
+        # when the execution failed (re-advancing is idempotent; they never run again)
+        completed = [n for n, v in steps.items() if v.record.status == "completed"]
+        scheduled = [n for n in fired if n not in kept] + completed
         new = record.next_generation(self.context.clock())
         if not await self.persistence.start_generation(record, final, new, reset, scheduled):
             raise NotRecoverable(execution_id, final.status, "it changed while recovering")

@@ -18,6 +18,7 @@ from support import assert_eventually
 from distributed import (
     ExecutionNotFound,
     ExecutionRecord,
+    FinalStatus,
     NotRecoverable,
     RecoveryConfig,
     Runtime,
@@ -221,3 +222,33 @@ def test_settings_are_validated_when_built() -> None:
 async def test_a_zero_retention_is_refused_when_the_runtime_is_built(engine: Engine) -> None:
     with pytest.raises(ValueError, match="retention must be > 0"):
         Runtime.from_urls(engine, store_url="memory://", broker_url="inproc://", retention=0)
+
+
+async def test_recovery_finishes_the_advance_of_a_step_cut_short_by_the_failure(
+    make_runtime: RuntimeFactory, engine: Engine, switch: Switch
+) -> None:
+    """A step committed just as a sibling failed the execution, and its worker died before
+    scheduling the successors; the sweep then cleared the final execution's agenda."""
+    switch.broken = False
+    graph = engine.graph("flaky")
+    record = ExecutionRecord(
+        execution_id="cut-short", workflow_id="flaky", graph_version=graph.version, inputs={}
+    )
+    async with make_runtime(engine, QUICK) as runtime:
+        persistence = runtime.engine.persistence
+        assert await persistence.create_execution(record, ["fetch"])
+        lease = await acquire_lease(persistence, "cut-short", "fetch", None, owner="dead", ttl=5)
+        assert lease is not None
+        taken = tuple(e.key for e in graph.outgoing("fetch"))
+        result = TaskResult(output="fetch ok", state_updates={"fetch": "ok"}, taken=taken, seq=1)
+        await lease.swap(lease.record.complete(result, time.time()))
+        failed = FinalStatus.failed("RuntimeError: elsewhere", "other")
+        await runtime.engine.scheduler.finalize(record, failed)
+        await runtime.recovery.sweep()  # clears the agenda of the final execution
+        assert [e async for e in persistence.agenda("cut-short")] == []
+
+        assert await runtime.recovery.recover_failed_execution("cut-short") == 2
+        snapshot = await runtime.engine.wait("cut-short", timeout=WAIT)
+    assert snapshot.status == "completed"
+    assert switch.runs[("cut-short", "fetch")] == 0
+    assert all(switch.runs[("cut-short", n)] == 1 for n in ("left", "right", "join"))
