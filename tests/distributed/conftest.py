@@ -2,13 +2,15 @@
 
 ``runtime`` is parametrised: ``embedded`` (LevelDB + in-process broker) and ``cluster`` (Redis +
 the Kafka-protocol broker). Every runtime gets its own namespace, topic and consumer group, so
-tests share services without seeing each other's messages or keys.
+tests share services without seeing each other's messages or keys. ``make_runtime(engine,
+pool, workers=False)`` is a client without workers on both backends; ``wrap_store`` puts a
+test's wrapper (a store that misbehaves on purpose) between the runtime and its real store.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,8 +18,9 @@ import pytest
 from scenario_support import FAST_POOL, TANSU_OPTIONS, Probe, RuntimeFactory, delete_prefix
 from support import require_kafka, require_redis
 
-from distributed import PoolConfig, Runtime
+from distributed import KVPersistence, PoolConfig, Runtime
 from orchestration import Engine
+from store import KVStore
 
 
 @pytest.fixture
@@ -32,7 +35,7 @@ def engine(probe: Probe) -> Engine:
     return local
 
 
-def _cluster_runtime(local: Engine, pool: PoolConfig | None, tag: str) -> Runtime:
+def _cluster_runtime(local: Engine, pool: PoolConfig | None, tag: str, workers: bool) -> Runtime:
     redis_url = require_redis()
     kafka = require_kafka()
     return Runtime.from_urls(
@@ -40,6 +43,7 @@ def _cluster_runtime(local: Engine, pool: PoolConfig | None, tag: str) -> Runtim
         store_url=redis_url,
         broker_url=f"kafka://{kafka}",
         pool=pool,
+        workers=workers,
         namespace=f"{tag}/",
         topic=f"{tag}.tasks",
         store_options={"prefix": f"{tag}:"},
@@ -57,19 +61,29 @@ async def make_runtime(
     leveldb = tmp_path / "leveldb"
 
     def make(
-        local: Engine, pool: PoolConfig | None = FAST_POOL, *, workers: bool = True
+        local: Engine,
+        pool: PoolConfig | None = FAST_POOL,
+        *,
+        workers: bool = True,
+        wrap_store: Callable[[KVStore], KVStore] | None = None,
     ) -> Runtime:
         if backend == "embedded":
-            return Runtime.from_urls(
+            runtime = Runtime.from_urls(
                 local,
                 store_url=f"leveldb://{leveldb}",
                 broker_url="inproc://",
                 pool=pool,
                 workers=workers,
             )
-        base = pool or FAST_POOL
-        grouped = replace(base, worker=replace(base.worker, group=f"{tag}.workers"))
-        return _cluster_runtime(local, grouped, tag)
+        else:
+            base = pool or FAST_POOL
+            grouped = replace(base, worker=replace(base.worker, group=f"{tag}.workers"))
+            runtime = _cluster_runtime(local, grouped, tag, workers)
+        if wrap_store is not None:  # engine, workers and sweep share this one persistence
+            persistence = runtime.engine.persistence
+            assert isinstance(persistence, KVPersistence)
+            persistence.store = wrap_store(persistence.store)
+        return runtime
 
     yield make
     if backend == "cluster":

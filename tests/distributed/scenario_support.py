@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from support import require_redis
@@ -21,23 +23,52 @@ FAST_POOL = PoolConfig(
 )
 
 
+# How late an asyncio task may run on a loaded two-core CI machine: every timing bound of the
+# suite is (what the configuration promises) + SCHEDULING_MARGIN, and the tests report what they
+# measured, so a bound is honest (it follows the configured intervals) without being flaky.
+SCHEDULING_MARGIN = 0.5
+
+
+@dataclass
+class Run:
+    """One run of a probe step, as its code saw it (times are ``time.monotonic()``)."""
+
+    execution_id: str
+    node_id: str
+    attempt: int
+    idempotency_key: str
+    started_at: float
+    ended_at: float | None = None  # the code returned (or raised) on its own
+    cancelled_at: float | None = None  # the code was cancelled
+
+
 class Probe:
-    """A test node type. ``params``: ``wait_for`` a node to start first, ``delay`` seconds,
-    ``fail_times`` failing attempts, ``fail`` (never succeeds), ``action``, ``output``,
-    ``non_json`` (returns an object that is not JSON).
-    Records every run and every cancellation it sees."""
+    """A test node type. ``params``: ``wait_for`` a node to start first, ``gate`` (wait until
+    the test calls ``open_gate`` with that name), ``delay`` seconds (only on attempts up to
+    ``delay_attempts``, when given), ``fail_times`` failing attempts,
+    ``fail`` (never succeeds), ``action``, ``output``, ``non_json`` (returns an object that is
+    not JSON). Records every run (``history``: attempt, idempotency key, times) and every
+    cancellation it sees."""
 
     def __init__(self) -> None:
         self.runs: Counter[tuple[str, str]] = Counter()
         self.cancelled: list[tuple[str, str]] = []
         self.started: set[tuple[str, str]] = set()
+        self.history: list[Run] = []
         self._start_events: dict[tuple[str, str], asyncio.Event] = {}
+        self._gates: dict[str, asyncio.Event] = {}
+
+    def open_gate(self, name: str) -> None:
+        """Let every step waiting on gate ``name`` go on (and any that reach it later)."""
+        self._gates.setdefault(name, asyncio.Event()).set()
 
     def validate(self, node: Node) -> list[str]:
         return []
 
     async def run(self, node: Node, ctx: NodeContext, services: Any) -> NodeResult:
         key = (ctx.execution_id, node.id)
+        run = Run(ctx.execution_id, node.id, ctx.attempt, ctx.idempotency_key, time.monotonic())
+        self.history.append(run)
         self.runs[key] += 1
         self.started.add(key)
         self._start_event(key).set()
@@ -45,10 +76,15 @@ class Probe:
         params = node.params
         try:
             await self._wait_for(ctx.execution_id, params.get("wait_for"))
-            await asyncio.sleep(float(params.get("delay", 0)))
+            await self._pass_gate(params.get("gate"))
+            await asyncio.sleep(_delay(params, ctx.attempt))
         except asyncio.CancelledError:
+            run.cancelled_at = time.monotonic()
             self.cancelled.append(key)
             raise
+        finally:
+            if run.cancelled_at is None:
+                run.ended_at = time.monotonic()
         if params.get("fail"):
             raise NonRetryableError(f"{node.id} fails on purpose")
         if ctx.attempt <= int(params.get("fail_times", 0)):
@@ -67,11 +103,29 @@ class Probe:
         async with asyncio.timeout(10):
             await self._start_event((execution_id, node_id)).wait()
 
+    async def _pass_gate(self, name: object) -> None:
+        """Hold this step until the test opens gate ``name`` (30 s at most)."""
+        if not isinstance(name, str):
+            return
+        async with asyncio.timeout(30):
+            await self._gates.setdefault(name, asyncio.Event()).wait()
+
     def _start_event(self, key: tuple[str, str]) -> asyncio.Event:
         return self._start_events.setdefault(key, asyncio.Event())
 
     def runs_of(self, execution_id: str) -> dict[str, int]:
         return {node: n for (eid, node), n in self.runs.items() if eid == execution_id}
+
+    def history_of(self, execution_id: str, node_id: str) -> list[Run]:
+        """The runs of one step, in the order they started."""
+        return [r for r in self.history if (r.execution_id, r.node_id) == (execution_id, node_id)]
+
+
+def _delay(params: Mapping[str, Any], attempt: int) -> float:
+    limit = params.get("delay_attempts")
+    if limit is not None and attempt > int(limit):
+        return 0.0
+    return float(params.get("delay", 0))
 
 
 def _log(ctx: NodeContext, line: str) -> None:

@@ -1,0 +1,257 @@
+"""The README's promises about leases, recovery, cancellation and pause, measured on both backends.
+
+Timing bounds are the configured intervals plus ``SCHEDULING_MARGIN`` (how late a task may run
+on a loaded two-core CI machine); each test measures the elapsed time itself and reports it (as
+a ``user_properties`` entry of the test and on stdout), so a failure says by how much it missed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from scenario_support import FAST_POOL, SCHEDULING_MARGIN, Probe, RuntimeFactory, blueprint
+from support import assert_eventually, assert_never
+
+from distributed import KVPersistence, PoolConfig, Runtime, WorkerConfig
+from orchestration import Engine
+from store import Delete, KVStore, Put
+
+WAIT = 60.0
+
+# One worker: on the Kafka-protocol broker a second group member means a rebalance, which takes
+# seconds on Tansu and would be measured as recovery time. The lease is short so that a step
+# outlives it several times in a test that stays fast; the heartbeat leaves four beats per lease.
+LEASE_POOL = PoolConfig(
+    worker_count=1,
+    concurrency=8,
+    reaper_interval=0.2,
+    worker=WorkerConfig(lease_ttl=1.0, heartbeat_interval=0.2, watch_interval=0.1, grace_period=5),
+)
+LEASE = LEASE_POOL.worker.lease_ttl
+HEARTBEAT = LEASE_POOL.worker.heartbeat
+SWEEP = 0.2  # LEASE_POOL's reaper_interval: how often expired leases are looked for
+
+
+def report(record_property: Callable[[str, object], None], name: str, value: float) -> None:
+    record_property(name, round(value, 3))
+    print(f"{name} = {value:.3f}s")
+
+
+async def step_record(runtime: Runtime, eid: str, node: str) -> Any:
+    version = await runtime.engine.persistence.step(eid, node)
+    return None if version is None else version.record
+
+
+# -- heartbeats and leases ---------------------------------------------------------------------
+
+
+async def test_a_step_running_several_lease_lengths_runs_once_under_one_heartbeated_lease(
+    make_runtime: RuntimeFactory, engine: Engine, probe: Probe
+) -> None:
+    nodes = {"long": {"delay": 3.5 * LEASE}, "next": {}}
+    engine.register_blueprint(blueprint("outlives-its-lease", nodes, [("long", "next")]))
+    seen: list[tuple[str, int, float]] = []  # (owner, token, expires_at) while it ran
+
+    async with make_runtime(engine, LEASE_POOL) as runtime:
+        eid = await runtime.engine.execute_async("outlives-its-lease", {})
+
+        async def finished() -> bool:
+            record = await step_record(runtime, eid, "long")
+            if record is not None and record.status == "running" and record.lease is not None:
+                seen.append((record.lease.owner, record.lease.token, record.lease.expires_at))
+            return record is not None and record.terminal
+
+        await assert_eventually(finished, timeout=WAIT, interval=0.05)
+        snapshot = await runtime.engine.wait(eid, timeout=WAIT)
+
+    assert snapshot.status == "completed"
+    assert probe.runs_of(eid) == {"long": 1, "next": 1}
+    long = snapshot.steps["long"]
+    assert long.attempt == 1 and long.lease_expiries == 0  # never reclaimed by the sweep
+    assert len({(owner, token) for owner, token, _ in seen}) == 1  # one owner, one fencing token
+    expiries = sorted({expires_at for *_, expires_at in seen})
+    assert len(expiries) >= 3, f"the lease was extended only {len(expiries) - 1} times"
+    assert expiries[-1] - expiries[0] >= 2 * LEASE  # extended far beyond its first expiry
+
+
+class CutOffStore:
+    """A real store, except for the first lease taken on one step record: every later write its
+    holder attempts on that record (a heartbeat, a result) is refused, as when a partition
+    keeps a worker from its store while its lease runs out. The sweep's reclaim of the expired
+    lease (the write that counts a lease expiry) still lands, so the step can be recovered."""
+
+    def __init__(self, inner: KVStore) -> None:
+        self.inner = inner
+        self.key = ""  # the step record's key, set once the runtime's namespace is known
+        self.token: int | None = None
+        self.acquired_at: float | None = None  # time.monotonic() of the cut-off lease's start
+        self.refused: list[tuple[float, str]] = []  # (when, status its holder tried to write)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def compare_and_set(
+        self, key: str, expected: bytes | None, new: bytes, *, ttl: float | None = None
+    ) -> bool:
+        if key == self.key and self._refuses(expected, new):
+            return False
+        swapped = await self.inner.compare_and_set(key, expected, new, ttl=ttl)
+        if key == self.key and swapped:
+            self._observe(new)
+        return swapped
+
+    async def batch_if(
+        self, expected: Mapping[str, bytes | None], ops: Sequence[Put | Delete]
+    ) -> bool:
+        new = next((op.value for op in ops if isinstance(op, Put) and op.key == self.key), None)
+        if self.key in expected and new is not None and self._refuses(expected[self.key], new):
+            return False
+        applied = await self.inner.batch_if(expected, ops)
+        if applied and new is not None:
+            self._observe(new)
+        return applied
+
+    def _observe(self, written: bytes) -> None:
+        record = json.loads(written)
+        if self.token is None and record.get("status") == "running" and record.get("lease"):
+            self.token = record["lease"]["token"]
+            self.acquired_at = time.monotonic()
+
+    def _refuses(self, expected: bytes | None, new: bytes) -> bool:
+        if self.token is None or expected is None:
+            return False
+        before, after = json.loads(expected), json.loads(new)
+        held = (before.get("lease") or {}).get("token") == self.token
+        reclaim = after.get("lease_expiries", 0) > before.get("lease_expiries", 0)
+        if held and not reclaim:
+            self.refused.append((time.monotonic(), str(after.get("status"))))
+            return True
+        return False
+
+
+async def test_a_worker_cut_off_from_the_store_stops_its_step_and_it_reruns_in_lease_plus_sweep(
+    make_runtime: RuntimeFactory,
+    engine: Engine,
+    probe: Probe,
+    record_property: Callable[[str, object], None],
+) -> None:
+    # attempt 1 is cut off (its code would run 2 leases if nobody stopped it); attempt 2 fails
+    # and is retried; attempt 3 succeeds. Every run must see the same idempotency key.
+    nodes = {"slow": {"delay": 2 * LEASE, "delay_attempts": 1, "fail_times": 2}, "after": {}}
+    config = {"slow": {"maxRetries": 4, "retryDelay": 10}}
+    engine.register_blueprint(blueprint("cut-off", nodes, [("slow", "after")], config))
+    engine.register_blueprint(blueprint("warm-up", {"w": {}}, []))
+    eid = "cut-off-execution"
+    stores: list[CutOffStore] = []
+
+    def cut_off(inner: KVStore) -> KVStore:
+        stores.append(CutOffStore(inner))
+        return stores[-1]  # type: ignore[return-value]
+
+    runtime = make_runtime(engine, LEASE_POOL, wrap_store=cut_off)
+    persistence = runtime.engine.persistence
+    assert isinstance(persistence, KVPersistence)
+    (store,) = stores
+    store.key = persistence.keys.step(eid, "slow")
+    async with runtime:
+        await runtime.engine.execute_sync("warm-up", {}, timeout=WAIT)  # the consumer is ready
+        await runtime.engine.execute_async("cut-off", {}, execution_id=eid)
+        await assert_eventually(lambda: len(probe.history_of(eid, "slow")) >= 2, timeout=WAIT)
+        snapshot = await runtime.engine.wait(eid, timeout=WAIT)
+
+    first, second, *later = probe.history_of(eid, "slow")
+    assert store.acquired_at is not None and store.refused, "the cut-off never happened"
+    refused_first = store.refused[0][0]
+    # the worker stops the step's code as soon as a heartbeat is refused, and commits nothing
+    assert first.ended_at is None and first.cancelled_at is not None
+    report(record_property, "code_stopped_after_refusal", first.cancelled_at - refused_first)
+    assert first.cancelled_at - refused_first <= SCHEDULING_MARGIN
+    assert {status for _, status in store.refused} == {"running"}, store.refused
+    # the step runs again once its lease has expired, within one sweep of the expiry
+    recovery = second.started_at - store.acquired_at
+    report(record_property, "recovery", recovery)
+    assert LEASE - 0.05 <= recovery <= LEASE + SWEEP + SCHEDULING_MARGIN
+    assert snapshot.status == "completed", snapshot.error
+    assert probe.runs_of(eid) == {"slow": 3, "after": 1}
+    assert [run.attempt for run in (first, second, *later)] == [1, 2, 3]
+    assert {run.idempotency_key for run in (first, second, *later)} == {f"{eid}/slow"}
+    assert snapshot.steps["slow"].lease_expiries == 1
+
+
+# -- cancellation --------------------------------------------------------------------------------
+
+
+async def test_cancel_reaches_running_code_within_two_watch_intervals(
+    runtime: Runtime,
+    engine: Engine,
+    probe: Probe,
+    record_property: Callable[[str, object], None],
+) -> None:
+    engine.register_blueprint(
+        blueprint("cancellable", {"long": {"delay": 30}, "next": {}}, [("long", "next")])
+    )
+    eid = await runtime.engine.execute_async("cancellable", {})
+    await assert_eventually(lambda: (eid, "long") in probe.started, timeout=WAIT)
+    (run,) = probe.history_of(eid, "long")
+    bound = 2 * FAST_POOL.worker.watch_interval + SCHEDULING_MARGIN
+
+    began = time.monotonic()
+    assert await runtime.engine.cancel(eid) is True
+    await assert_eventually(lambda: run.cancelled_at is not None, timeout=bound + 10)
+    assert run.cancelled_at is not None
+    report(record_property, "cancel_reached_code", run.cancelled_at - began)
+    assert run.cancelled_at - began <= bound
+
+    assert await runtime.engine.cancel(eid) is False  # already final: this call changed nothing
+    snapshot = await runtime.engine.wait(eid, timeout=WAIT)
+    assert snapshot.status == "cancelled"
+    assert "next" not in probe.runs_of(eid)
+
+
+# -- pause and resume ----------------------------------------------------------------------------
+
+
+async def test_pause_lets_the_running_step_finish_starts_nothing_new_and_resume_runs_the_rest_once(
+    runtime: Runtime,
+    engine: Engine,
+    probe: Probe,
+    record_property: Callable[[str, object], None],
+) -> None:
+    edges = [("a", "b"), ("b", "c")]
+    engine.register_blueprint(blueprint("unpaused", {"a": {}, "b": {}, "c": {}}, edges))
+    gated = {"a": {"gate": "a-may-finish"}, "b": {}, "c": {}}
+    engine.register_blueprint(blueprint("pausable", gated, edges))
+    control = await runtime.engine.execute_sync("unpaused", {}, timeout=WAIT)
+    (control_a,) = probe.history_of(control.execution_id, "a")
+    (control_b,) = probe.history_of(control.execution_id, "b")
+    assert control_a.ended_at is not None
+    dispatch = control_b.started_at - control_a.ended_at  # a successor starts this soon, unpaused
+    hold = max(1.0, 10 * dispatch, 5 * SWEEP)
+    report(record_property, "dispatch", dispatch)
+    report(record_property, "held_for", hold)
+
+    eid = await runtime.engine.execute_async("pausable", {})
+    await assert_eventually(lambda: (eid, "a") in probe.started, timeout=WAIT)
+    await runtime.engine.pause(eid)
+    probe.open_gate("a-may-finish")  # the step that started before the pause finishes...
+    await assert_eventually(
+        lambda: _has_status(runtime, eid, "a", "completed"), timeout=WAIT, message="a completes"
+    )
+    await assert_never(  # ...and nothing new starts, for many dispatches and several sweeps
+        lambda: (eid, "b") in probe.started, during=hold, message="b started while paused"
+    )
+    assert (await runtime.engine.get_execution_status(eid)).status == "paused"
+
+    await runtime.engine.resume(eid)
+    snapshot = await runtime.engine.wait(eid, timeout=WAIT)
+    assert snapshot.status == "completed"
+    assert probe.runs_of(eid) == {"a": 1, "b": 1, "c": 1}
+    assert (eid, "a") not in probe.cancelled
+
+
+async def _has_status(runtime: Runtime, eid: str, node: str, status: str) -> bool:
+    record = await step_record(runtime, eid, node)
+    return record is not None and record.status == status
