@@ -29,6 +29,7 @@ from orchestration import (
     StepInput,
     UnknownWorkflow,
     Workflow,
+    current_context,
 )
 
 NO_WAIT = RetryPolicy(max_attempts=3, initial_interval=0.0)
@@ -308,6 +309,23 @@ async def test_run_node_runs_one_attempt_and_returns_json_normal_form() -> None:
     result = await engine.run_node(graph, "pair", ctx)
     assert result.output == [1, 2] and result.state_updates == {"pair": [1, 2]}
     assert ctx.idempotency_key == "exec-1/pair"
+
+
+async def test_every_attempt_of_a_local_step_gets_the_key_execution_id_slash_step_id() -> None:
+    seen: list[tuple[str, int]] = []
+
+    def flaky(state: StepInput) -> str:
+        ctx = current_context.get()
+        assert ctx is not None
+        seen.append((ctx.idempotency_key, ctx.attempt))
+        if ctx.attempt < 3:
+            raise ConnectionError("try again")
+        return "done"
+
+    engine = _engine(FunctionStep("charge", flaky, retry=NO_WAIT))
+    result = await engine.execute("wf", {})
+    assert result.status == "completed"
+    assert seen == [(f"{result.execution_id}/charge", attempt) for attempt in (1, 2, 3)]
 
 
 async def test_run_node_rejects_non_json_with_a_named_error() -> None:
