@@ -1,0 +1,389 @@
+"""The execution core across real processes: crashes at failpoints, the sweeper's leader lease,
+and lifecycle hooks in two worker processes (``cluster_app.py`` runs the other processes).
+
+- A process that dies right after a commit (or right after scheduling the successors) leaves
+  nothing for anyone to do by hand: a survivor finishes every execution, the committed step never
+  runs again, each join fires once, each execution completes once. Cluster and embedded.
+- Of two pools, exactly one sweeps at a time; SIGKILL it and the other takes over once the
+  leader lease expires.
+- Hooks in two worker processes see each step start and finish once, and each execution's final
+  status once, across the cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cluster_app import (
+    BRANCHES,
+    STEPS,
+    SWEEP_RECOVERY,
+    WORKFLOW,
+    build_engine,
+    cluster_runtime,
+    pool_config,
+)
+from scenario_support import delete_prefix
+from support import REDIS_URL, assert_eventually, assert_never, require_kafka, require_redis
+
+from distributed import ExecutionFinished, ExecutionSnapshot, Hooks, Runtime
+from store import open_store
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+EXECUTIONS = 4  # per crash test
+WAIT = 60  # seconds: generous bounds for things that take a second or a few
+TAKEOVER_MARGIN = 1.0  # seconds on top of leader_ttl + interval: process scheduling on a busy CI
+RENEWAL_TO_LOG = 0.5  # seconds a busy sweeper may take from renewing its lease to logging a sweep
+
+RunLog = Counter[tuple[str, str, str]]  # (start|end, execution, step) -> times logged
+
+
+# -- processes ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[str]]]:
+    """Every process a test spawns; killed (if still alive) and reaped when the test ends."""
+    procs: list[subprocess.Popen[str]] = []
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def spawn(
+    procs: list[subprocess.Popen[str]], *args: str, failpoint: str | None = None
+) -> subprocess.Popen[str]:
+    """Start ``cluster_app.py`` with ``args``; ``failpoint`` arms FLOWLOOM_FAILPOINT in it."""
+    env = {k: v for k, v in os.environ.items() if k != "FLOWLOOM_FAILPOINT"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(HERE), str(ROOT / "tests")])
+    if failpoint is not None:
+        env["FLOWLOOM_FAILPOINT"] = failpoint
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "cluster_app.py"), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    procs.append(proc)
+    return proc
+
+
+async def ready(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), WAIT)
+    assert line.strip() == "ready", f"process {proc.pid} did not start (exit {proc.poll()})"
+
+
+async def exit_code(proc: subprocess.Popen[str], timeout: float = WAIT) -> int:
+    await assert_eventually(
+        lambda: proc.poll() is not None, timeout=timeout, message=f"process {proc.pid} exits"
+    )
+    return proc.returncode
+
+
+@dataclass
+class Cluster:
+    """One test's share of Redis (prefix) and the broker (namespace, topic, group: ``tag``)."""
+
+    tag: str
+    prefix: str
+    broker_url: str
+
+    def worker_args(self, *options: str) -> list[str]:
+        return ["worker", REDIS_URL, self.prefix, self.broker_url, self.tag, *options]
+
+    def runtime(self, **kw: Any) -> Runtime:
+        return cluster_runtime(
+            build_engine(), REDIS_URL, self.prefix, self.broker_url, self.tag, **kw
+        )
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[Cluster]:
+    require_redis()
+    broker_url = f"kafka://{require_kafka()}"
+    tag = f"flowloom-procs-{uuid.uuid4().hex[:8]}"
+    yield Cluster(tag=tag, prefix=f"{tag}:", broker_url=broker_url)
+    await delete_prefix(f"{tag}:")
+
+
+# -- what the processes left behind ---------------------------------------------------------
+
+
+def run_log(path: Path) -> RunLog:
+    if not path.exists():
+        return Counter()
+    return Counter(tuple(line.split()) for line in path.read_text().splitlines() if line)  # type: ignore[misc]
+
+
+class FinalRecorder(Hooks):
+    """Records, in this process, every final status it wins."""
+
+    def __init__(self) -> None:
+        self.finals: list[ExecutionFinished] = []
+
+    def execution_final(self, event: ExecutionFinished) -> None:
+        self.finals.append(event)
+
+
+@dataclass
+class AtKill:
+    """The store and the run log as the victim left them."""
+
+    runs: RunLog
+    committed: set[tuple[str, str]]  # (execution, step) completed in the store
+    agenda: dict[str, set[str]]  # execution -> steps still on its agenda
+
+
+async def submit(runtime: Runtime, count: int, log: Path) -> list[str]:
+    return [
+        await runtime.engine.execute_async(WORKFLOW, {"run_log": str(log)}) for _ in range(count)
+    ]
+
+
+async def at_kill(runtime: Runtime, ids: list[str], log: Path) -> AtKill:
+    committed: set[tuple[str, str]] = set()
+    agenda: dict[str, set[str]] = {}
+    for eid in ids:
+        snapshot = await runtime.engine.get_execution_status(eid)
+        committed |= {(eid, n) for n, s in snapshot.steps.items() if s.status == "completed"}
+        agenda[eid] = {entry.node_id async for entry in runtime.engine.persistence.agenda(eid)}
+    return AtKill(run_log(log), committed, agenda)
+
+
+def assert_killed_at(point: str, killed: AtKill) -> None:
+    """The victim died where the failpoint says: a fan was committed and is still on the
+    agenda; after-commit: no successor scheduled; after-schedule: all of them scheduled."""
+    assert killed.committed, f"no step was committed before the {point} kill"
+    fans = {eid for eid, step in killed.committed if step == "fan"}
+    assert fans and all("fan" in killed.agenda[eid] for eid in fans), killed
+    if point == "after-commit":
+        assert {step for _, step in killed.committed} == {"fan"}, killed.committed
+        assert all(killed.agenda[eid] == {"fan"} for eid in fans), killed.agenda
+        assert not [k for k in killed.runs if k[0] == "start" and k[2] in BRANCHES]
+    else:
+        assert any(killed.agenda[eid] >= {"fan", *BRANCHES} for eid in fans), killed.agenda
+
+
+def assert_finished_once(
+    ids: list[str], snapshots: list[ExecutionSnapshot], finals: list[ExecutionFinished]
+) -> None:
+    assert [s.status for s in snapshots] == ["completed"] * len(ids)
+    assert sorted(f.execution_id for f in finals) == sorted(ids), "one final status each"
+    assert {f.status for f in finals} == {"completed"}
+
+
+def assert_nothing_committed_reran(killed: AtKill, runs: RunLog, ids: list[str]) -> None:
+    for eid, step in killed.committed:
+        start = ("start", eid, step)
+        assert runs[start] == killed.runs[start] == 1, f"{eid}/{step} ran again after its commit"
+    for eid in ids:
+        assert runs[("start", eid, "join")] == runs[("end", eid, "join")] == 1, f"join of {eid}"
+        assert all(runs[("end", eid, step)] >= 1 for step in STEPS), f"{eid}: {runs}"
+
+
+# -- 1. a crash right after a commit ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("point", ["after-commit", "after-schedule"])
+async def test_a_cluster_worker_killed_at_a_failpoint_leaves_nothing_to_do_by_hand(
+    point: str, cluster: Cluster, processes: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    log = tmp_path / "runs.log"
+    victim = spawn(processes, *cluster.worker_args(), failpoint=point)
+    await ready(victim)
+    async with cluster.runtime(workers=False) as client:
+        ids = await submit(client, EXECUTIONS, log)
+        assert await exit_code(victim) == 137, f"the victim did not die at {point}"
+        killed = await at_kill(client, ids, log)
+    assert_killed_at(point, killed)
+
+    recorder = FinalRecorder()
+    survivor = cluster.runtime(pool=pool_config(cluster.tag, worker_count=2), hooks=recorder)
+    async with survivor:
+        snapshots = [await survivor.engine.wait(eid, timeout=WAIT) for eid in ids]
+
+    assert_finished_once(ids, snapshots, recorder.finals)
+    assert_nothing_committed_reran(killed, run_log(log), ids)
+
+
+@pytest.mark.parametrize("point", ["after-commit", "after-schedule"])
+async def test_an_embedded_process_killed_at_a_failpoint_finishes_on_restart(
+    point: str, processes: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    data_dir, log = tmp_path / "data", tmp_path / "runs.log"
+
+    def client() -> Runtime:
+        return Runtime.from_urls(
+            build_engine(), store_url=f"leveldb://{data_dir}", broker_url="inproc://", workers=False
+        )
+
+    async with client() as submitter:
+        ids = await submit(submitter, EXECUTIONS, log)
+    victim = spawn(processes, "embedded", str(data_dir), failpoint=point)
+    assert await exit_code(victim) == 137, f"the victim did not die at {point}"
+    async with client() as reader:
+        killed = await at_kill(reader, ids, log)
+    assert_killed_at(point, killed)
+
+    recorder = FinalRecorder()
+    restarted = Runtime.embedded(
+        build_engine(), str(data_dir), pool=pool_config(worker_count=2), hooks=recorder
+    )
+    async with restarted:
+        snapshots = [await restarted.engine.wait(eid, timeout=WAIT) for eid in ids]
+
+    assert_finished_once(ids, snapshots, recorder.finals)
+    assert_nothing_committed_reran(killed, run_log(log), ids)
+
+
+# -- 2. one sweeper at a time ---------------------------------------------------------------
+
+
+def sweeps(path: Path) -> list[tuple[int, float]]:
+    """(pid, time.time()) of every sweep logged so far, in order."""
+    if not path.exists():
+        return []
+    return [
+        (int(pid), float(at))
+        for pid, at in (line.split() for line in path.read_text().splitlines() if line)
+    ]
+
+
+async def leader_lease(cluster: Cluster) -> str:
+    store = open_store(REDIS_URL, prefix=cluster.prefix)
+    try:
+        value = await store.get(f"{cluster.tag}/leader/recovery")
+    finally:
+        await store.close()
+    return "" if value is None else value.decode()
+
+
+async def test_of_two_pools_exactly_one_sweeps_and_the_other_takes_over_when_it_is_killed(
+    cluster: Cluster, processes: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    log = tmp_path / "sweeps.log"
+    args = cluster.worker_args("--sweeper", "--sweep-log", str(log))
+    pools = [spawn(processes, *args) for _ in range(2)]
+    for pool in pools:
+        await ready(pool)
+    ttl, interval = SWEEP_RECOVERY.leader_ttl, SWEEP_RECOVERY.interval
+
+    first = await assert_eventually(lambda: sweeps(log), timeout=WAIT, message="a pool sweeps")
+    leader = next(p for p in pools if p.pid == first[0][0])
+    follower = next(p for p in pools if p is not leader)
+    window = 1.5
+    await assert_never(
+        lambda: {pid for pid, _ in sweeps(log)} != {leader.pid},
+        during=window,
+        message="the other pool swept while the leader was alive",
+    )
+    assert len(sweeps(log)) >= window / interval / 3, "the leader stopped sweeping"
+    assert f"-{leader.pid}-" in await leader_lease(cluster)
+
+    killed_at = time.time()
+    leader.send_signal(signal.SIGKILL)
+    assert await exit_code(leader) == -signal.SIGKILL
+    taken = await assert_eventually(
+        lambda: [at for pid, at in sweeps(log) if pid == follower.pid],
+        timeout=WAIT,
+        message="the surviving pool sweeps",
+    )
+    last_of_leader = max(at for pid, at in sweeps(log) if pid == leader.pid)
+    takeover, gap = taken[0] - killed_at, taken[0] - last_of_leader
+    bound = ttl + interval + TAKEOVER_MARGIN
+    report = (
+        f"take-over {takeover:.3f}s after the SIGKILL (bound {bound:.1f}s = leader_ttl {ttl} + "
+        f"interval {interval} + margin {TAKEOVER_MARGIN}); {gap:.3f}s after the leader's "
+        f"last sweep"
+    )
+    print(report)
+    assert taken[0] > killed_at, f"the follower swept while the leader was alive; {report}"
+    assert takeover <= bound, report
+    # The follower waited for the lease to expire: the leader renewed it for leader_ttl seconds
+    # just before its last sweep (less RENEWAL_TO_LOG: the delay from renewal to the log line).
+    assert gap >= ttl - RENEWAL_TO_LOG, report
+    assert f"-{follower.pid}-" in await leader_lease(cluster)
+
+
+# -- 3. hooks across two worker processes ---------------------------------------------------
+
+
+def hook_events(*paths: Path) -> list[dict[str, Any]]:
+    return [
+        json.loads(line)
+        for path in paths
+        if path.exists()
+        for line in path.read_text().splitlines()
+        if line
+    ]
+
+
+def ran_steps(path: Path) -> bool:
+    return any(e["event"] == "step_started" for e in hook_events(path))
+
+
+async def test_hooks_in_two_worker_processes_see_each_step_and_each_final_status_once(
+    cluster: Cluster, processes: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    logs = [tmp_path / "hooks-a.jsonl", tmp_path / "hooks-b.jsonl"]
+    workers = [spawn(processes, *cluster.worker_args("--hooks-log", str(p))) for p in logs]
+    for worker in workers:
+        await ready(worker)
+
+    # Submit in rounds until both processes ran steps (the second one's group join may land
+    # after the first round) and at least 20 executions ran.
+    client_hooks = FinalRecorder()
+    ids: list[str] = []
+    deadline = time.monotonic() + WAIT
+    async with cluster.runtime(workers=False, hooks=client_hooks) as client:
+        while len(ids) < 20 or not all(ran_steps(p) for p in logs):
+            assert time.monotonic() < deadline, f"one process ran nothing in {len(ids)} runs"
+            batch = [await client.engine.execute_async(WORKFLOW, {}) for _ in range(10)]
+            snapshots = [await client.engine.wait(eid, timeout=WAIT) for eid in batch]
+            assert [s.status for s in snapshots] == ["completed"] * len(batch)
+            ids += batch
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)  # a graceful stop: every hook line is written
+    assert [await exit_code(w) for w in workers] == [0, 0]
+
+    events = hook_events(*logs)
+    by_name = Counter(e["event"] for e in events)
+    assert set(by_name) == {"step_started", "step_finished", "execution_final"}, by_name
+    started = Counter(
+        (e["execution_id"], e["step_id"]) for e in events if e["event"] == "step_started"
+    )
+    finished = [e for e in events if e["event"] == "step_finished"]
+    finals = [e for e in events if e["event"] == "execution_final"]
+    expected = {(eid, step) for eid in ids for step in STEPS}
+    assert set(started) == expected and set(started.values()) == {1}, "one start per step"
+    assert Counter((e["execution_id"], e["step_id"]) for e in finished) == Counter(expected)
+    assert {(e["outcome"], e["attempt"]) for e in finished} == {("completed", 1)}
+    assert sorted(e["execution_id"] for e in finals) == sorted(ids), "one final status each"
+    assert {e["status"] for e in finals} == {"completed"}
+    assert client_hooks.finals == [], "the client wrote no final status"
+    # The final status is won where the join completed it.
+    joined_in = {e["execution_id"]: e["pid"] for e in finished if e["step_id"] == "join"}
+    assert all(joined_in[e["execution_id"]] == e["pid"] for e in finals)
+    work = Counter(e["pid"] for e in events if e["event"] == "step_started")
+    assert set(work) == {w.pid for w in workers}, f"steps per process: {dict(work)}"
+    print(f"{len(ids)} executions; steps per process: {dict(work)}")
