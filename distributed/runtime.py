@@ -1,9 +1,13 @@
-"""``Runtime``: an engine, its store, broker and (optionally) a worker pool, built from URLs.
+"""``Runtime``: an engine, its store, broker and (optionally) a worker pool, built from settings.
 
     async with Runtime.embedded(local_engine, "./flowloom-data") as runtime:   # LevelDB + in-proc
         snapshot = await runtime.engine.execute_sync("blog-post", {...})
 
+    Runtime.from_settings(local_engine, Settings.from_env())      # what ``flowloom`` does
     Runtime.from_urls(local_engine, store_url="redis://host:6379/0", broker_url="kafka://host:9092")
+
+``from_settings`` takes the namespace's key prefix, topic and consumer group from the one
+``Settings`` object; ``from_urls`` is the lower-level form where each is passed on its own.
 
 The in-process broker keeps messages in memory only, so a runtime on it re-enqueues the ready
 steps of every unfinished execution when it starts: a process killed mid-run picks up where
@@ -26,11 +30,13 @@ from .hooks import Hooks
 from .persistence import KVPersistence
 from .pool import PoolConfig, WorkerPool
 from .queue import MQTaskQueue
-from .recovery import RecoveryManager
+from .recovery import RecoveryConfig, RecoveryManager
+from .settings import Settings
 from .steps import StepExecutor
 from .timebox import within
+from .worker import WorkerConfig
 
-__all__ = ["Runtime"]
+__all__ = ["Runtime", "pool_config"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +58,35 @@ class Runtime:
         self.broker = broker
         self.pool = pool
         self.durable_broker = durable_broker
+        self.settings: Settings | None = None
+
+    @classmethod
+    def from_settings(
+        cls,
+        local_engine: Engine,
+        settings: Settings | None = None,
+        *,
+        workers: bool = True,
+        hooks: Hooks | None = None,
+    ) -> Runtime:
+        """The runtime ``settings`` describe (default: ``Settings()``, the embedded default).
+        ``workers=False`` makes a client without a pool."""
+        settings = settings or Settings()
+        runtime = cls.from_urls(
+            local_engine,
+            store_url=settings.store_url,
+            broker_url=settings.broker_url,
+            pool=pool_config(settings),
+            workers=workers,
+            namespace=settings.key_prefix or "",
+            retention=settings.retention,
+            topic=settings.topic or "",
+            store_options=settings.store_options,
+            broker_options=settings.broker_options,
+            hooks=hooks,
+        )
+        runtime.settings = settings
+        return runtime
 
     @classmethod
     def from_urls(
@@ -144,3 +179,18 @@ class Runtime:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def pool_config(settings: Settings) -> PoolConfig:
+    """The worker pool ``settings`` describe: its consumer group, slots, leases and sweep."""
+    worker = WorkerConfig(
+        group=settings.group or f"{settings.namespace}.workers",
+        lease_ttl=settings.lease_ttl,
+        grace_period=settings.grace_period,
+    )
+    return PoolConfig(
+        worker_count=settings.workers,
+        concurrency=settings.concurrency,
+        worker=worker,
+        recovery=RecoveryConfig(interval=settings.sweep_interval),
+    )

@@ -114,7 +114,9 @@ class KafkaBroker:
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"<KafkaBroker {self.bootstrap}>"
+        """Hosts, and the SASL user when there is one; never the password."""
+        user = self._client_options.get("sasl_plain_username")
+        return f"<KafkaBroker {self.bootstrap}{f' as {user!r}' if user else ''}>"
 
     # -- plumbing shared with the consumer -------------------------------------------------
 

@@ -1,40 +1,167 @@
-"""``open_broker``: a broker from a URL (``inproc://`` or ``kafka://host:port,host:port``)."""
+"""Broker URLs: ``open_broker`` makes a broker from one; ``parse_kafka_url`` reads a Kafka one.
+
+    inproc://                                         InProcBroker (one process, in memory)
+    kafka://host1:9092,host2:9092                     KafkaBroker (port 9092 when left out)
+    kafka://user:password@host:9093                   SASL/PLAIN over plaintext (the default)
+    kafka://user:password@host:9093?security_protocol=SASL_SSL&sasl_mechanism=SCRAM-SHA-256
+    kafka://host:9092?session_timeout_ms=6000&fetch_max_wait_ms=20     tuning options
+
+Credentials in the userinfo become ``sasl_plain_username``/``sasl_plain_password``; they never
+reach a bootstrap address, a ``repr`` or a log line, and every URL an error shows is masked
+(``mask_url``). ``SSL``/``SASL_SSL`` get a default TLS context unless ``ssl_context`` is given.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from mq.errors import InvalidBrokerURL
 from mq.inproc import InProcBroker
 from mq.kafka import KafkaBroker
 from mq.protocol import Broker
 
-__all__ = ["mask_url", "open_broker"]
+__all__ = [
+    "KAFKA_URL_OPTIONS",
+    "KafkaURL",
+    "check_broker_url",
+    "mask_url",
+    "open_broker",
+    "parse_kafka_url",
+]
 
 _DEFAULT_KAFKA_PORT = 9092
 _SECRET_PARAMETERS = frozenset({"password", "passwd", "pwd", "secret", "token", "api_key"})
+_INT_OPTIONS = frozenset(
+    {
+        "request_timeout_ms",
+        "session_timeout_ms",
+        "heartbeat_interval_ms",
+        "max_poll_interval_ms",
+        "fetch_max_wait_ms",
+        "linger_ms",
+        "max_batch_size",
+        "max_deliveries",
+        "max_message_bytes",
+        "replication_factor",
+    }
+)
+_STR_OPTIONS = frozenset({"security_protocol", "sasl_mechanism", "client_id"})
+KAFKA_URL_OPTIONS = _INT_OPTIONS | _STR_OPTIONS
+"""``KafkaBroker`` options a ``kafka://`` URL may carry as query parameters."""
+_PROTOCOLS = frozenset({"PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"})
+
+
+@dataclass(frozen=True)
+class KafkaURL:
+    """A parsed ``kafka://`` URL: bootstrap hosts and ``KafkaBroker`` options.
+
+    ``repr`` shows the hosts and option names, never the password."""
+
+    hosts: list[str]
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        shown = {k: ("***" if k == "sasl_plain_password" else v) for k, v in self.options.items()}
+        return f"KafkaURL(hosts={self.hosts!r}, options={shown!r})"
 
 
 def open_broker(url: str, **options: Any) -> Broker:
-    """Make the broker ``url`` names; ``options`` go to its constructor.
-
-    ``inproc://`` gives a new ``InProcBroker`` on every call. ``kafka://h1:9092,h2:9092`` gives a
-    ``KafkaBroker``; TLS/SASL options (``security_protocol``, ``ssl_context``,
-    ``sasl_mechanism``, ``sasl_plain_username``, ``sasl_plain_password``) pass through to aiokafka.
-    A ``kafka://`` URL carries hosts only: credentials or parameters in it are refused (with the
-    password masked in the error), so they never end up in a bootstrap address or a log line.
-    """
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        raise InvalidBrokerURL(
-            f"broker URL {mask_url(url)!r} has no scheme (inproc:// or kafka://)"
-        )
+    """Make the broker ``url`` names; ``options`` go to its constructor (and win over the
+    URL's). ``inproc://`` gives a new ``InProcBroker`` on every call; ``kafka://`` a
+    ``KafkaBroker`` (see the module docstring). TLS/SASL options (``security_protocol``,
+    ``ssl_context``, ``sasl_mechanism``, ``sasl_plain_username``, ``sasl_plain_password``)
+    pass through to aiokafka."""
+    scheme = check_broker_url(url)
     if scheme == "inproc":
         return InProcBroker(**options)
+    parsed = parse_kafka_url(url)
+    merged = _with_tls({**parsed.options, **options})
+    return KafkaBroker(parsed.hosts, **merged)
+
+
+def check_broker_url(url: str) -> str:
+    """Check ``url`` without connecting; return its scheme. Raises ``InvalidBrokerURL``."""
+    if not isinstance(url, str):
+        raise InvalidBrokerURL(f"a broker URL must be a str, not {type(url).__name__}")
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        raise InvalidBrokerURL(
+            f"broker URL {mask_url(url)!r} has no scheme (inproc:// or kafka://host:9092)"
+        )
+    if scheme == "inproc":
+        return scheme
     if scheme == "kafka":
-        return KafkaBroker(_kafka_hosts(url, rest), **options)
-    raise InvalidBrokerURL(f"unknown broker URL scheme {scheme!r} in {mask_url(url)!r}")
+        parse_kafka_url(url)
+        return scheme
+    raise InvalidBrokerURL(
+        f"unknown broker URL scheme {scheme!r} in {mask_url(url)!r} (inproc:// or kafka://)"
+    )
+
+
+def parse_kafka_url(url: str) -> KafkaURL:
+    """Hosts and options of ``kafka://[user:password@]host[:port][,host…][?option=value…]``."""
+    shown = mask_url(url)
+    rest = url.partition("://")[2]
+    if "#" in rest:
+        raise InvalidBrokerURL(f"kafka URL {shown!r} has a fragment (#…); remove it")
+    location, _, query = rest.partition("?")
+    userinfo, at, hostlist = location.rpartition("@")
+    options = _query_options(shown, query)
+    if at:
+        options = {**_credentials(url, userinfo), **options}
+    hosts = [h.strip() for h in hostlist.rstrip("/").split(",") if h.strip()]
+    if not hosts:
+        raise InvalidBrokerURL(f"kafka URL {shown!r} names no host")
+    return KafkaURL([_with_port(shown, host) for host in hosts], options)
+
+
+def _credentials(url: str, userinfo: str) -> dict[str, Any]:
+    user, sep, password = userinfo.partition(":")
+    if not user or not sep:  # a lone word may be a token: show none of it
+        hidden = url.replace(userinfo + "@", "***@", 1)
+        raise InvalidBrokerURL(f"kafka URL {hidden!r}: credentials must be user:password@")
+    return {
+        "sasl_plain_username": unquote(user),
+        "sasl_plain_password": unquote(password),
+        "sasl_mechanism": "PLAIN",
+        "security_protocol": "SASL_PLAINTEXT",
+    }
+
+
+def _query_options(shown: str, query: str) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
+        if name not in KAFKA_URL_OPTIONS:
+            known = ", ".join(sorted(KAFKA_URL_OPTIONS))
+            raise InvalidBrokerURL(
+                f"kafka URL {shown!r}: unknown parameter {name!r} (known: {known}; "
+                "credentials go in the user:password@ part)"
+            )
+        options[name] = _option_value(shown, name, value)
+    return options
+
+
+def _option_value(shown: str, name: str, value: str) -> Any:
+    if name in _INT_OPTIONS:
+        if not value.isdigit():
+            raise InvalidBrokerURL(f"kafka URL {shown!r}: {name} must be a whole number")
+        return int(value)
+    if name == "security_protocol" and value.upper() not in _PROTOCOLS:
+        known = ", ".join(sorted(_PROTOCOLS))
+        raise InvalidBrokerURL(f"kafka URL {shown!r}: security_protocol must be one of {known}")
+    return value.upper() if name in ("security_protocol", "sasl_mechanism") else value
+
+
+def _with_tls(options: dict[str, Any]) -> dict[str, Any]:
+    """A default TLS context for SSL protocols when none is given (aiokafka requires one)."""
+    protocol = str(options.get("security_protocol", "PLAINTEXT")).upper()
+    if protocol in ("SSL", "SASL_SSL") and options.get("ssl_context") is None:
+        from aiokafka.helpers import create_ssl_context
+
+        return {**options, "ssl_context": create_ssl_context()}
+    return options
 
 
 def mask_url(url: str) -> str:
@@ -64,23 +191,6 @@ def _mask_parameter(parameter: str) -> str:
     if sep and value and (key in _SECRET_PARAMETERS or key.endswith("_password")):
         return f"{name}=***"
     return parameter
-
-
-def _kafka_hosts(url: str, rest: str) -> list[str]:
-    shown = mask_url(url)
-    if "?" in rest or "#" in rest:
-        raise InvalidBrokerURL(
-            f"kafka URL {shown!r} takes no parameters; pass them as keyword options"
-        )
-    if "@" in rest:
-        raise InvalidBrokerURL(
-            f"kafka URL {shown!r} carries credentials; pass sasl_plain_username and "
-            "sasl_plain_password (with sasl_mechanism and security_protocol) as options"
-        )
-    hosts = [h.strip() for h in rest.rstrip("/").split(",") if h.strip()]
-    if not hosts:
-        raise InvalidBrokerURL(f"kafka URL {shown!r} names no host")
-    return [_with_port(shown, host) for host in hosts]
 
 
 def _with_port(shown: str, host: str) -> str:

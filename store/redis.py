@@ -48,7 +48,7 @@ from store._common import (
 from store.base import Delete, Put
 from store.errors import InvalidStoreURL, StoreClosed, StoreError, StoreUnavailable, mask_url
 
-__all__ = ["RedisStore"]
+__all__ = ["RedisStore", "check_redis_url", "split_prefix", "tls_url"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,35 @@ def split_prefix(url: str) -> tuple[str, str | None]:
         raise InvalidStoreURL(url, "the prefix parameter is given more than once")
     rest = urlencode([(name, value) for name, value in query if name != "prefix"])
     return urlunsplit(parts._replace(query=rest)), (prefixes[0] if prefixes else None)
+
+
+def check_redis_url(url: str) -> None:
+    """Refuse a Redis URL whose database is not a number (``redis://host/notadb`` would
+    otherwise quietly use DB 0) or whose scheme is not ``redis``/``rediss``/``unix``."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise InvalidStoreURL(url, "use redis://, rediss:// (TLS) or unix://")
+    database = parts.path.strip("/") if parts.scheme != "unix" else ""
+    if database and not database.isdigit():
+        raise InvalidStoreURL(
+            url, f"database {database!r} is not a number (redis://host:6379/0 is DB 0)"
+        )
+    for name, value in parse_qsl(parts.query):
+        if name == "db" and not value.isdigit():
+            raise InvalidStoreURL(url, f"db={value!r} is not a number")
+
+
+def tls_url(url: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """``ssl=True`` (or any ``ssl_*`` option) on a ``redis://`` URL means TLS: the URL becomes
+    ``rediss://`` and ``ssl`` is dropped (redis-py would fail later with a ``TypeError``)."""
+    parts = urlsplit(url)
+    wants_tls = options.get("ssl") is True or any(
+        name.startswith("ssl_") for name in options if options[name] is not None
+    )
+    if parts.scheme != "redis" or not wants_tls:
+        return url, options
+    rest = {name: value for name, value in options.items() if name != "ssl"}
+    return urlunsplit(parts._replace(scheme="rediss")), rest
 
 
 def _ttl_arg(ttl: float | None) -> str:
@@ -110,7 +139,9 @@ class RedisStore(StoreContextMixin):
         sweep_interval: float = 1.0,
         **redis_options: Any,
     ) -> None:
+        check_redis_url(url)
         client_url, url_prefix = split_prefix(url)
+        client_url, redis_options = tls_url(client_url, redis_options)
         if prefix is not None and url_prefix is not None and prefix != url_prefix:
             raise InvalidStoreURL(url, f"prefix {url_prefix!r} conflicts with prefix={prefix!r}")
         self.url = mask_url(url)
