@@ -4,6 +4,8 @@
 ``Runtime`` wires both to a store and a broker from URLs (``Runtime.embedded`` is the zero-service
 default: LevelDB + the in-process broker). Steps run at least once, state transitions exactly once.
 ``RecoveryManager`` recovers failed executions and keeps the others moving; ``Hooks`` observe them.
+``InstrumentedEngine`` wraps an engine so that its runtime exports Prometheus metrics (the hooks
+adapter ``MetricsHooks``; the collector and ``/metrics`` endpoint are in ``metrics``).
 ``RetryPolicy`` and ``retry_with_policy`` are orchestration's, re-exported here.
 """
 
@@ -40,7 +42,10 @@ from .hooks import (
     RetryScheduled,
     StepFinished,
     StepStarted,
+    WorkerStarted,
+    WorkerStopped,
 )
+from .instrumented import InstrumentedEngine, MetricsHooks
 from .models import (
     ExecutionOptions,
     ExecutionRecord,
@@ -78,11 +83,13 @@ __all__ = [
     "HookSet",
     "Hooks",
     "IllegalTransition",
+    "InstrumentedEngine",
     "InvalidSettings",
     "KVPersistence",
     "LeaseExpired",
     "LeaseLost",
     "MQTaskQueue",
+    "MetricsHooks",
     "NotRecoverable",
     "PoolConfig",
     "RecoveryConfig",
@@ -107,6 +114,8 @@ __all__ = [
     "Worker",
     "WorkerConfig",
     "WorkerPool",
+    "WorkerStarted",
+    "WorkerStopped",
     "WorkflowPersistence",
     "default_retry_policy",
     "retry_with_policy",

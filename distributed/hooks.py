@@ -15,12 +15,14 @@ Where each event fires, across a cluster:
 - ``execution_final``: only in the writer whose final status won: once per execution (and
   generation) across the whole cluster.
 - ``execution_control``: in the process that paused, resumed or recovered an execution.
+- ``worker_started`` / ``worker_stopped``: in the process the worker runs in, with its slots
+  (and, when started, a probe of its consumer's queue lag).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,6 +37,8 @@ __all__ = [
     "RetryScheduled",
     "StepFinished",
     "StepStarted",
+    "WorkerStarted",
+    "WorkerStopped",
 ]
 
 log = logging.getLogger(__name__)
@@ -115,6 +119,20 @@ class ExecutionControl:
     generation: int = 1
 
 
+@dataclass(frozen=True, kw_only=True)
+class WorkerStarted:
+    worker_id: str
+    slots: int  # steps it runs at once
+    # Tasks of the partitions its consumer holds not acked yet by the group, by partition.
+    queue_lag: Callable[[], Awaitable[Mapping[int, int]]] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerStopped:
+    worker_id: str
+    slots: int
+
+
 class Hooks:
     """Observer of an execution's life; override the methods you need (all no-ops)."""
 
@@ -141,6 +159,12 @@ class Hooks:
 
     def execution_control(self, event: ExecutionControl) -> None:
         """An execution was paused, resumed or recovered."""
+
+    def worker_started(self, event: WorkerStarted) -> None:
+        """A worker began taking tasks."""
+
+    def worker_stopped(self, event: WorkerStopped) -> None:
+        """A worker stopped (after its graceful stop)."""
 
 
 class HookSet(Hooks):
@@ -182,3 +206,9 @@ class HookSet(Hooks):
 
     def execution_control(self, event: ExecutionControl) -> None:
         self._emit("execution_control", event)
+
+    def worker_started(self, event: WorkerStarted) -> None:
+        self._emit("worker_started", event)
+
+    def worker_stopped(self, event: WorkerStopped) -> None:
+        self._emit("worker_stopped", event)

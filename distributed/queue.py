@@ -43,6 +43,10 @@ class TaskConsumer:
     async def next(self) -> QueuedTask:
         return _decoded(await self._consumer.__anext__())
 
+    async def lag(self) -> dict[int, int]:
+        """Tasks of the partitions this consumer holds that the group has not acked yet."""
+        return await self._consumer.lag()
+
     async def close(self) -> None:
         await self._consumer.close()
 

@@ -35,7 +35,14 @@ from .commit import StepCommitter
 from .context import RuntimeContext
 from .errors import LeaseLost
 from .failpoints import failpoint
-from .hooks import DeadLettered, StepFinished, StepOutcomeName, StepStarted
+from .hooks import (
+    DeadLettered,
+    StepFinished,
+    StepOutcomeName,
+    StepStarted,
+    WorkerStarted,
+    WorkerStopped,
+)
 from .lease import StepLease, acquire_lease
 from .models import ExecutionRecord, FinalStatus, StepRecord, Task
 from .persistence import VersionedStep
@@ -119,6 +126,9 @@ class Worker:
             asyncio.create_task(self._consume(consumer), name=f"consume-{self.id}"),
             asyncio.create_task(self._watch(), name=f"watch-{self.id}"),
         ]
+        slots = self.config.concurrency
+        event = WorkerStarted(worker_id=self.id, slots=slots, queue_lag=consumer.lag)
+        self.context.hooks.worker_started(event)
 
     async def stop(self, grace_period: float | None = None) -> None:
         """Stop in phases: stop fetching; let running steps finish for up to the grace period;
@@ -135,6 +145,8 @@ class Worker:
         for task in self._tasks:
             task.cancel()
         await asyncio.wait(self._tasks, timeout=self.config.close_timeout)
+        event = WorkerStopped(worker_id=self.id, slots=self.config.concurrency)
+        self.context.hooks.worker_stopped(event)
 
     # -- fetching -----------------------------------------------------------------------------
 

@@ -226,6 +226,12 @@ class InProcConsumer:
         reason = f"delivery limit of {self.max_deliveries} reached: consumers closed without ack"
         self.broker.dead_letter_nowait(delivery, reason)
 
+    async def lag(self) -> dict[int, int]:
+        """The group's one ordered queue, as partition 0: messages not yet delivered plus
+        deliveries to any consumer of the group not yet settled."""
+        peers = [c for c in self.broker.consumers() if c.queue is self.queue]
+        return {0: len(self.queue) + sum(len(c._unacked) for c in peers)}
+
     def forget(self, delivery: InProcDelivery) -> None:
         """Stop tracking a settled delivery."""
         self._unacked.pop(id(delivery), None)
@@ -294,6 +300,10 @@ class InProcBroker:
     def _check_open(self) -> None:
         if self._closed:
             raise BrokerClosed("InProcBroker is closed")
+
+    def consumers(self) -> list[InProcConsumer]:
+        """The consumers that are open."""
+        return list(self._consumers)
 
     def forget(self, consumer: InProcConsumer) -> None:
         """Stop tracking a closed consumer."""

@@ -14,6 +14,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Self
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import IllegalStateError
 
 from mq.errors import BrokerClosed, BrokerError, DeliveryRevoked
 from mq.headers import DELIVERY_COUNT, dead_letter_verdict, split_delivery_count
@@ -92,6 +93,15 @@ class KafkaDelivery(Delivery):
             return
         headers = {**self.headers, DELIVERY_COUNT: str(self.delivery_count + 1)}
         await broker.publish(self.topic, self.payload, key=self.key, headers=headers)
+
+
+def _highwater(client: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
+    """The partition's last known high watermark; None before its first fetch or once revoked."""
+    try:
+        high: int | None = client.highwater(tp)
+    except (AssertionError, IllegalStateError):  # aiokafka asserts the partition is assigned
+        return None
+    return high
 
 
 class _RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -208,6 +218,31 @@ class KafkaConsumer:
             self._trackers[tp].committed = position
             if self._pending.get(tp) == position:
                 del self._pending[tp]
+
+    async def lag(self) -> dict[int, int]:
+        """By partition this consumer holds: the high watermark minus the lowest offset not yet
+        settled (buffered, in flight, or not fetched yet). Partitions not fetched from since
+        they were assigned are left out (their high watermark is not known yet)."""
+        client = self._client
+        if client is None:
+            return {}
+        lags: dict[int, int] = {}
+        for tp in list(self._trackers):
+            start = await self._unsettled_from(client, tp)
+            high = _highwater(client, tp)
+            if start is not None and high is not None:
+                lags[tp.partition] = max(high - start, 0)
+        return lags
+
+    async def _unsettled_from(self, client: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
+        if _highwater(client, tp) is None:
+            return None
+        try:
+            position: int = await client.position(tp)
+        except IllegalStateError:  # revoked meanwhile
+            return None
+        buffered = (int(r.offset) for r in self._buffer if (r.topic, r.partition) == tp)
+        return min([position, *self._inflight.get(tp, {}), *buffered])
 
     def assign(self, assigned: set[TopicPartition]) -> None:
         """Fresh trackers for newly assigned partitions (positions restart at the commit)."""

@@ -77,6 +77,8 @@ class Consumer(Protocol):
     """An async iterator of deliveries for one (topic, group); also an async context manager.
 
     ``close`` stops the iteration; deliveries not yet acked are redelivered to the group.
+    ``lag`` is the consumer lag of the partitions this consumer holds: by partition, how many
+    messages the group has not acked yet (undelivered, or delivered and not yet settled).
     """
 
     def __aiter__(self) -> AsyncIterator[Delivery]: ...
@@ -93,6 +95,8 @@ class Consumer(Protocol):
     ) -> None: ...
 
     async def close(self) -> None: ...
+
+    async def lag(self) -> dict[int, int]: ...
 
 
 @runtime_checkable

@@ -1,0 +1,364 @@
+"""``InstrumentedEngine``: a ``DistributedEngine`` whose runtime exports Prometheus metrics.
+
+    collector = PrometheusCollector()
+    engine = InstrumentedEngine(runtime.engine, collector, pool=runtime.pool)
+    server = serve_metrics(collector, port=9464)
+
+Nothing in the engine, the workers or the recovery sweep knows about metrics: the wrapper adds
+``MetricsHooks`` to the runtime context's hooks (DESIGN §9), so everything that shares the
+context -- the engine, the pool's workers, the recovery sweep -- is observed through the
+lifecycle events. This is the only module of ``distributed`` that imports ``metrics``.
+
+Where each number comes from (``docs/metrics.md`` has the table):
+
+- counters and histograms: one lifecycle event each, in the process where it happened, so the
+  sum over every process of a cluster counts each event once (completions once per execution:
+  only the writer whose final status won reports one);
+- ``steps_in_flight``, ``workers``, ``worker_slots``: this process's workers, from the worker and
+  step events (and, for workers started before the wrapper, from ``pool``);
+- ``queue_lag`` and ``executions_active``: sampled every ``sample_interval`` seconds on the
+  event loop, from the workers' consumers and from the store's index of unfinished executions.
+  Sampling starts when the wrapper is built inside a running event loop, or else with the first
+  worker or submission it sees; ``await engine.sample()`` samples at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+from metrics import MetricsCollector
+from metrics.names import (
+    DEAD_LETTERS,
+    DISPATCH_LATENCY,
+    EXECUTION_COMPLETED,
+    EXECUTION_STARTED,
+    EXECUTIONS_ACTIVE,
+    LEASE_EXPIRED,
+    PAUSES,
+    QUEUE_LAG,
+    RECOVERIES,
+    RESUMES,
+    STEP_DURATION,
+    STEP_RETRIES,
+    STEPS_IN_FLIGHT,
+    WORKER_SLOTS,
+    WORKERS,
+)
+from orchestration import Engine
+
+from .context import RuntimeContext
+from .engine import DistributedEngine, EngineConfig
+from .hooks import (
+    DeadLettered,
+    ExecutionControl,
+    ExecutionFinished,
+    ExecutionSubmitted,
+    Hooks,
+    LeaseExpired,
+    RetryScheduled,
+    StepFinished,
+    StepStarted,
+    WorkerStarted,
+    WorkerStopped,
+)
+from .models import ExecutionOptions, ExecutionSnapshot
+from .persistence import WorkflowPersistence
+from .pool import WorkerPool
+from .queue import TaskQueue
+from .scheduler import Scheduler
+from .timebox import reraise_if_cancelling
+from .worker import Worker
+
+__all__ = ["InstrumentedEngine", "MetricsHooks", "dead_letter_reason"]
+
+log = logging.getLogger(__name__)
+
+LagProbe = Callable[[], Awaitable[Mapping[int, int]]]
+
+# Free-text dead-letter reasons -> the bounded ``reason`` label (first match wins).
+_DEAD_LETTER_PATTERNS = (
+    ("not a task", "undecodable"),
+    ("undecodable", "undecodable"),
+    ("unknown execution", "unknown_execution"),
+    ("has no step", "unknown_step"),
+    ("delivery limit", "delivery_limit"),
+)
+_CONTROL_COUNTERS = {"paused": PAUSES, "resumed": RESUMES, "recovered": RECOVERIES}
+
+
+def dead_letter_reason(reason: str) -> str:
+    """The ``reason`` label of a dead letter: ``undecodable``, ``unknown_execution``,
+    ``unknown_step``, ``delivery_limit`` or ``other`` (never the free text, which names ids)."""
+    text = reason.lower()
+    return next((label for pattern, label in _DEAD_LETTER_PATTERNS if pattern in text), "other")
+
+
+class MetricsHooks(Hooks):
+    """Lifecycle events -> metrics of ``metrics.names``, recorded into ``collector``.
+
+    Keeps what the gauges need per process: the slots of each running worker, the attempts
+    each is running, and each worker consumer's lag probe.
+    """
+
+    def __init__(self, collector: MetricsCollector) -> None:
+        self.collector = collector
+        self.slots: dict[str, int] = {}  # worker id -> slots
+        self.busy: Counter[str] = Counter()  # worker id -> attempts running
+        self.lag_probes: dict[str, LagProbe] = {}
+        self._publish_workers()
+
+    def adopt(self, workers: Iterable[Worker]) -> None:
+        """Count workers that started before these hooks were installed."""
+        for worker in workers:
+            self.slots.setdefault(worker.id, worker.config.concurrency)
+        self._publish_workers()
+
+    def execution_submitted(self, event: ExecutionSubmitted) -> None:
+        self.collector.inc(EXECUTION_STARTED, {"workflow": event.workflow_id})
+
+    def execution_final(self, event: ExecutionFinished) -> None:
+        labels = {"workflow": event.workflow_id, "status": event.status}
+        self.collector.inc(EXECUTION_COMPLETED, labels)
+
+    def execution_control(self, event: ExecutionControl) -> None:
+        self.collector.inc(_CONTROL_COUNTERS[event.action])
+
+    def step_started(self, event: StepStarted) -> None:
+        self.collector.observe(DISPATCH_LATENCY, event.dispatch_latency)
+        self.busy[event.worker_id] += 1
+        self._publish_workers()
+
+    def step_finished(self, event: StepFinished) -> None:
+        labels = {"workflow": event.workflow_id, "step": event.step_id, "outcome": event.outcome}
+        self.collector.observe(STEP_DURATION, event.duration, labels)
+        if self.busy[event.worker_id] > 0:  # started before the hooks were installed: not counted
+            self.busy[event.worker_id] -= 1
+        self._publish_workers()
+
+    def retry_scheduled(self, event: RetryScheduled) -> None:
+        self.collector.inc(STEP_RETRIES)
+
+    def lease_expired(self, event: LeaseExpired) -> None:
+        self.collector.inc(LEASE_EXPIRED)
+
+    def dead_lettered(self, event: DeadLettered) -> None:
+        self.collector.inc(DEAD_LETTERS, {"reason": dead_letter_reason(event.reason)})
+
+    def worker_started(self, event: WorkerStarted) -> None:
+        self.slots[event.worker_id] = event.slots
+        if event.queue_lag is not None:
+            self.lag_probes[event.worker_id] = event.queue_lag
+        self._publish_workers()
+
+    def worker_stopped(self, event: WorkerStopped) -> None:
+        self.slots.pop(event.worker_id, None)
+        self.busy.pop(event.worker_id, None)
+        self.lag_probes.pop(event.worker_id, None)
+        self._publish_workers()
+
+    def _publish_workers(self) -> None:
+        in_flight = sum(self.busy.values())
+        busy = sum(min(self.busy[w], slots) for w, slots in self.slots.items())
+        self.collector.set(STEPS_IN_FLIGHT, in_flight)
+        self.collector.set(WORKERS, len(self.slots))
+        self.collector.set(WORKER_SLOTS, busy, {"state": "busy"})
+        self.collector.set(WORKER_SLOTS, sum(self.slots.values()) - busy, {"state": "idle"})
+
+
+class _Sampler(Hooks):
+    """Samples ``queue_lag`` and ``executions_active`` every ``interval`` seconds on the loop;
+    starts with the first worker or submission it sees (or ``start``)."""
+
+    def __init__(
+        self, hooks: MetricsHooks, persistence: WorkflowPersistence, interval: float
+    ) -> None:
+        self.hooks = hooks
+        self.persistence = persistence
+        self.interval = interval
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start sampling on the running loop (once)."""
+        if self.task is None:
+            self.task = asyncio.get_running_loop().create_task(self._run(), name="metrics")
+
+    def worker_started(self, event: WorkerStarted) -> None:
+        self.start()
+
+    def execution_submitted(self, event: ExecutionSubmitted) -> None:
+        self.start()
+
+    async def stop(self) -> None:
+        task, self.task = self.task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.sample()
+            except Exception as exc:
+                reraise_if_cancelling(exc)
+                log.warning("sampling metrics failed: %r", exc)
+            await asyncio.sleep(self.interval)
+
+    async def sample(self) -> None:
+        collector = self.hooks.collector
+        active = sum([1 async for _ in self.persistence.active_executions()])
+        collector.set(EXECUTIONS_ACTIVE, active)
+        lags = await self._lags()
+        series = [({"partition": str(p)}, float(lag)) for p, lag in sorted(lags.items())]
+        collector.replace_series(QUEUE_LAG, series)
+
+    async def _lags(self) -> dict[int, int]:
+        """Lag by partition over this process's consumers (each partition counted once: the
+        in-process broker's consumers of one group share their queue)."""
+        lags: dict[int, int] = {}
+        for worker_id, probe in list(self.hooks.lag_probes.items()):
+            try:
+                found = await probe()
+            except Exception as exc:
+                reraise_if_cancelling(exc)
+                log.warning("reading the queue lag of worker %s failed: %r", worker_id, exc)
+                continue
+            for partition, lag in found.items():
+                lags[partition] = max(lag, lags.get(partition, 0))
+        return lags
+
+
+class InstrumentedEngine:
+    """A ``DistributedEngine`` (same API, delegated) whose runtime reports to ``collector``.
+
+    Installs ``MetricsHooks`` on the engine's runtime context -- shared with the pool's workers
+    and the recovery sweep -- and on ``pool``'s context when that is another one. ``pool`` also
+    counts workers that started before this wrapper. ``sample_interval``: seconds between two
+    samples of ``queue_lag`` and ``executions_active``.
+    """
+
+    def __init__(
+        self,
+        engine: DistributedEngine,
+        collector: MetricsCollector,
+        *,
+        pool: WorkerPool | None = None,
+        sample_interval: float = 5.0,
+    ) -> None:
+        self.engine = engine
+        self.collector = collector
+        self.hooks = MetricsHooks(collector)
+        self._sampler = _Sampler(self.hooks, engine.persistence, sample_interval)
+        for context in _contexts(engine, pool):
+            context.hooks.add(self.hooks)
+            context.hooks.add(self._sampler)
+        if pool is not None:
+            self.hooks.adopt(pool.workers)
+        with contextlib.suppress(RuntimeError):  # no running loop yet: starts with the first event
+            self._sampler.start()
+
+    async def sample(self) -> None:
+        """Sample ``queue_lag`` and ``executions_active`` now."""
+        await self._sampler.sample()
+
+    # -- the DistributedEngine API, delegated -------------------------------------------------
+
+    @property
+    def context(self) -> RuntimeContext:
+        return self.engine.context
+
+    @property
+    def local_engine(self) -> Engine:
+        return self.engine.local_engine
+
+    @property
+    def queue(self) -> TaskQueue:
+        return self.engine.queue
+
+    @property
+    def persistence(self) -> WorkflowPersistence:
+        return self.engine.persistence
+
+    @property
+    def config(self) -> EngineConfig:
+        return self.engine.config
+
+    @property
+    def scheduler(self) -> Scheduler:
+        return self.engine.scheduler
+
+    async def execute_async(
+        self,
+        workflow_id: str,
+        inputs: Mapping[str, Any] | None = None,
+        options: ExecutionOptions | None = None,
+        *,
+        execution_id: str | None = None,
+    ) -> str:
+        """See ``DistributedEngine.execute_async``."""
+        return await self.engine.execute_async(
+            workflow_id, inputs, options, execution_id=execution_id
+        )
+
+    async def execute_sync(
+        self,
+        workflow_id: str,
+        inputs: Mapping[str, Any] | None = None,
+        options: ExecutionOptions | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> ExecutionSnapshot:
+        """See ``DistributedEngine.execute_sync``."""
+        return await self.engine.execute_sync(workflow_id, inputs, options, timeout=timeout)
+
+    async def wait(self, execution_id: str, timeout: float | None = None) -> ExecutionSnapshot:
+        """See ``DistributedEngine.wait``."""
+        return await self.engine.wait(execution_id, timeout)
+
+    async def get_execution_status(self, execution_id: str) -> ExecutionSnapshot:
+        """See ``DistributedEngine.get_execution_status``."""
+        return await self.engine.get_execution_status(execution_id)
+
+    async def list_executions(
+        self, *, status: str | None = None, limit: int = 100
+    ) -> list[ExecutionSnapshot]:
+        """See ``DistributedEngine.list_executions``."""
+        return await self.engine.list_executions(status=status, limit=limit)
+
+    async def cancel(self, execution_id: str) -> bool:
+        """See ``DistributedEngine.cancel``."""
+        return await self.engine.cancel(execution_id)
+
+    async def time_out(self, execution_id: str) -> bool:
+        """See ``DistributedEngine.time_out``."""
+        return await self.engine.time_out(execution_id)
+
+    async def pause(self, execution_id: str) -> None:
+        """See ``DistributedEngine.pause``."""
+        await self.engine.pause(execution_id)
+
+    async def resume(self, execution_id: str) -> None:
+        """See ``DistributedEngine.resume``."""
+        await self.engine.resume(execution_id)
+
+    async def close(self) -> None:
+        """Stop sampling, then close the wrapped engine."""
+        await self._sampler.stop()
+        await self.engine.close()
+
+    def __getattr__(self, name: str) -> Any:
+        """Anything else of the wrapped engine (what it gains later, too)."""
+        if name == "engine":  # not set yet: __init__ failed early
+            raise AttributeError(name)
+        return getattr(self.engine, name)
+
+
+def _contexts(engine: DistributedEngine, pool: WorkerPool | None) -> list[RuntimeContext]:
+    contexts = [engine.context]
+    if pool is not None and pool.context is not engine.context:
+        contexts.append(pool.context)
+    return contexts
