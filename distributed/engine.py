@@ -22,7 +22,7 @@ from orchestration import Engine, UnknownWorkflow
 from .context import RuntimeContext
 from .errors import ExecutionExists, ExecutionFinal, ExecutionNotFound, WaitTimeout
 from .hooks import ExecutionControl, Hooks
-from .local import run_locally
+from .local import run_locally, submit_locally
 from .models import ExecutionOptions, ExecutionRecord, ExecutionSnapshot, FinalStatus
 from .persistence import VersionedStep, WorkflowPersistence
 from .queue import TaskQueue
@@ -93,6 +93,8 @@ class DistributedEngine:
             if not await self.scheduler.start(record, graph):
                 raise ExecutionExists(record.execution_id)
         else:
+            if not await submit_locally(self.context, record):
+                raise ExecutionExists(record.execution_id)
             task = asyncio.create_task(run_locally(self.context, record))
             self._local_runs[record.execution_id] = task
             task.add_done_callback(lambda _: self._local_runs.pop(record.execution_id, None))
@@ -171,12 +173,18 @@ class DistributedEngine:
         """Start no new step of this execution until ``resume``; running steps finish."""
         record = await self._require_running(execution_id)
         await self.persistence.set_paused(execution_id, True)
+        local = self.local_engine.handle(execution_id)  # a local run of this process
+        if local is not None:
+            local.pause()
         self._control(record, "paused")
 
     async def resume(self, execution_id: str) -> None:
         """Schedule the ready steps again; a completed step is never re-run."""
         record = await self._require_running(execution_id)
         await self.persistence.set_paused(execution_id, False)
+        local = self.local_engine.handle(execution_id)
+        if local is not None:
+            local.resume()
         await self.scheduler.reschedule(record, "resumed")
         self._control(record, "resumed")
 

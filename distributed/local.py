@@ -15,19 +15,25 @@ from .context import RuntimeContext
 from .hooks import ExecutionSubmitted
 from .models import ExecutionRecord, FinalStatus, StepRecord, TaskResult
 
-__all__ = ["run_locally"]
+__all__ = ["run_locally", "submit_locally"]
+
+
+async def submit_locally(context: RuntimeContext, record: ExecutionRecord) -> bool:
+    """Record the execution (False if the id exists); ``run_locally`` then runs it."""
+    if not await context.persistence.create_execution(record, ()):
+        return False
+    event = ExecutionSubmitted(execution_id=record.execution_id, workflow_id=record.workflow_id)
+    context.hooks.execution_submitted(event)
+    return True
 
 
 async def run_locally(context: RuntimeContext, record: ExecutionRecord) -> None:
+    """Run a recorded execution on the local engine; record its steps and final status."""
     persistence, scheduler = context.persistence, context.scheduler
-    await persistence.create_execution(record, ())
-    context.hooks.execution_submitted(
-        ExecutionSubmitted(execution_id=record.execution_id, workflow_id=record.workflow_id)
-    )
     eid = record.execution_id
     try:
         result = await context.engine.execute(
-            record.workflow_id, record.inputs, timeout=record.options.timeout
+            record.workflow_id, record.inputs, timeout=record.options.timeout, execution_id=eid
         )
     except asyncio.CancelledError:
         await scheduler.finalize(record, FinalStatus.cancelled())

@@ -63,6 +63,14 @@ class ExecutionHandle:
                 task.uncancel()
             return self._run.result("cancelled", "cancelled by request")
 
+    def pause(self) -> None:
+        """Start no new step until ``resume``; running steps finish."""
+        self._run.unpaused.clear()
+
+    def resume(self) -> None:
+        """Let steps start again."""
+        self._run.unpaused.set()
+
     def cancel(self) -> None:
         """Cancel the execution: running steps are cancelled, the status becomes cancelled."""
         if not self._task.done():
@@ -265,10 +273,20 @@ class Engine:
         return handle
 
     async def execute(
-        self, workflow_id: str, inputs: Mapping[str, JSON], *, timeout: float | None = None
+        self,
+        workflow_id: str,
+        inputs: Mapping[str, JSON],
+        *,
+        timeout: float | None = None,
+        execution_id: str | None = None,
     ) -> ExecutionResult:
         """Run ``workflow_id`` with ``inputs`` in memory and return its result."""
-        return await self.start(workflow_id, inputs, timeout=timeout).result()
+        handle = self.start(workflow_id, inputs, timeout=timeout, execution_id=execution_id)
+        return await handle.result()
+
+    def handle(self, execution_id: str) -> ExecutionHandle | None:
+        """The handle of a local execution running here, if any."""
+        return self._active.get(execution_id)
 
     def cancel(self, execution_id: str) -> bool:
         """Cancel a running local execution; False when it is not running here."""

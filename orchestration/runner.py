@@ -80,6 +80,8 @@ class LocalRun:
         self.route: list[str] = []
         self.children: dict[str, ExecutionResult] = {}
         self.tasks: dict[asyncio.Task[NodeResult], str] = {}
+        self.unpaused = asyncio.Event()  # cleared while paused: no new step starts
+        self.unpaused.set()
         fallback_only = graph.fallback_only_nodes()
         self.steps = {n: StepRecord(n) for n in graph.nodes if n not in fallback_only}
 
@@ -125,8 +127,6 @@ class LocalRun:
 
     def _start(self, node_id: str) -> None:
         self.decided.add(node_id)
-        record = self.steps[node_id]
-        record.status, record.started_at = "running", time.time()
         task = asyncio.create_task(self._step(node_id), name=f"{self.execution_id}/{node_id}")
         self.tasks[task] = node_id
 
@@ -180,8 +180,10 @@ class LocalRun:
     # -- one step: retries, fallback, subflows ----------------------------------------------
 
     async def _step(self, node_id: str) -> NodeResult:
+        await self.unpaused.wait()  # pause acts at step boundaries
         node = self.graph.nodes[node_id]
         record = self.steps[node_id]
+        record.status, record.started_at = "running", time.time()
         try:
             return await self._attempts(node, record)
         except Exception as primary_error:

@@ -17,7 +17,6 @@ from scenario_support import FAST_POOL, SCHEDULING_MARGIN, Probe, Run, RuntimeFa
 from support import assert_eventually, assert_never
 
 from distributed import (
-    ExecutionNotFound,
     ExecutionOptions,
     KVPersistence,
     PoolConfig,
@@ -266,8 +265,6 @@ async def _has_status(runtime: Runtime, eid: str, node: str, status: str) -> boo
 
 
 # -- executions run in the client's process (ExecutionOptions(distributed=False)) ---------------
-# Known gaps of distributed/local.py, pinned by strict xfails: each test fails today for the
-# reason given, and turns into a failure (XPASS) once fixed, so the mark gets removed.
 
 LOCAL = ExecutionOptions(distributed=False)
 EMBEDDED_ONLY = pytest.mark.parametrize("make_runtime", ["embedded"], indirect=True)
@@ -278,12 +275,6 @@ def runs_of_node(probe: Probe, node: str) -> list[Run]:
 
 
 @EMBEDDED_ONLY
-@pytest.mark.xfail(
-    strict=True,
-    raises=ExecutionNotFound,
-    reason="known gap: execute_sync/wait right after execute_async of a local run raise "
-    "ExecutionNotFound (the record is written later, by the background run)",
-)
 async def test_execute_sync_of_a_local_run_returns_its_final_snapshot(
     make_runtime: RuntimeFactory, engine: Engine, probe: Probe
 ) -> None:
@@ -294,12 +285,6 @@ async def test_execute_sync_of_a_local_run_returns_its_final_snapshot(
 
 
 @EMBEDDED_ONLY
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="known gap: a local run's steps see the local engine's own execution id, so "
-    "ctx.idempotency_key is not execution_id/step_id of the execution the caller got",
-)
 async def test_a_local_run_hands_its_steps_the_idempotency_key_of_its_execution(
     make_runtime: RuntimeFactory, engine: Engine, probe: Probe
 ) -> None:
@@ -311,12 +296,6 @@ async def test_a_local_run_hands_its_steps_the_idempotency_key_of_its_execution(
 
 
 @EMBEDDED_ONLY
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="known gap: a local run ignores pause() (distributed/local.py runs the whole graph "
-    "in memory without looking at the pause flag)",
-)
 async def test_pause_also_holds_new_steps_of_a_local_run(
     make_runtime: RuntimeFactory, engine: Engine, probe: Probe
 ) -> None:
