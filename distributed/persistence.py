@@ -38,6 +38,7 @@ class TaskView:
     final: FinalStatus | None
     step: VersionedStep | None
     paused: bool
+    on_agenda: bool  # scheduled and not yet finished-and-advanced
 
 
 class WorkflowPersistence(Protocol):
@@ -117,14 +118,21 @@ class KVPersistence:
 
     async def task_view(self, eid: str, node_id: str) -> TaskView:
         keys = self.keys
-        record, final, step, paused = await self.store.get_many(
-            [keys.execution(eid), keys.final(eid), keys.step(eid, node_id), keys.paused(eid)]
+        record, final, step, paused, agenda = await self.store.get_many(
+            [
+                keys.execution(eid),
+                keys.final(eid),
+                keys.step(eid, node_id),
+                keys.paused(eid),
+                keys.agenda(eid, node_id),
+            ]
         )
         return TaskView(
             record=None if record is None else ExecutionRecord.from_bytes(record),
             final=None if final is None else FinalStatus.from_bytes(final),
             step=None if step is None else VersionedStep(step, StepRecord.from_bytes(step)),
             paused=paused is not None,
+            on_agenda=agenda is not None,
         )
 
     async def finals(self, eids: Sequence[str]) -> list[FinalStatus | None]:

@@ -233,7 +233,8 @@ class Worker:
         step = view.step.record if view.step else None
         now = self.context.clock()
         if step is not None and step.status == "completed":
-            await self.scheduler.advance(record, graph, step)  # finish what a crash interrupted
+            if view.on_agenda:  # its advance was interrupted: finish it
+                await self.scheduler.advance(record, graph, step)
         elif view.step is not None and view.step.record.status == "waiting":
             await self._finish_subflow(record, graph, view.step)
         elif step is not None and not step.due_at(now):
