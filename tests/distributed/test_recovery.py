@@ -28,6 +28,7 @@ from distributed import (
 )
 from distributed.lease import acquire_lease
 from orchestration import Engine, Node, NodeContext, NodeResult
+from store import StoreUnavailable
 
 WAIT = 60
 # a sweep that re-enqueues lost work quickly, and a short wait for a compatible worker
@@ -252,3 +253,35 @@ async def test_recovery_finishes_the_advance_of_a_step_cut_short_by_the_failure(
     assert snapshot.status == "completed"
     assert switch.runs[("cut-short", "fetch")] == 0
     assert all(switch.runs[("cut-short", n)] == 1 for n in ("left", "right", "join"))
+
+
+async def test_a_commit_that_succeeded_while_the_client_saw_an_error_is_advanced_once(
+    make_runtime: RuntimeFactory, engine: Engine, switch: Switch
+) -> None:
+    """The store applied the commit but the connection dropped before the reply: the worker
+    sees an error, yet the step must neither run again nor be left unadvanced."""
+    switch.broken = False
+    async with make_runtime(engine, QUICK) as runtime:
+        persistence = runtime.engine.persistence
+        real_swap = persistence.swap_step
+        failed_once: list[str] = []
+
+        async def swap_then_lose_the_reply(eid: str, expected: Any, new: Any) -> Any:
+            version = await real_swap(eid, expected, new)
+            if new.node_id == "fetch" and new.status == "completed" and not failed_once:
+                failed_once.append(eid)
+                raise StoreUnavailable("redis://127.0.0.1:6379", "connection reset by peer")
+            return version
+
+        persistence.swap_step = swap_then_lose_the_reply  # type: ignore[method-assign]
+        snapshot = await runtime.engine.execute_sync("flaky", {}, timeout=WAIT)
+    assert failed_once == [snapshot.execution_id]
+    assert snapshot.status == "completed"
+    assert {
+        node: switch.runs[(snapshot.execution_id, node)] for node in engine.graph("flaky").nodes
+    } == {
+        "fetch": 1,
+        "left": 1,
+        "right": 1,
+        "join": 1,
+    }
