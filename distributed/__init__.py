@@ -17,7 +17,7 @@ from orchestration import (
 )
 
 from .context import RuntimeContext
-from .engine import DistributedEngine, EngineConfig
+from .engine import DistributedEngine, EngineConfig, default_engine_config
 from .errors import (
     DistributedError,
     ExecutionExists,
@@ -57,7 +57,7 @@ from .models import (
 )
 from .persistence import KVPersistence, WorkflowPersistence
 from .pool import PoolConfig, WorkerPool
-from .queue import MQTaskQueue, TaskQueue
+from .queue import MQTaskQueue, MQTaskQueueConfig, TaskQueue, default_mq_task_queue_config
 from .recovery import RecoveryConfig, RecoveryManager, SweepReport
 from .remote import DistributedParallelStep, RemoteStep
 from .runtime import Runtime
@@ -89,6 +89,7 @@ __all__ = [
     "LeaseExpired",
     "LeaseLost",
     "MQTaskQueue",
+    "MQTaskQueueConfig",
     "MetricsHooks",
     "NotRecoverable",
     "PoolConfig",
@@ -117,6 +118,8 @@ __all__ = [
     "WorkerStarted",
     "WorkerStopped",
     "WorkflowPersistence",
+    "default_engine_config",
+    "default_mq_task_queue_config",
     "default_retry_policy",
     "retry_with_policy",
     "retry_with_policy_sync",

@@ -27,7 +27,7 @@ from .models import ExecutionOptions, ExecutionRecord, ExecutionSnapshot, FinalS
 from .persistence import VersionedStep, WorkflowPersistence
 from .queue import TaskQueue
 
-__all__ = ["DistributedEngine", "EngineConfig"]
+__all__ = ["DistributedEngine", "EngineConfig", "default_engine_config"]
 
 
 @pydantic_dataclass(frozen=True, kw_only=True)
@@ -36,6 +36,11 @@ class EngineConfig:
 
     poll_interval: float = Field(default=0.02, gt=0)
     max_poll_interval: float = Field(default=0.5, gt=0)
+
+
+def default_engine_config() -> EngineConfig:
+    """The defaults: ``wait`` polls every 20 ms, backing off to 0.5 s."""
+    return EngineConfig()
 
 
 class DistributedEngine:

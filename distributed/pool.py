@@ -59,17 +59,21 @@ class WorkerPool:
         executor: StepExecutor,
         config: PoolConfig | None = None,
         *,
-        persistence: WorkflowPersistence,
+        persistence: WorkflowPersistence | None = None,
         hooks: Hooks | None = None,
         context: RuntimeContext | None = None,
     ) -> None:
         """``context``: share the runtime's context (``Runtime`` passes it); otherwise one is
-        built from ``queue``, ``persistence``, the executor's engine and ``hooks``."""
-        self.context = context or RuntimeContext.build(executor.engine, queue, persistence, hooks)
+        built from ``queue``, the persistence (``persistence=``, else the queue's own, as in
+        ``MQTaskQueue(broker, persistence)``), the executor's engine and ``hooks``."""
+        if context is None:
+            store = _persistence_of(queue, persistence)
+            context = RuntimeContext.build(executor.engine, queue, store, hooks)
+        self.context = context
         self.queue = queue
         self.executor = executor
         self.config = config or PoolConfig()
-        self.persistence = persistence
+        self.persistence = context.persistence
         self.recovery = RecoveryManager.from_context(self.context, self.config.recovery_config())
         self.workers: list[Worker] = []
         self._recovery_task: asyncio.Task[None] | None = None
@@ -110,3 +114,15 @@ class WorkerPool:
         async with self._lock:
             leaving, self.workers = self.workers, []
         await asyncio.gather(*(worker.stop(grace_period) for worker in leaving))
+
+
+def _persistence_of(
+    queue: TaskQueue, persistence: WorkflowPersistence | None
+) -> WorkflowPersistence:
+    found: WorkflowPersistence | None = persistence or getattr(queue, "persistence", None)
+    if found is None:
+        raise InvalidSettings(
+            "WorkerPool needs the workflow persistence: pass persistence=..., or build the "
+            "queue with it: MQTaskQueue(broker, persistence)"
+        )
+    return found

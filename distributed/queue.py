@@ -12,10 +12,32 @@ from mq import Broker, Consumer, Delivery, Message
 
 from .errors import UndecodableTask
 from .models import Task
+from .persistence import WorkflowPersistence
 
-__all__ = ["MQTaskQueue", "QueuedTask", "TaskConsumer", "TaskQueue", "decode_task"]
+__all__ = [
+    "MQTaskQueue",
+    "MQTaskQueueConfig",
+    "QueuedTask",
+    "TaskConsumer",
+    "TaskQueue",
+    "decode_task",
+    "default_mq_task_queue_config",
+]
 
 DEFAULT_TOPIC = "flowloom.tasks"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MQTaskQueueConfig:
+    """Where tasks travel: ``topic`` (default ``flowloom.tasks``) with ``partitions`` (8)."""
+
+    topic: str = DEFAULT_TOPIC
+    partitions: int = 8
+
+
+def default_mq_task_queue_config() -> MQTaskQueueConfig:
+    """The defaults: topic ``flowloom.tasks``, 8 partitions."""
+    return MQTaskQueueConfig()
 
 
 @dataclass(frozen=True)
@@ -69,12 +91,27 @@ def decode_task(payload: bytes) -> Task:
 
 
 class MQTaskQueue:
-    """Tasks on one broker topic, keyed by execution id (per-execution ordering on Kafka)."""
+    """Tasks on one broker topic, keyed by execution id (per-execution ordering on Kafka).
 
-    def __init__(self, broker: Broker, *, topic: str = DEFAULT_TOPIC, partitions: int = 8):
+    ``persistence``, when given, is the one the queue's workers use: ``WorkerPool(queue,
+    executor, config)`` then needs nothing more. ``config`` or the ``topic``/``partitions``
+    keywords (which win) say where tasks travel.
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        persistence: WorkflowPersistence | None = None,
+        config: MQTaskQueueConfig | None = None,
+        *,
+        topic: str | None = None,
+        partitions: int | None = None,
+    ) -> None:
+        config = config or MQTaskQueueConfig()
         self.broker = broker
-        self.topic = topic
-        self.partitions = partitions
+        self.persistence = persistence
+        self.topic = topic or config.topic
+        self.partitions = partitions or config.partitions
         self._topic_ready = False
 
     async def _ensure_topic(self) -> None:

@@ -49,7 +49,7 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from orchestration import (
@@ -147,6 +147,13 @@ class DistributedParallelStep(FunctionStep):
     output is the dict of replies. The first agent to fail fails the step (naming the agent)
     and cancels the others. ``timeout`` is the deadline of each agent's execution.
 
+    The original framework's shape is accepted too: ``agents`` as a list, with ``output_keys``
+    (one state key per agent, in order) and ``input_fn`` (the prompt as a callable of the state)::
+
+        DistributedParallelStep("review", engine, [optimist, critic],
+                                input_fn=lambda s: f"Review {s['draft']}",
+                                output_keys=["pros", "cons"])
+
     Constructing the step registers workflow ``{prefix}.{key}`` for each agent on
     ``engine.local_engine`` (``prefix`` defaults to the step's name). Registering the same
     definition again is harmless; a different definition under the same id raises
@@ -157,19 +164,24 @@ class DistributedParallelStep(FunctionStep):
         self,
         name: str,
         engine: DistributedEngine,
-        agents: Mapping[str, Agent],
+        agents: Mapping[str, Agent] | Sequence[Agent],
         *,
-        prompt: str | Callable[[StepInput], str | Awaitable[str]],
+        prompt: str | Callable[[StepInput], str | Awaitable[str]] | None = None,
+        input_fn: Callable[[StepInput], str | Awaitable[str]] | None = None,
+        output_keys: Sequence[str] | None = None,
         timeout: float | None = None,
         prefix: str | None = None,
         **options: Any,
     ) -> None:
         if not agents:
             raise ValueError(f"DistributedParallelStep {name!r} needs at least one agent")
+        question = prompt if prompt is not None else input_fn
+        if question is None:
+            raise ValueError(f"DistributedParallelStep {name!r} needs a prompt (or input_fn)")
         super().__init__(name, self._run, None, **options)
         self.engine = engine
-        self.agents = dict(agents)
-        self.prompt = prompt
+        self.agents = _keyed_agents(name, agents, output_keys)
+        self.prompt = question
         self.remote_timeout = timeout
         self.prefix = prefix or name
         for key, agent in self.agents.items():
@@ -331,3 +343,23 @@ def _running_step_id(step_name: str) -> str:
         return f"{ctx.execution_id}.{ctx.node.id}"
     log.warning("step %r is not running as a node; its remote executions get random ids", step_name)
     return f"{uuid.uuid4().hex}.{step_name}"
+
+
+def _keyed_agents(
+    name: str, agents: Mapping[str, Agent] | Sequence[Agent], output_keys: Sequence[str] | None
+) -> dict[str, Agent]:
+    """``{state key: agent}`` from a mapping, or from a list of agents and their output keys."""
+    if isinstance(agents, Mapping):
+        if output_keys is not None:
+            raise ValueError(
+                f"DistributedParallelStep {name!r}: output_keys needs a list of agents"
+            )
+        return dict(agents)
+    if output_keys is None or len(output_keys) != len(agents):
+        raise ValueError(
+            f"DistributedParallelStep {name!r}: give one output key per agent "
+            f"({len(agents)} agents, {0 if output_keys is None else len(output_keys)} keys)"
+        )
+    if len(set(output_keys)) != len(output_keys):
+        raise ValueError(f"DistributedParallelStep {name!r}: output keys must be distinct")
+    return dict(zip(output_keys, agents, strict=True))

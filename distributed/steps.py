@@ -12,8 +12,17 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from orchestration import Engine, Graph, NodeContext, NodeResult
+from orchestration import (
+    Engine,
+    FunctionStep,
+    Graph,
+    NodeContext,
+    NodeResult,
+    RetryPolicy,
+    Workflow,
+)
 from orchestration.attempts import AttemptDecision, GiveUp, after_failure
+from orchestration.steps import StepFn
 
 __all__ = ["StepExecutor", "StepOutcome"]
 
@@ -37,6 +46,25 @@ class StepExecutor:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+
+    def register_step(
+        self,
+        name: str,
+        fn: StepFn,
+        *,
+        output_key: str | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> Graph:
+        """Register ``fn(state)`` (sync or async) as step ``name`` that runs on the pool.
+
+        It becomes a one-step workflow ``name`` on the local engine: submit it with
+        ``engine.execute_async(name, inputs)``, or run it from a local workflow with
+        ``RemoteStep(..., engine, name)``. Every process (clients and workers) registers it.
+        """
+        step = FunctionStep(name, fn, output_key, retry=retry, timeout=timeout)
+        workflow = Workflow(name, name, f"the registered step {name!r}").add_step(step)
+        return self.engine.register_workflow(workflow)
 
     async def run(
         self, graph: Graph, ctx: NodeContext, *, is_fallback: bool = False
