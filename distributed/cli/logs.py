@@ -52,8 +52,8 @@ def setup_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    if level != "DEBUG":  # the Kafka client narrates every connection at INFO
-        logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    if level != "DEBUG":  # the Kafka client narrates connections; commands report failures
+        logging.getLogger("aiokafka").setLevel(logging.WARNING if level == "INFO" else 100)
 
 
 class WorkerLog(Hooks):
