@@ -8,6 +8,7 @@ traceback.
 
 from __future__ import annotations
 
+from metrics import MetricsError
 from mq import BrokerError, BrokerUnavailable, InvalidBrokerURL
 from orchestration import BlueprintValidationError, ProviderError, UnknownWorkflow
 from store import InvalidStoreURL, StoreError, StoreLocked, StoreUnavailable
@@ -38,6 +39,7 @@ _BY_TYPE: tuple[tuple[type[BaseException], int], ...] = (
     (ExecutionExists, EXIT_USAGE),
     (UnknownWorkflow, EXIT_USAGE),
     (ProviderError, EXIT_USAGE),
+    (MetricsError, EXIT_USAGE),  # a port in use, an address not of this machine
     (ExecutionFinal, EXIT_FAILED),
     (NotRecoverable, EXIT_FAILED),
     (WaitTimeout, EXIT_TIMED_OUT),

@@ -40,17 +40,18 @@ def child_command(argv: list[str]) -> list[str]:
     for arg in argv:
         if skip:
             skip = False
-        elif arg == "--processes":
+        elif arg in ("--processes", "--metrics-port"):
             skip = True
-        elif not arg.startswith("--processes="):
+        elif not arg.startswith(("--processes=", "--metrics-port=")):
             rest.append(arg)
     return [sys.executable, "-m", "distributed", *rest]
 
 
 class _Supervisor:
-    def __init__(self, command: list[str], count: int) -> None:
+    def __init__(self, command: list[str], count: int, metrics_port: int | None) -> None:
         self.command = command
         self.count = count
+        self.metrics_port = metrics_port
         self.stopping = asyncio.Event()
         self.children: dict[int, asyncio.subprocess.Process] = {}
         self.crash_loop = False
@@ -112,12 +113,15 @@ class _Supervisor:
 
     async def _run_child(self, slot: int) -> int | None:
         env = {**os.environ, SUPERVISOR_ENV: str(os.getpid())}
+        if self.metrics_port is not None:  # one port each: PORT, PORT+1, ...
+            env["FLOWLOOM_METRICS_PORT"] = str(self.metrics_port + slot)
         child = await asyncio.create_subprocess_exec(*self.command, env=env, start_new_session=True)
         self.children[slot] = child
         log.info("worker %d started (pid %d)", slot, child.pid)
         return await child.wait()
 
 
-async def supervise(argv: list[str], count: int) -> int:
-    """Run ``count`` children of this worker command (``argv``) under supervision."""
-    return await _Supervisor(child_command(argv), count).run()
+async def supervise(argv: list[str], count: int, *, metrics_port: int | None = None) -> int:
+    """Run ``count`` children of this worker command (``argv``) under supervision; with
+    ``metrics_port``, child ``i`` serves ``/metrics`` on ``metrics_port + i``."""
+    return await _Supervisor(child_command(argv), count, metrics_port).run()

@@ -80,6 +80,13 @@ def register(
         help="a dead worker's step runs elsewhere after this",
     )
     worker.add_argument(
+        "--metrics-port",
+        type=positive_int,
+        metavar="PORT",
+        help="serve Prometheus /metrics on 127.0.0.1:PORT (FLOWLOOM_METRICS_HOST to bind "
+        "elsewhere; with --processes N, child i uses PORT+i)",
+    )
+    worker.add_argument(
         "--check", action="store_true", help="check connections and definitions, then exit"
     )
     worker.set_defaults(handler=worker_command, default_log_level="INFO")
@@ -93,6 +100,7 @@ async def worker_command(args: argparse.Namespace) -> int:
         workers=args.workers,
         grace_period=args.grace_period,
         lease_ttl=args.lease_ttl,
+        metrics_port=args.metrics_port,
     )
     engine = load_definitions(settings, args.provider)
     if not engine.workflows():
@@ -100,7 +108,7 @@ async def worker_command(args: argparse.Namespace) -> int:
     if args.processes > 1 and not args.check:
         from .supervisor import supervise
 
-        return await supervise(args.argv, args.processes)
+        return await supervise(args.argv, args.processes, metrics_port=settings.metrics_port)
     if args.check:
         return await check(settings, engine, as_json=args.json)
     return await serve(settings, engine)
@@ -112,6 +120,7 @@ async def serve(settings: Settings, engine: Engine) -> int:
         "second signal: exiting now; unfinished steps run elsewhere once their leases expire"
     ) as signals:
         runtime = Runtime.from_settings(engine, settings, hooks=WorkerLog())
+        metrics = _serve_metrics(runtime, settings)
         try:
             await runtime.start()
         except BaseException:
@@ -122,7 +131,24 @@ async def serve(settings: Settings, engine: Engine) -> int:
         signum = await signals.wait()
         watchdog.cancel()
         await _shutdown(runtime, settings, signum)
+        if metrics is not None:
+            metrics.close()
     return EXIT_OK
+
+
+def _serve_metrics(runtime: Runtime, settings: Settings) -> Any:
+    """With ``metrics_port``: instrument the runtime and serve ``/metrics`` (else None)."""
+    if settings.metrics_port is None:
+        return None
+    from metrics import PrometheusCollector, serve_metrics
+
+    from ..instrumented import InstrumentedEngine
+
+    collector = PrometheusCollector()
+    InstrumentedEngine(runtime.engine, collector, pool=runtime.pool)
+    server = serve_metrics(collector, port=settings.metrics_port, host=settings.metrics_host)
+    log.info("metrics on http://%s:%d/metrics", settings.metrics_host, settings.metrics_port)
+    return server
 
 
 def _log_started(settings: Settings, engine: Engine) -> None:

@@ -117,3 +117,24 @@ def test_a_run_that_outlasts_its_timeout_exits_4_with_its_id(tmp_path: Path) -> 
     eid = done.stdout.split()[1]
     assert f"stopped waiting (the --timeout passed): execution {eid}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_metrics_port_serves_prometheus_metrics_while_the_worker_runs(
+    tmp_path: Path, processes: list[subprocess.Popen[str]]
+) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = tmp_path / "worker.log"
+    worker = spawn("worker", "cli_app:engine", *MEMORY, "--metrics-port", str(port),
+                   env=base_env(), log=log)  # fmt: skip
+    processes.append(worker)
+    eventually(lambda: "worker started" in log_text(log), message="worker started")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    assert "workflow_execution_started" in text
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=20) == EXIT_OK
