@@ -17,13 +17,20 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from orchestration import Engine, UnknownWorkflow
+from orchestration import Engine, SignalRefused, UnknownWorkflow
+from orchestration.waits import waits_of
 
 from .context import RuntimeContext
 from .errors import ExecutionExists, ExecutionFinal, ExecutionNotFound, WaitTimeout
 from .hooks import ExecutionControl, Hooks
 from .local import run_locally, submit_locally
-from .models import ExecutionOptions, ExecutionRecord, ExecutionSnapshot, FinalStatus
+from .models import (
+    ExecutionOptions,
+    ExecutionRecord,
+    ExecutionSnapshot,
+    FinalStatus,
+    SignalRecord,
+)
 from .persistence import VersionedStep, WorkflowPersistence
 from .queue import TaskQueue
 
@@ -167,6 +174,39 @@ class DistributedEngine:
         await self._cancel_children(execution_id)
         return won
 
+    async def signal(
+        self,
+        execution_id: str,
+        event: str,
+        payload: Any = None,
+        action: str | None = None,
+    ) -> None:
+        """Complete the wait on ``event``: its output is ``payload``, its routing action
+        ``action``. A signal sent before its wait is reached is kept for it. Raises
+        ``SignalRefused`` when no wait can take it (no wait on that event, or the wait already
+        took a signal or timed out), ``ExecutionFinal`` when the execution is over."""
+        record = await self._require_running(execution_id)
+        if not record.options.distributed:  # a local run: signalled in the process running it
+            self.local_engine.signal(execution_id, event, payload, action)
+            return
+        node_id = self._wait_node(record, event)
+        step = await self.persistence.step(execution_id, node_id)
+        if step is not None and step.record.terminal:
+            raise SignalRefused(execution_id, event, f"its wait {node_id!r} already completed")
+        sent = SignalRecord(event=event, payload=payload, action=action)
+        if not await self.persistence.put_signal(execution_id, sent):
+            raise SignalRefused(execution_id, event, "its wait already took a signal")
+        step = await self.persistence.step(execution_id, node_id)
+        if step is not None and step.record.status == "waiting":
+            await self.scheduler.enqueue(record, [node_id], "signalled")
+
+    def _wait_node(self, record: ExecutionRecord, event: str) -> str:
+        waits = waits_of(self.local_engine.graph(record.workflow_id))
+        if event not in waits:
+            known = ", ".join(sorted(waits)) or "none"
+            raise SignalRefused(record.execution_id, event, f"no wait for it (waits: {known})")
+        return waits[event]
+
     async def time_out(self, execution_id: str) -> bool:
         """Set the status ``timed_out`` now (unless already final); True if this call did."""
         record = await self._require(execution_id)
@@ -238,11 +278,15 @@ def _snapshot(
     total: int,
 ) -> ExecutionSnapshot:
     records = {node: v.record for node, v in steps.items()}
+    awaiting = tuple(s.awaiting for s in records.values() if s.status == "waiting" and s.awaiting)
+    running = tuple(n for n, s in records.items() if s.status in ("running", "waiting"))
     status: str
     if final is not None:
         status = final.status
     elif paused:
         status = "paused"
+    elif awaiting and all(s.awaiting for s in records.values() if not s.terminal):
+        status = "awaiting"  # nothing runs: only waits for signals are open
     else:
         status = "running" if records else "pending"
     return ExecutionSnapshot(
@@ -250,7 +294,7 @@ def _snapshot(
         workflow_id=record.workflow_id,
         status=status,
         completed_steps=tuple(n for n, s in records.items() if s.status == "completed"),
-        running_steps=tuple(n for n, s in records.items() if s.status in ("running", "waiting")),
+        running_steps=running,
         total_steps=total,
         outputs=final.outputs if final else {},
         error=final.error if final else None,
@@ -259,4 +303,5 @@ def _snapshot(
         finished_at=final.finished_at if final else None,
         steps=records,
         generation=record.generation,
+        awaiting=awaiting,
     )

@@ -11,6 +11,7 @@ Every key starts with the persistence's namespace (default ``flowloom/``)::
     exec/{eid}/join/{node}      "fire" / "skip"; the join decision, made once (set_if_absent)
     exec/{eid}/history/{gen}    FinalStatus of an earlier generation (recover_failed_execution)
     exec/{eid}/unrunnable       first time a worker could not run it (no such workflow/version)
+    exec/{eid}/signal/{event}   SignalRecord for a wait; written once (set_if_absent)
     agenda/{eid}/{node}         AgendaEntry: the step is scheduled and not yet done (see below)
     deadline/{eid}              the execution's deadline (only executions with a timeout)
     idx/active/{eid}            executions without a final status
@@ -71,6 +72,9 @@ class Keys:
 
     def histories(self, eid: str) -> str:
         return f"{self.ns}exec/{eid}/history/"
+
+    def signal(self, eid: str, event: str) -> str:
+        return f"{self.ns}exec/{eid}/signal/{event}"
 
     def unrunnable(self, eid: str) -> str:
         return f"{self.ns}exec/{eid}/unrunnable"

@@ -19,6 +19,7 @@ __all__ = [
     "FinalStatus",
     "Lease",
     "ParentRef",
+    "SignalRecord",
     "StepRecord",
     "Task",
     "TaskResult",
@@ -27,7 +28,14 @@ __all__ = [
 
 FinalStatusName = Literal["completed", "failed", "cancelled", "timed_out"]
 TaskReason = Literal[
-    "scheduled", "retry", "fallback", "recovered", "resumed", "requeued", "child-finished"
+    "scheduled",
+    "retry",
+    "fallback",
+    "recovered",
+    "resumed",
+    "requeued",
+    "child-finished",
+    "signalled",
 ]
 StepStatus = Literal["pending", "running", "waiting", "completed", "failed", "skipped", "cancelled"]
 FINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled", "timed_out"})
@@ -216,6 +224,7 @@ class StepRecord(_Model):
     finished_at: float | None = None
     updated_at: float | None = None
     child_id: str | None = None
+    awaiting: str | None = None  # the event a wait step waits for
     fallback: str | None = None
     fallback_attempt: int = 0
     lease_expiries: int = 0  # attempts whose worker died or hung (see RecoveryConfig)
@@ -289,8 +298,25 @@ class StepRecord(_Model):
     def requeue(self, now: float) -> StepRecord:
         return self._to("requeue", now)
 
-    def wait(self, child_id: str, now: float) -> StepRecord:
-        return self._to("wait", now, status="waiting", lease=None, child_id=child_id)
+    def wait(
+        self,
+        now: float,
+        *,
+        child_id: str | None = None,
+        event: str | None = None,
+        until: float | None = None,
+    ) -> StepRecord:
+        """Park without a worker slot: on a subflow's ``child_id``, or on a signal ``event``
+        (until ``until``, when the wait times out)."""
+        return self._to(
+            "wait",
+            now,
+            status="waiting",
+            lease=None,
+            child_id=child_id,
+            awaiting=event,
+            not_before=until,
+        )
 
     def fail(self, error: str, now: float) -> StepRecord:
         return self._to("fail", now, status="failed", lease=None, error=error, finished_at=now)
@@ -331,6 +357,15 @@ class AgendaEntry(_Model):
     since: float
 
 
+class SignalRecord(_Model):
+    """A signal for a wait: kept until the wait takes it (one per event and execution)."""
+
+    event: str
+    payload: Any = None
+    action: str | None = None
+    sent_at: float = Field(default_factory=time.time)
+
+
 class ExecutionSnapshot(_Model):
     """What ``get_execution_status`` returns."""
 
@@ -348,6 +383,7 @@ class ExecutionSnapshot(_Model):
     steps: dict[str, StepRecord] = {}
     generation: int = 1
     history: tuple[FinalStatus, ...] = ()  # final statuses of earlier generations, oldest first
+    awaiting: tuple[str, ...] = ()  # events the open waits wait for
 
     @property
     def current_step(self) -> str | None:

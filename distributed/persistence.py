@@ -15,7 +15,7 @@ from store import Delete, KVStore, Put
 
 from .errors import InvalidSettings
 from .keys import Keys
-from .models import AgendaEntry, ExecutionRecord, FinalStatus, StepRecord
+from .models import AgendaEntry, ExecutionRecord, FinalStatus, SignalRecord, StepRecord
 
 __all__ = ["KVPersistence", "TaskView", "VersionedStep", "WorkflowPersistence"]
 
@@ -73,6 +73,8 @@ class WorkflowPersistence(Protocol):
     def agenda(self, eid: str | None = None) -> AsyncIterator[AgendaEntry]: ...
     def deadlines(self) -> AsyncIterator[tuple[str, float]]: ...
     async def mark_unrunnable(self, eid: str, now: float) -> float: ...
+    async def put_signal(self, eid: str, signal: SignalRecord) -> bool: ...
+    async def signal(self, eid: str, event: str) -> SignalRecord | None: ...
     async def history(self, eid: str) -> list[FinalStatus]: ...
     async def start_generation(
         self,
@@ -268,6 +270,15 @@ class KVPersistence:
         await self.store.set_if_absent(key, repr(now).encode())
         raw = await self.store.get(key)
         return now if raw is None else float(raw)
+
+    async def put_signal(self, eid: str, signal: SignalRecord) -> bool:
+        """Keep a signal for its wait, once per event (False: one was already sent)."""
+        key = self.keys.signal(eid, signal.event)
+        return await self.store.set_if_absent(key, signal.to_bytes())
+
+    async def signal(self, eid: str, event: str) -> SignalRecord | None:
+        raw = await self.store.get(self.keys.signal(eid, event))
+        return None if raw is None else SignalRecord.from_bytes(raw)
 
     async def history(self, eid: str) -> list[FinalStatus]:
         prefix = self.keys.histories(eid)

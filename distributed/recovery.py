@@ -18,7 +18,7 @@ every execution. For each agenda entry, by the step's status:
   not crash-loop the cluster);
 - pending retry or fallback whose delay has passed: enqueued (delayed retries hold no slot);
   pending longer than ``requeue_after`` without being picked up: enqueued again;
-- waiting on a subflow whose child is final: woken;
+- waiting on a subflow whose child is final, or on a signal that arrived or timed out: woken;
 - of an execution that is final: taken off the agenda.
 
 Executions past their deadline become ``timed_out``. Every action is a compare-and-set or an
@@ -273,8 +273,8 @@ class _EntrySweep:
         elif status == "pending":
             await self._pending(version)
         elif status == "waiting":
-            await self.manager.scheduler.wake_if_child_final(self.record, version.record)
-            self.report.woken += 1
+            woken = await self.manager.scheduler.wake_if_ready(self.record, version.record)
+            self.report.woken += woken
         else:  # failed, cancelled, skipped: nothing will advance it
             await self.manager.persistence.unschedule(
                 self.record.execution_id, version.record.node_id

@@ -152,10 +152,24 @@ class Scheduler:
         await self.enqueue(record, ready, reason)
         return ready
 
-    async def wake_if_child_final(self, record: ExecutionRecord, step: StepRecord) -> None:
-        """Enqueue a waiting subflow step whose child execution has already finished."""
-        if step.child_id is not None and await self.persistence.final(step.child_id) is not None:
+    async def wake_if_ready(self, record: ExecutionRecord, step: StepRecord) -> bool:
+        """Enqueue a waiting step that can go on: its subflow's child is final, or its signal
+        arrived, or its wait timed out. True if it was enqueued."""
+        if step.child_id is not None:
+            if await self.persistence.final(step.child_id) is None:
+                return False
             await self.enqueue(record, [step.node_id], "child-finished")
+            return True
+        if step.awaiting is None:
+            return False
+        timed_out = step.not_before is not None and step.not_before <= self.context.clock()
+        if (
+            not timed_out
+            and await self.persistence.signal(record.execution_id, step.awaiting) is None
+        ):
+            return False
+        await self.enqueue(record, [step.node_id], "signalled")
+        return True
 
     async def finalize(
         self, record: ExecutionRecord, final: FinalStatus

@@ -42,8 +42,8 @@ async def start_child(
         parent=ParentRef(execution_id=parent.execution_id, node_id=node.id),
     )
     await context.scheduler.start(child, graph)
-    await held.swap(held.record.wait(child_id, context.clock()))
-    await context.scheduler.wake_if_child_final(parent, held.record)
+    await held.swap(held.record.wait(context.clock(), child_id=child_id))
+    await context.scheduler.wake_if_ready(parent, held.record)
 
 
 @dataclass(frozen=True)

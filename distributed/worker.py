@@ -30,6 +30,7 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from mq import BrokerError
 from orchestration import Graph, NodeContext, UnknownWorkflow
+from orchestration.waits import WAIT
 
 from .commit import StepCommitter
 from .context import RuntimeContext
@@ -51,6 +52,7 @@ from .scheduler import execution_state
 from .steps import StepExecutor, StepOutcome
 from .subflow import child_outcome, start_child
 from .timebox import reraise_if_cancelling, within
+from .waits import park_or_take, wait_outcome
 
 __all__ = ["Worker", "WorkerConfig"]
 
@@ -236,7 +238,7 @@ class Worker:
             if view.on_agenda:  # its advance was interrupted: finish it
                 await self.scheduler.advance(record, graph, step)
         elif view.step is not None and view.step.record.status == "waiting":
-            await self._finish_subflow(record, graph, view.step)
+            await self._finish_waiting(record, graph, view.step)
         elif step is not None and not step.due_at(now):
             return  # done, held under a lease (the sweep reclaims expired ones), or not yet due
         elif not await self._expired(record, now) and not view.paused:
@@ -322,6 +324,12 @@ class Worker:
                 await start_child(self.context, record, lease, ctx)
                 outcome = "waiting"
                 return
+            if node.type == WAIT:
+                taken = await park_or_take(self.context, record, lease, node)
+                outcome = "waiting"
+                if taken is not None:
+                    outcome = await self.committer.commit(record, graph, lease, taken, state)
+                return
             result = await self._execute(graph, lease, ctx, is_fallback=step.fallback is not None)
             if result is None:
                 outcome = "cancelled"
@@ -385,10 +393,16 @@ class Worker:
         with contextlib.suppress(LeaseLost):
             await lease.swap(lease.record.cancel(self.context.clock()))
 
-    async def _finish_subflow(
+    async def _finish_waiting(
         self, record: ExecutionRecord, graph: Graph, current: VersionedStep
     ) -> None:
-        outcome = await child_outcome(self.persistence, graph, current.record)
+        """Complete a waiting step whose subflow child is final or whose wait is over."""
+        step = current.record
+        if step.awaiting is None:
+            outcome = await child_outcome(self.persistence, graph, step)
+        else:
+            node, now = graph.nodes[step.node_id], self.context.clock()
+            outcome = await wait_outcome(self.persistence, record.execution_id, node, step, now)
         if outcome is None:
             return
         held = StepLease(self.persistence, record.execution_id, current, self.config.lease_ttl)

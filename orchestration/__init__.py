@@ -26,11 +26,13 @@ from orchestration.errors import (
     OrchestrationError,
     Problem,
     ProviderError,
+    SignalRefused,
     StepTimeout,
     SubflowFailed,
     UnknownNodeType,
     UnknownWorkflow,
     UnroutableAction,
+    WaitTimedOut,
 )
 from orchestration.formatting import format_result
 from orchestration.graph import Edge, Graph, JoinPolicy, Node, RetryPolicy
@@ -62,9 +64,11 @@ from orchestration.steps import (
     SequentialStep,
     Step,
     StepInput,
+    WaitStep,
 )
 from orchestration.subflow import ChildOutcome
 from orchestration.validation import graph_problems
+from orchestration.waits import Signal, SignalBox, WaitSpec
 from orchestration.workflow import CompiledWorkflow, Workflow
 
 __all__ = [
@@ -110,6 +114,9 @@ __all__ = [
     "ScriptedProvider",
     "SequentialStep",
     "Services",
+    "Signal",
+    "SignalBox",
+    "SignalRefused",
     "Step",
     "StepInput",
     "StepRecord",
@@ -118,6 +125,9 @@ __all__ = [
     "UnknownNodeType",
     "UnknownWorkflow",
     "UnroutableAction",
+    "WaitSpec",
+    "WaitStep",
+    "WaitTimedOut",
     "Workflow",
     "apply_updates",
     "builtin_registry",

@@ -18,6 +18,7 @@ from orchestration.errors import (
     NonRetryableError,
     NotJSONSerializable,
     OrchestrationError,
+    SignalRefused,
     UnknownWorkflow,
 )
 from orchestration.graph import Edge, Graph, Node
@@ -31,6 +32,7 @@ from orchestration.routing import NodeResult
 from orchestration.runner import LocalRun, _with_timeout
 from orchestration.subflow import ChildOutcome, child_inputs, child_result
 from orchestration.validation import graph_problems
+from orchestration.waits import Signal
 
 if TYPE_CHECKING:
     from orchestration.blueprint import Blueprint
@@ -70,6 +72,11 @@ class ExecutionHandle:
     def resume(self) -> None:
         """Let steps start again."""
         self._run.unpaused.set()
+
+    def signal(self, event: str, payload: JSON = None, action: str | None = None) -> None:
+        """Complete the wait on ``event`` (now, or when it is reached); ``SignalRefused`` when
+        no wait of this execution can take it."""
+        self._run.signals.deliver(Signal(event, payload, action))
 
     def cancel(self) -> None:
         """Cancel the execution: running steps are cancelled, the status becomes cancelled."""
@@ -287,6 +294,15 @@ class Engine:
     def handle(self, execution_id: str) -> ExecutionHandle | None:
         """The handle of a local execution running here, if any."""
         return self._active.get(execution_id)
+
+    def signal(
+        self, execution_id: str, event: str, payload: JSON = None, action: str | None = None
+    ) -> None:
+        """Signal a local execution running here (see ``ExecutionHandle.signal``)."""
+        handle = self._active.get(execution_id)
+        if handle is None:
+            raise SignalRefused(execution_id, event, "no such execution is running here")
+        handle.signal(event, payload, action)
 
     def cancel(self, execution_id: str) -> bool:
         """Cancel a running local execution; False when it is not running here."""

@@ -11,8 +11,10 @@ The tree::
     ├── StepTimeout                   one attempt of a step exceeded the node's timeout
     ├── ProviderError                 the LLM call failed (after the client's own retries)
     ├── SubflowFailed                 a child execution did not complete
+    ├── SignalRefused                 a signal no open wait can take (unknown, or already used)
     └── NonRetryableError             raise it from a step to fail without retrying
-        └── NotJSONSerializable       a step returned an output or state that is not JSON
+        ├── NotJSONSerializable       a step returned an output or state that is not JSON
+        └── WaitTimedOut              a wait without an ``onTimeout`` action timed out
 
 Retry intent lives on the error: ``NonRetryableError`` (and anything derived from it) is never
 retried, whatever the retry policy says.
@@ -31,11 +33,13 @@ __all__ = [
     "OrchestrationError",
     "Problem",
     "ProviderError",
+    "SignalRefused",
     "StepTimeout",
     "SubflowFailed",
     "UnknownNodeType",
     "UnknownWorkflow",
     "UnroutableAction",
+    "WaitTimedOut",
 ]
 
 
@@ -132,3 +136,23 @@ class NotJSONSerializable(NonRetryableError):
         super().__init__(
             f"step {node_id!r} returned a {what} that is not JSON-serialisable: {detail}"
         )
+
+
+class SignalRefused(OrchestrationError):
+    """A signal for ``event`` of execution ``execution_id`` that no wait can take."""
+
+    def __init__(self, execution_id: str, event: str, reason: str) -> None:
+        self.execution_id = execution_id
+        self.event = event
+        self.reason = reason
+        super().__init__(f"signal {event!r} for execution {execution_id!r} refused: {reason}")
+
+
+class WaitTimedOut(NonRetryableError):
+    """Wait node ``node_id`` got no ``event`` signal within ``timeout`` seconds."""
+
+    def __init__(self, node_id: str, event: str, timeout: float) -> None:
+        self.node_id = node_id
+        self.event = event
+        self.timeout = timeout
+        super().__init__(f"wait {node_id!r} got no {event!r} signal within {timeout:g}s")

@@ -1,4 +1,5 @@
-"""Built-in node types: ``llm-process``, ``llm-condition``, ``llm-router``, ``output``, ``subflow``.
+"""Built-in node types: ``llm-process``, ``llm-condition``, ``llm-router``, ``output``,
+``subflow`` and ``wait``.
 
 Every LLM node renders ``params["promptTemplate"]`` (see ``state.render_template``) and sends
 it as the user message (``params["system"]`` as the system message, ``params["model"]`` and
@@ -18,6 +19,7 @@ from orchestration.providers.base import Message
 from orchestration.registry import NodeTypeRegistry
 from orchestration.routing import NodeResult
 from orchestration.state import DEFAULT_OUTPUT_KEY, output_key, render_template, resolve_inputs
+from orchestration.waits import WAIT, WaitSpec
 
 __all__ = [
     "LLMConditionNode",
@@ -150,12 +152,29 @@ class SubflowNode:
         )
 
 
+class WaitNode:
+    """Marker type: the engine parks wait nodes until a signal (see ``orchestration.waits``)."""
+
+    def validate(self, node: Node) -> list[str]:
+        if not isinstance(node.params.get("event"), str):
+            return ["params.event must name the event to wait for"]
+        problems = WaitSpec.of(node).problems()
+        timeout = node.params.get("timeout")
+        if timeout is not None and not isinstance(timeout, int | float):
+            problems.append("params.timeout must be a number of milliseconds")
+        return problems
+
+    async def run(self, node: Node, ctx: NodeContext, services: Services) -> NodeResult:
+        raise OrchestrationError(f"wait node {node.id!r} is run by the engine, not run_node")
+
+
 def builtin_registry() -> NodeTypeRegistry:
-    """A registry holding the five built-in node types."""
+    """A registry holding the built-in node types."""
     registry = NodeTypeRegistry()
     registry.register("llm-process", LLMProcessNode())
     registry.register("llm-condition", LLMConditionNode())
     registry.register("llm-router", LLMRouterNode())
     registry.register("output", OutputNode())
     registry.register("subflow", SubflowNode())
+    registry.register(WAIT, WaitNode())
     return registry

@@ -9,7 +9,7 @@ from orchestration.jsonvalue import JSON
 
 __all__ = ["ExecutionResult", "ExecutionStatus", "StepRecord", "StepStatus"]
 
-StepStatus = Literal["completed", "failed", "skipped", "cancelled", "pending", "running"]
+StepStatus = Literal["completed", "failed", "skipped", "cancelled", "pending", "running", "waiting"]
 ExecutionStatus = Literal["completed", "failed", "cancelled", "timed_out", "running"]
 """Final statuses, plus ``running`` (only in ``ExecutionHandle.snapshot()``)."""
 

@@ -27,6 +27,7 @@ from orchestration.retry import retry_with_policy
 from orchestration.routing import JoinDecision, NodeResult, join_decision, route
 from orchestration.state import apply_updates, final_outputs
 from orchestration.subflow import child_execution_id, child_inputs, child_result
+from orchestration.waits import WAIT, SignalBox, WaitSpec, timed_out_result
 
 if TYPE_CHECKING:
     from orchestration.engine import Engine
@@ -82,6 +83,7 @@ class LocalRun:
         self.tasks: dict[asyncio.Task[NodeResult], str] = {}
         self.unpaused = asyncio.Event()  # cleared while paused: no new step starts
         self.unpaused.set()
+        self.signals = SignalBox(execution_id, graph)
         fallback_only = graph.fallback_only_nodes()
         self.steps = {n: StepRecord(n) for n in graph.nodes if n not in fallback_only}
 
@@ -241,7 +243,18 @@ class LocalRun:
         ctx = self._context(node, attempt)
         if node.type == "subflow":
             return await _with_timeout(node.timeout, node.id, self._subflow(node, ctx))
+        if node.type == WAIT:
+            return await self._wait(node)
         return await self.engine.run_node(self.graph, node.id, ctx)
+
+    async def _wait(self, node: Node) -> NodeResult:
+        """Park the branch until the wait's signal, or its timeout."""
+        spec = WaitSpec.of(node)
+        record = self.steps[node.id]
+        record.status = "waiting"
+        signal = await self.signals.receive(spec)
+        record.status = "running"
+        return signal.result(spec) if signal else timed_out_result(node.id, spec)
 
     async def _subflow(self, node: Node, ctx: NodeContext) -> NodeResult:
         child_graph = self.engine.graph(str(node.params.get("blueprintId")))

@@ -33,6 +33,7 @@ __all__ = [
     "SequentialStep",
     "Step",
     "StepInput",
+    "WaitStep",
 ]
 
 StepInput = Mapping[str, JSON]
@@ -176,6 +177,45 @@ class ConditionalStep(Step):
         if isinstance(self.condition, str):
             return {"condition": self.condition}
         return {"condition_fn": getattr(self.condition, "__qualname__", "callable")}
+
+
+@dataclass(kw_only=True)
+class WaitStep(Step):
+    """Park until signal ``event`` arrives (``engine.signal(id, event, payload, action)``).
+
+    The step's output is the signal's payload (also stored at ``output_key``), its action the
+    signal's action. ``timeout`` (seconds) bounds the wait: past it the step completes with
+    the ``on_timeout`` action, or fails with ``WaitTimedOut`` when there is none. See
+    ``orchestration.waits``.
+    """
+
+    event: str = ""
+    on_timeout: str | None = None
+    output_key: str | None = None
+
+    def __init__(
+        self,
+        name: str,
+        event: str,
+        *,
+        timeout: float | None = None,
+        on_timeout: str | None = None,
+        output_key: str | None = None,
+        **options: Any,
+    ) -> None:
+        Step.__init__(self, name=name, **options)
+        self.event, self.on_timeout, self.output_key = event, on_timeout, output_key
+        self.wait_timeout = timeout
+
+    def node_params(self) -> dict[str, JSON]:
+        params: dict[str, JSON] = {"event": self.event}
+        if self.wait_timeout is not None:
+            params["timeout"] = self.wait_timeout * 1000
+        if self.on_timeout is not None:
+            params["onTimeout"] = self.on_timeout
+        if self.output_key is not None:
+            params["outputKey"] = self.output_key
+        return params
 
 
 # -- node types holding the callables ----------------------------------------------------

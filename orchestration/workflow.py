@@ -25,7 +25,9 @@ from orchestration.steps import (
     ParallelStep,
     SequentialStep,
     Step,
+    WaitStep,
 )
+from orchestration.waits import WAIT
 
 __all__ = ["CompiledWorkflow", "Workflow"]
 
@@ -112,7 +114,8 @@ class _Compiler:
             self.compiled.edges.append(Edge(source, target, condition=condition))
 
     def _node(self, step: Step) -> str:
-        type_name = f"{self.workflow_id}:{step.name}"
+        builtin = isinstance(step, WaitStep)
+        type_name = WAIT if builtin else f"{self.workflow_id}:{step.name}"
         fallback = getattr(step, "fallback", None)
         if isinstance(fallback, Step):
             self._node(fallback)
@@ -127,7 +130,8 @@ class _Compiler:
                 join=step.join or JoinPolicy(),
             )
         )
-        self.compiled.node_types[type_name] = _node_type(step)
+        if not builtin:
+            self.compiled.node_types[type_name] = _node_type(step)
         return step.name
 
 
