@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 import traceback
 from importlib.metadata import PackageNotFoundError, version
@@ -78,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(asyncio.run(args.handler(args)))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader went away (`| head`): nothing left to say
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115  (no flush error at exit)
+        return EXIT_OK
     except Exception as exc:
         return _report(exc, debug=getattr(args, "debug", False))
 
