@@ -169,6 +169,7 @@ Transition = Literal[
     "due",
     "requeue",
     "wait",
+    "iterate",
     "fail",
     "cancel",
     "skip",
@@ -185,6 +186,7 @@ TRANSITIONS: dict[Transition, frozenset[StepStatus]] = {
     "due": frozenset({"pending"}),
     "requeue": frozenset({"pending"}),
     "wait": frozenset({"running"}),
+    "iterate": frozenset({"waiting"}),
     "fail": frozenset({"pending", "running", "waiting"}),
     "cancel": frozenset({"pending", "running", "waiting"}),
     "skip": frozenset({"pending"}),
@@ -205,6 +207,7 @@ class StepRecord(_Model):
            ├─ release ─────────────┤  └─ cancel ──► cancelled
            └─ reclaim ─────────────┘
         pending ──due / requeue──► pending ;  pending ──fail / cancel──► failed / cancelled
+        waiting ──iterate──► waiting  (a loop's next iteration)
 
     A transition from any other status raises ``IllegalTransition``. ``attempt`` counts the
     attempts of the step's own node; after ``fall_back`` the step runs its ``fallback`` node,
@@ -225,6 +228,8 @@ class StepRecord(_Model):
     updated_at: float | None = None
     child_id: str | None = None
     awaiting: str | None = None  # the event a wait step waits for
+    iteration: int = 0  # a loop step: the iteration whose child runs (child_id)
+    carried: dict[str, Any] = {}  # a loop step: the values carried between iterations
     fallback: str | None = None
     fallback_attempt: int = 0
     lease_expiries: int = 0  # attempts whose worker died or hung (see RecoveryConfig)
@@ -305,9 +310,10 @@ class StepRecord(_Model):
         child_id: str | None = None,
         event: str | None = None,
         until: float | None = None,
+        iteration: int = 0,
     ) -> StepRecord:
-        """Park without a worker slot: on a subflow's ``child_id``, or on a signal ``event``
-        (until ``until``, when the wait times out)."""
+        """Park without a worker slot: on a child execution (a subflow's, or ``iteration`` 1
+        of a loop), or on a signal ``event`` (until ``until``, when the wait times out)."""
         return self._to(
             "wait",
             now,
@@ -316,6 +322,13 @@ class StepRecord(_Model):
             child_id=child_id,
             awaiting=event,
             not_before=until,
+            iteration=iteration,
+        )
+
+    def iterate(self, child_id: str, carried: dict[str, Any], now: float) -> StepRecord:
+        """A loop step goes on with its next iteration's child, carrying ``carried``."""
+        return self._to(
+            "iterate", now, child_id=child_id, iteration=self.iteration + 1, carried=carried
         )
 
     def fail(self, error: str, now: float) -> StepRecord:

@@ -272,7 +272,7 @@ class _EntrySweep:
                 await self._reclaim(version)
         elif status == "pending":
             await self._pending(version)
-        elif status == "waiting":
+        elif status == "waiting" and not self.paused:  # resume wakes paused ones
             woken = await self.manager.scheduler.wake_if_ready(self.record, version.record)
             self.report.woken += woken
         else:  # failed, cancelled, skipped: nothing will advance it

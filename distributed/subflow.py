@@ -13,17 +13,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from orchestration import Graph, NodeContext, SubflowFailed
+from orchestration import Graph, Node, NodeContext, SubflowFailed
 from orchestration.subflow import child_execution_id, child_inputs, child_result
 
 from .context import RuntimeContext
 from .lease import StepLease
-from .models import ExecutionRecord, ParentRef, StepRecord
+from .models import ExecutionRecord, FinalStatus, ParentRef, StepRecord
 from .persistence import WorkflowPersistence
 from .scheduler import execution_state
 from .steps import StepOutcome
 
-__all__ = ["child_outcome", "start_child"]
+__all__ = ["child_outcome", "finished_child", "start_child", "start_child_execution"]
 
 
 async def start_child(
@@ -31,40 +31,68 @@ async def start_child(
 ) -> None:
     """Start the child execution, then park the parent step as waiting."""
     node = ctx.node
-    blueprint_id = str(node.params["blueprintId"])
-    graph = context.engine.graph(blueprint_id)
     child_id = child_execution_id(parent.execution_id, node.id)
+    workflow = str(node.params["blueprintId"])
+    await start_child_execution(context, parent, node, child_id, workflow, ctx)
+    await held.swap(held.record.wait(context.clock(), child_id=child_id))
+    await context.scheduler.wake_if_ready(parent, held.record)
+
+
+async def start_child_execution(
+    context: RuntimeContext,
+    parent: ExecutionRecord,
+    node: Node,
+    child_id: str,
+    workflow: str,
+    ctx: NodeContext,
+) -> None:
+    """Start ``workflow`` as child ``child_id`` of ``node``, its inputs mapped from ``ctx``
+    (starting it twice changes nothing)."""
+    graph = context.engine.graph(workflow)
     child = ExecutionRecord(
         execution_id=child_id,
-        workflow_id=blueprint_id,
+        workflow_id=workflow,
         graph_version=graph.version,
         inputs=child_inputs(node, ctx.state, ctx.outputs),
         parent=ParentRef(execution_id=parent.execution_id, node_id=node.id),
     )
     await context.scheduler.start(child, graph)
-    await held.swap(held.record.wait(context.clock(), child_id=child_id))
-    await context.scheduler.wake_if_ready(parent, held.record)
 
 
 @dataclass(frozen=True)
-class _Child:
+class FinishedChild:
+    """A child execution that reached a final status: its final ``outputs`` and ``state``."""
+
+    final: FinalStatus
     outputs: Mapping[str, Any]
     state: Mapping[str, Any]
+
+    def failure(self, node_id: str) -> StepOutcome | None:
+        """The parent step's failure when the child did not complete, else None."""
+        final = self.final
+        if final.status == "completed":
+            return None
+        return StepOutcome(error=SubflowFailed(node_id, final.status, final.error))
+
+
+async def finished_child(persistence: WorkflowPersistence, child_id: str) -> FinishedChild | None:
+    """The child execution once it is final; None while it runs."""
+    final = await persistence.final(child_id)
+    if final is None:
+        return None
+    record = await persistence.record(child_id)
+    state: Mapping[str, Any] = {}
+    if record is not None:
+        state, _ = execution_state(record, await persistence.steps(child_id))
+    return FinishedChild(final, final.outputs, state)
 
 
 async def child_outcome(
     persistence: WorkflowPersistence, graph: Graph, step: StepRecord
 ) -> StepOutcome | None:
     """The parent step's outcome once its child is final; None while the child runs."""
-    if step.child_id is None:
+    child = None if step.child_id is None else await finished_child(persistence, step.child_id)
+    if child is None:
         return None
-    final = await persistence.final(step.child_id)
-    if final is None:
-        return None
-    if final.status != "completed":
-        return StepOutcome(error=SubflowFailed(step.node_id, final.status, final.error))
-    record = await persistence.record(step.child_id)
-    assert record is not None
-    state, _ = execution_state(record, await persistence.steps(step.child_id))
     node = graph.nodes[step.node_id]
-    return StepOutcome(child_result(node, _Child(final.outputs, state)))
+    return child.failure(node.id) or StepOutcome(child_result(node, child))

@@ -30,6 +30,7 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from mq import BrokerError
 from orchestration import Graph, NodeContext, UnknownWorkflow
+from orchestration.loops import LOOP
 from orchestration.waits import WAIT
 
 from .commit import StepCommitter
@@ -45,6 +46,7 @@ from .hooks import (
     WorkerStopped,
 )
 from .lease import StepLease, acquire_lease
+from .loops import loop_outcome, start_loop
 from .models import ExecutionRecord, FinalStatus, StepRecord, Task
 from .persistence import VersionedStep
 from .queue import QueuedTask, TaskConsumer
@@ -55,6 +57,8 @@ from .timebox import reraise_if_cancelling, within
 from .waits import park_or_take, wait_outcome
 
 __all__ = ["Worker", "WorkerConfig"]
+
+SUBFLOW = "subflow"
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +242,7 @@ class Worker:
             if view.on_agenda:  # its advance was interrupted: finish it
                 await self.scheduler.advance(record, graph, step)
         elif view.step is not None and view.step.record.status == "waiting":
-            await self._finish_waiting(record, graph, view.step)
+            await self._finish_waiting(record, graph, view.step, paused=view.paused)
         elif step is not None and not step.due_at(now):
             return  # done, held under a lease (the sweep reclaims expired ones), or not yet due
         elif not await self._expired(record, now) and not view.paused:
@@ -320,8 +324,9 @@ class Worker:
         )
         outcome: StepOutcomeName = "lease_lost"
         try:
-            if node.type == "subflow":
-                await start_child(self.context, record, lease, ctx)
+            if node.type in (SUBFLOW, LOOP):
+                start = start_loop if node.type == LOOP else start_child
+                await start(self.context, record, lease, ctx)
                 outcome = "waiting"
                 return
             if node.type == WAIT:
@@ -394,15 +399,21 @@ class Worker:
             await lease.swap(lease.record.cancel(self.context.clock()))
 
     async def _finish_waiting(
-        self, record: ExecutionRecord, graph: Graph, current: VersionedStep
+        self, record: ExecutionRecord, graph: Graph, current: VersionedStep, *, paused: bool
     ) -> None:
-        """Complete a waiting step whose subflow child is final or whose wait is over."""
-        step = current.record
-        if step.awaiting is None:
-            outcome = await child_outcome(self.persistence, graph, step)
-        else:
-            node, now = graph.nodes[step.node_id], self.context.clock()
+        """Complete a waiting step whose wait is over or whose child is final (or move a loop
+        on to its next iteration)."""
+        step, node = current.record, graph.nodes[current.record.node_id]
+        if step.awaiting is not None:
+            now = self.context.clock()
             outcome = await wait_outcome(self.persistence, record.execution_id, node, step, now)
+        elif node.type == LOOP:
+            ttl = self.config.lease_ttl
+            outcome = await loop_outcome(
+                self.context, record, graph, current, paused=paused, lease_ttl=ttl
+            )
+        else:
+            outcome = await child_outcome(self.persistence, graph, step)
         if outcome is None:
             return
         held = StepLease(self.persistence, record.execution_id, current, self.config.lease_ttl)

@@ -37,6 +37,7 @@ from orchestration.errors import (
 from orchestration.formatting import format_result
 from orchestration.graph import Edge, Graph, JoinPolicy, Node, RetryPolicy
 from orchestration.jsonvalue import JSON
+from orchestration.loops import LoopSpec
 from orchestration.nodes import builtin_registry
 from orchestration.providers import (
     Completion,
@@ -94,6 +95,7 @@ __all__ = [
     "JoinDecision",
     "JoinPolicy",
     "LLMProvider",
+    "LoopSpec",
     "Message",
     "Node",
     "NodeConfig",

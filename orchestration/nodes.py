@@ -1,5 +1,5 @@
 """Built-in node types: ``llm-process``, ``llm-condition``, ``llm-router``, ``output``,
-``subflow`` and ``wait``.
+``subflow``, ``wait`` and ``loop``.
 
 Every LLM node renders ``params["promptTemplate"]`` (see ``state.render_template``) and sends
 it as the user message (``params["system"]`` as the system message, ``params["model"]`` and
@@ -15,6 +15,7 @@ from typing import Any
 from orchestration.context import NodeContext, Services
 from orchestration.errors import OrchestrationError
 from orchestration.graph import Node
+from orchestration.loops import LOOP, LoopSpec
 from orchestration.providers.base import Message
 from orchestration.registry import NodeTypeRegistry
 from orchestration.routing import NodeResult
@@ -152,6 +153,18 @@ class SubflowNode:
         )
 
 
+class LoopNode:
+    """Marker type: the engine runs a loop's iterations as child executions."""
+
+    def validate(self, node: Node) -> list[str]:
+        problems = _mapping_problems(node.params, "inputs", lists=True)
+        problems += _mapping_problems(node.params, "outputs", lists=False)
+        return problems + LoopSpec.problems(node)
+
+    async def run(self, node: Node, ctx: NodeContext, services: Services) -> NodeResult:
+        raise OrchestrationError(f"loop node {node.id!r} runs child executions, not run_node")
+
+
 class WaitNode:
     """Marker type: the engine parks wait nodes until a signal (see ``orchestration.waits``)."""
 
@@ -177,4 +190,5 @@ def builtin_registry() -> NodeTypeRegistry:
     registry.register("output", OutputNode())
     registry.register("subflow", SubflowNode())
     registry.register(WAIT, WaitNode())
+    registry.register(LOOP, LoopNode())
     return registry

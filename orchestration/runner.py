@@ -22,6 +22,7 @@ from orchestration.context import NodeContext
 from orchestration.errors import StepTimeout, SubflowFailed, UnroutableAction
 from orchestration.graph import Edge, Graph, Node
 from orchestration.jsonvalue import JSON
+from orchestration.loops import LOOP, LoopSpec, iteration_id, next_iteration
 from orchestration.results import ExecutionResult, ExecutionStatus, StepRecord
 from orchestration.retry import retry_with_policy
 from orchestration.routing import JoinDecision, NodeResult, join_decision, route
@@ -245,6 +246,8 @@ class LocalRun:
             return await _with_timeout(node.timeout, node.id, self._subflow(node, ctx))
         if node.type == WAIT:
             return await self._wait(node)
+        if node.type == LOOP:
+            return await _with_timeout(node.timeout, node.id, self._loop(node, ctx))
         return await self.engine.run_node(self.graph, node.id, ctx)
 
     async def _wait(self, node: Node) -> NodeResult:
@@ -255,6 +258,25 @@ class LocalRun:
         signal = await self.signals.receive(spec)
         record.status = "running"
         return signal.result(spec) if signal else timed_out_result(node.id, spec)
+
+    async def _loop(self, node: Node, ctx: NodeContext) -> NodeResult:
+        """Run the body once per iteration, while the loop's condition holds (bounded)."""
+        body = self.engine.graph(LoopSpec.of(node).body)
+        carried: dict[str, JSON] = {}
+        number = 0
+        while True:
+            number += 1
+            state = {**ctx.state, **carried}
+            inputs = child_inputs(node, state, ctx.outputs)
+            child_id = iteration_id(self.execution_id, node.id, number)
+            child = await LocalRun(self.engine, body, child_id, inputs).run()
+            self.children[node.id] = child
+            if child.status != "completed":
+                raise SubflowFailed(node.id, child.status, child.error)
+            step = next_iteration(node, ctx.state, carried, child, number)
+            if not step.again:
+                return self.engine.check_result(node.id, step.result)
+            carried = step.carried
 
     async def _subflow(self, node: Node, ctx: NodeContext) -> NodeResult:
         child_graph = self.engine.graph(str(node.params.get("blueprintId")))

@@ -43,10 +43,9 @@ def _node_problems(
         messages.append("retry.max_attempts must be at least 1")
     if node.timeout is not None and node.timeout <= 0:
         messages.append("timeout must be positive")
-    blueprint = node.params.get("blueprintId")
-    subflow = node.type == "subflow" and isinstance(blueprint, str)
-    if subflow and graphs is not None and blueprint not in graphs:
-        messages.append(f"subflow names unknown blueprint {blueprint!r}")
+    child = node.params.get({"subflow": "blueprintId", "loop": "body"}.get(node.type, ""))
+    if isinstance(child, str) and graphs is not None and child not in graphs:
+        messages.append(f"{node.type} names unknown blueprint {child!r}")
     return [Problem(where, message) for message in messages]
 
 

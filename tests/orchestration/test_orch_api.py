@@ -43,6 +43,7 @@ EXPECTED_ALL = {
     "JoinDecision",
     "JoinPolicy",
     "LLMProvider",
+    "LoopSpec",
     "Message",
     "Node",
     "NodeConfig",
