@@ -58,7 +58,7 @@ def _step_records(result: ExecutionResult) -> list[StepRecord]:
             StepRecord(
                 node_id=node_id,
                 status=step.status,
-                attempt=step.attempts,
+                attempts=step.attempts,
                 result=TaskResult(output=step.output, action=step.action) if completed else None,
                 error=step.error,
                 fallback=step.fallback,

@@ -209,15 +209,15 @@ class StepRecord(_Model):
         pending ──due / requeue──► pending ;  pending ──fail / cancel──► failed / cancelled
         waiting ──iterate──► waiting  (a loop's next iteration)
 
-    A transition from any other status raises ``IllegalTransition``. ``attempt`` counts the
+    A transition from any other status raises ``IllegalTransition``. ``attempts`` counts the
     attempts of the step's own node; after ``fall_back`` the step runs its ``fallback`` node,
-    counted by ``fallback_attempt``. ``error`` keeps the last error, also on a completed step
+    counted by ``fallback_attempts``. ``error`` keeps the last error, also on a completed step
     that retried or fell back (the primary's error), as the local engine records it.
     """
 
     node_id: str
     status: StepStatus = "pending"
-    attempt: int = 0
+    attempts: int = 0
     token: int = 0
     lease: Lease | None = None
     result: TaskResult | None = None
@@ -231,7 +231,7 @@ class StepRecord(_Model):
     iteration: int = 0  # a loop step: the iteration whose child runs (child_id)
     carried: dict[str, Any] = {}  # a loop step: the values carried between iterations
     fallback: str | None = None
-    fallback_attempt: int = 0
+    fallback_attempts: int = 0
     lease_expiries: int = 0  # attempts whose worker died or hung (see RecoveryConfig)
 
     @property
@@ -239,9 +239,19 @@ class StepRecord(_Model):
         return self.status in TERMINAL_STEP_STATUSES
 
     @property
+    def output(self) -> Any:
+        """The step's output once completed (as ``orchestration.StepRecord.output``)."""
+        return None if self.result is None else self.result.output
+
+    @property
+    def action(self) -> str | None:
+        """The step's routing action once completed."""
+        return None if self.result is None else self.result.action
+
+    @property
     def current_attempt(self) -> int:
         """The attempt number of the node now running: the fallback's once it stands in."""
-        return self.fallback_attempt if self.fallback else self.attempt
+        return self.fallback_attempts if self.fallback else self.attempts
 
     def lease_expired(self, now: float) -> bool:
         return self.status == "running" and (self.lease is None or self.lease.expires_at <= now)
@@ -254,7 +264,7 @@ class StepRecord(_Model):
 
     def start(self, owner: str, ttl: float, now: float) -> StepRecord:
         token = self.token + 1
-        counter = "fallback_attempt" if self.fallback else "attempt"
+        counter = "fallback_attempts" if self.fallback else "attempts"
         return self._to(
             "start",
             now,

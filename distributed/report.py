@@ -45,7 +45,7 @@ def _local_step(step: StepRecord) -> LocalStep:
     return LocalStep(
         node_id=step.node_id,
         status=status,
-        attempts=step.attempt,
+        attempts=step.attempts,
         started_at=step.started_at,
         finished_at=step.finished_at,
         output=step.result.output if step.result else None,

@@ -103,5 +103,5 @@ def format_status(snapshot: ExecutionSnapshot) -> str:
 def _step_line(step: StepRecord, now: float) -> str:
     started, ended = step.started_at, step.finished_at
     took = (ended or now) - started if started else None
-    attempt = f" · attempt {step.attempt}" if step.attempt > 1 else ""
+    attempt = f" · attempt {step.attempts}" if step.attempts > 1 else ""
     return f"  {step.status:<9}  {step.node_id:<28} {seconds(took)}{attempt}"

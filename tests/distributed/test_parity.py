@@ -27,7 +27,7 @@ def distributed_view(snapshot: Any, node: str) -> dict[str, Any]:
     step = snapshot.steps[node]
     return {
         "status": step.status,
-        "attempts": step.attempt,
+        "attempts": step.attempts,
         "error": step.error,
         "fallback": step.fallback,
         "output": step.result.output if step.result else None,

@@ -77,7 +77,7 @@ async def test_a_step_running_several_lease_lengths_runs_once_under_one_heartbea
     assert snapshot.status == "completed"
     assert probe.runs_of(eid) == {"long": 1, "next": 1}
     long = snapshot.steps["long"]
-    assert long.attempt == 1 and long.lease_expiries == 0  # never reclaimed by the sweep
+    assert long.attempts == 1 and long.lease_expiries == 0  # never reclaimed by the sweep
     assert len({(owner, token) for owner, token, _ in seen}) == 1  # one owner, one fencing token
     expiries = sorted({expires_at for *_, expires_at in seen})
     assert len(expiries) >= 3, f"the lease was extended only {len(expiries) - 1} times"

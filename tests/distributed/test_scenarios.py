@@ -241,7 +241,7 @@ async def test_retries_count_attempts_and_a_delayed_retry_completes(
     engine.register_blueprint(blueprint("flaky", {"flaky": {"fail_times": 2}}, [], config))
     snapshot = await run(runtime, "flaky")
     assert snapshot.status == "completed"
-    assert snapshot.steps["flaky"].attempt == 3
+    assert snapshot.steps["flaky"].attempts == 3
     assert probe.runs_of(snapshot.execution_id) == {"flaky": 3}
 
 

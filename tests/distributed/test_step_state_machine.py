@@ -101,7 +101,7 @@ def test_start_takes_a_fresh_lease_with_a_higher_fencing_token() -> None:
     first = StepRecord(node_id="a").start("w1", 5.0, NOW)
     second = first.reclaim("expired", NOW + 6).start("w2", 5.0, NOW + 6)
     assert first.lease is not None and second.lease is not None
-    assert (first.attempt, second.attempt) == (1, 2)
+    assert (first.attempts, second.attempts) == (1, 2)
     assert second.token == second.lease.token > first.token
     assert second.lease.owner == "w2" and second.lease.expires_at == NOW + 11
     assert second.lease_expiries == 1
@@ -118,6 +118,6 @@ def test_after_a_fallback_the_fallback_attempts_are_counted_apart() -> None:
     primary = StepRecord(node_id="a").start("w", 5.0, NOW)
     fallen = primary.fall_back("RuntimeError: boom", "spare", NOW)
     running = fallen.start("w", 5.0, NOW)
-    assert (running.attempt, running.fallback_attempt, running.current_attempt) == (1, 1, 1)
+    assert (running.attempts, running.fallback_attempts, running.current_attempt) == (1, 1, 1)
     done = running.complete(TaskResult(output="from spare"), NOW)
     assert done.fallback == "spare" and done.error == "RuntimeError: boom"

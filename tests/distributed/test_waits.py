@@ -234,7 +234,7 @@ async def test_an_embedded_wait_survives_its_process_being_killed(tmp_path: Path
         done = await restarted.engine.wait(eid, timeout=WAIT)
     assert done.status == "completed"
     assert done.steps["publish"].status == "completed"
-    assert done.steps["draft"].attempt == 1  # committed before the kill: never re-run
+    assert done.steps["draft"].attempts == 1  # committed before the kill: never re-run
 
 
 async def test_a_cluster_wait_survives_its_worker_being_killed() -> None:
@@ -253,6 +253,6 @@ async def test_a_cluster_wait_survives_its_worker_being_killed() -> None:
             done = await survivor.engine.wait(eid, timeout=WAIT)
         assert done.status == "completed"
         assert done.steps["revise"].status == "completed"
-        assert done.steps["draft"].attempt == 1
+        assert done.steps["draft"].attempts == 1
     finally:
         await delete_prefix(prefix)
