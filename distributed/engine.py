@@ -184,24 +184,31 @@ class DistributedEngine:
         """Complete the wait on ``event``: its output is ``payload``, its routing action
         ``action``. A signal sent before its wait is reached is kept for it. Raises
         ``SignalRefused`` when no wait can take it (no wait on that event, or the wait already
-        took a signal or timed out), ``ExecutionFinal`` when the execution is over."""
+        took a signal or timed out), ``ExecutionFinal`` when the execution is over. A client
+        that does not hold the workflow cannot tell an unknown event: the signal is kept."""
         record = await self._require_running(execution_id)
         if not record.options.distributed:  # a local run: signalled in the process running it
             self.local_engine.signal(execution_id, event, payload, action)
             return
-        node_id = self._wait_node(record, event)
-        step = await self.persistence.step(execution_id, node_id)
+        node_id = await self._wait_node(record, event)
+        step = None if node_id is None else await self.persistence.step(execution_id, node_id)
         if step is not None and step.record.terminal:
             raise SignalRefused(execution_id, event, f"its wait {node_id!r} already completed")
         sent = SignalRecord(event=event, payload=payload, action=action)
         if not await self.persistence.put_signal(execution_id, sent):
             raise SignalRefused(execution_id, event, "its wait already took a signal")
-        step = await self.persistence.step(execution_id, node_id)
+        step = None if node_id is None else await self.persistence.step(execution_id, node_id)
         if step is not None and step.record.status == "waiting":
-            await self.scheduler.enqueue(record, [node_id], "signalled")
+            await self.scheduler.enqueue(record, [step.record.node_id], "signalled")
 
-    def _wait_node(self, record: ExecutionRecord, event: str) -> str:
-        waits = waits_of(self.local_engine.graph(record.workflow_id))
+    async def _wait_node(self, record: ExecutionRecord, event: str) -> str | None:
+        """The wait node of ``event``: from the definition, or (when this client does not hold
+        it) from the step waiting on it, if one does yet."""
+        try:
+            waits = waits_of(self.local_engine.graph(record.workflow_id))
+        except UnknownWorkflow:
+            steps = await self.persistence.steps(record.execution_id)
+            return next((n for n, v in steps.items() if v.record.awaiting == event), None)
         if event not in waits:
             known = ", ".join(sorted(waits)) or "none"
             raise SignalRefused(record.execution_id, event, f"no wait for it (waits: {known})")

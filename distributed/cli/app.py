@@ -36,6 +36,7 @@ __all__ = [
     "load_definitions",
     "missing_inputs",
     "parse_inputs",
+    "parse_payload",
     "provider",
     "require_workflow",
 ]
@@ -148,6 +149,19 @@ def parse_inputs(text: str | None) -> dict[str, Any]:
         kind = {"list": "a list", "str": "a string"}.get(type(value).__name__, "a scalar")
         raise UserError(f'{source} must be a JSON object like {{"topic": "..."}}, not {kind}')
     return value
+
+
+def parse_payload(text: str | None) -> Any:
+    """``--payload``: any JSON value, or ``@file`` holding one (absent: null)."""
+    if text is None:
+        return None
+    source = "--payload"
+    if text.startswith("@"):
+        source, text = text[1:], _read(text[1:])
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise UserError(f"{source} is not valid JSON: {exc}") from None
 
 
 def _read(path: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from metrics import MetricsError
 from mq import BrokerError, BrokerUnavailable, InvalidBrokerURL
-from orchestration import BlueprintValidationError, ProviderError, UnknownWorkflow
+from orchestration import BlueprintValidationError, ProviderError, SignalRefused, UnknownWorkflow
 from store import InvalidStoreURL, StoreError, StoreLocked, StoreUnavailable
 
 from ..errors import (
@@ -42,6 +42,7 @@ _BY_TYPE: tuple[tuple[type[BaseException], int], ...] = (
     (MetricsError, EXIT_USAGE),  # a port in use, an address not of this machine
     (ExecutionFinal, EXIT_FAILED),
     (NotRecoverable, EXIT_FAILED),
+    (SignalRefused, EXIT_FAILED),
     (WaitTimeout, EXIT_TIMED_OUT),
     (StoreLocked, EXIT_UNAVAILABLE),
     (StoreUnavailable, EXIT_UNAVAILABLE),

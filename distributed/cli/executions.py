@@ -17,7 +17,7 @@ from ..models import FINAL_STATUSES, ExecutionOptions, ExecutionSnapshot
 from ..report import format_snapshot
 from ..runtime import Runtime
 from ..settings import Settings
-from .app import check_inputs, load_definitions, parse_inputs, require_workflow
+from .app import check_inputs, load_definitions, parse_inputs, parse_payload, require_workflow
 from .errors import UserError
 from .exitcodes import (
     EXIT_FAILED,
@@ -39,7 +39,7 @@ from .progress import Progress, follow
 
 __all__ = ["register", "submit_and_wait"]
 
-_STATUSES = ("pending", "running", "paused", *sorted(FINAL_STATUSES))
+_STATUSES = ("pending", "running", "awaiting", "paused", *sorted(FINAL_STATUSES))
 
 
 def register(
@@ -105,6 +105,18 @@ def register(
         "re-run a failed or timed-out execution from its last checkpoint",
     )
     recover.add_argument("--force", action="store_true", help="also recover a cancelled one")
+    signal = _add_id_command(
+        commands,
+        [common, connection],
+        "signal",
+        signal_command,
+        "complete the wait on EVENT of an execution (a person's decision, an event)",
+    )
+    signal.add_argument("event", metavar="EVENT", help="the event the wait waits for")
+    signal.add_argument("--action", metavar="A", help="routing action, e.g. approve or reject")
+    signal.add_argument(
+        "--payload", metavar="JSON|@FILE", help="the wait's output: a JSON value or @file"
+    )
     listing = commands.add_parser("list", parents=[common, connection], help="list executions")
     listing.add_argument("--status", choices=_STATUSES)
     listing.add_argument("--workflow", metavar="ID")
@@ -387,4 +399,18 @@ async def recover_command(args: argparse.Namespace) -> int:
         emit_json({"execution_id": args.execution_id, "generation": generation})
     else:
         human(f"recovered {args.execution_id} as generation {generation}")
+    return EXIT_OK
+
+
+async def signal_command(args: argparse.Namespace) -> int:
+    """``flowloom signal ID EVENT [--action A] [--payload JSON]``: exit 1 when refused."""
+    payload = parse_payload(args.payload)
+    settings = settings_from(args)
+    async with client(settings, load_definitions(settings)) as runtime:
+        await runtime.engine.signal(args.execution_id, args.event, payload, args.action)
+    if args.json:
+        emit_json({"execution_id": args.execution_id, "event": args.event, "action": args.action})
+    else:
+        routed = f" ({args.action})" if args.action else ""
+        human(f"signalled {args.event}{routed} to {args.execution_id}")
     return EXIT_OK

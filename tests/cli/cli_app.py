@@ -5,7 +5,8 @@ workflows for the operations tests, whose steps append ``start/end <step> <pid>`
 named by the ``log`` input, so a test sees which process ran what:
 
 - ``slow``: ``first`` (sleeps ``delay`` seconds), then ``second``;
-- ``flaky``: ``fetch``, then ``load``, which fails until the file named by ``flag`` exists.
+- ``flaky``: ``fetch``, then ``load``, which fails until the file named by ``flag`` exists;
+- ``approval``: ``draft``, then ``review`` waits for the ``review`` signal, then ``publish``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from orchestration import Engine, FunctionStep, NonRetryableError, Workflow
+from orchestration import Engine, FunctionStep, NonRetryableError, WaitStep, Workflow
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 USE_CASES = ("blog-post", "job-application", "customer-review", "content-moderation")
@@ -66,6 +67,12 @@ def build() -> Engine:
         Workflow("flaky", "Flaky")
         .add_step(FunctionStep("fetch", _step("fetch"), output_key="rows"))
         .add_step(FunctionStep("load", _load, output_key="result"))
+    )
+    local.register_workflow(
+        Workflow("approval", "Approval")
+        .add_step(FunctionStep("draft", _step("draft"), output_key="text"))
+        .add_step(WaitStep("review", "review", output_key="decision"))
+        .add_step(FunctionStep("publish", _step("publish"), output_key="published"))
     )
     return local
 

@@ -190,6 +190,30 @@ def test_recover_reruns_a_failed_execution_from_its_checkpoint(
     assert again.returncode == EXIT_FAILED and "nothing to recover" in again.stderr
 
 
+def test_signal_completes_a_wait_and_a_second_signal_is_refused(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    log = tmp_path / "steps.log"
+    eid = _submit(cluster, "approval", {"log": str(log)})
+    eventually(lambda: cluster.status(eid)["status"] == "awaiting", message="awaiting review")
+    listed = cli_json("list", "--status", "awaiting", env=cluster.env)
+    assert eid in {row["execution_id"] for row in listed}
+    sent = cli("signal", eid, "review", "--action", "approve", "--payload", '{"by": "ada"}',
+               env=cluster.env)  # fmt: skip
+    assert (sent.returncode, sent.stdout.strip()) == (
+        EXIT_OK,
+        f"signalled review (approve) to {eid}",
+    )
+    again = cli("signal", eid, "review", env=cluster.env)
+    assert again.returncode == EXIT_FAILED and "already" in again.stderr
+    assert again.stderr.count("\n") == 1 and "Traceback" not in again.stderr
+    done = cli("status", eid, "--follow", "--timeout", "60", env=cluster.env)
+    assert done.returncode == EXIT_OK, done.stderr
+    assert log_text(log).count("start publish") == 1
+    unknown = cli("signal", eid, "lunch", env=cluster.env)
+    assert unknown.returncode == EXIT_FAILED
+
+
 def test_dead_letters_are_listed_shown_replayed_and_purged(cluster: Cluster) -> None:
     import asyncio
 
