@@ -41,3 +41,22 @@ def test_the_go_style_quickstart_runs_block_for_block(mode: str) -> None:
     assert "summary: '[offline] Strengths:" in out  # the parallel agents' replies reached it
     assert "retry_with_policy: pong after 2 attempts" in out
     assert 'workflow_execution_completed_total{status="completed",workflow="extract"} 1.0' in out
+
+
+@pytest.mark.parametrize(("decision", "route"), [("approve", "published"), ("reject", "archived")])
+def test_the_review_loop_example_revises_waits_and_routes_by_the_decision(
+    decision: str, route: str
+) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("OPENAI_API_KEY", None)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "review_loop.py"), "--decision", decision],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "awaiting ('review',) after 2 revisions" in done.stdout
+    assert f"completed: {{'{route}':" in done.stdout
+    assert done.stdout.count("Revise this post") >= 4  # two revisions, shown twice
