@@ -148,3 +148,29 @@ def add_counter(key: str, current: int, amount: int) -> int:
 def format_counter(value: int) -> bytes:
     """Encode a counter as ASCII decimal bytes."""
     return str(value).encode("ascii")
+
+
+def check_log_entries(entries: object) -> list[bytes]:
+    """Return the entries of a ``log_append`` as a list: at least one, every one ``bytes``."""
+    if isinstance(entries, bytes | str) or not isinstance(entries, Sequence):
+        raise TypeError("log entries must be a sequence of bytes")
+    checked = [check_value(entry) for entry in entries]
+    if not checked:
+        raise ValueError("log_append needs at least one entry")
+    return checked
+
+
+def check_max_len(max_len: object) -> int | None:
+    """Return ``max_len`` if it is ``None`` or a positive ``int`` (a log keeps at least one)."""
+    if max_len is None:
+        return None
+    if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
+        raise ValueError(f"max_len must be a positive int, not {max_len!r}")
+    return max_len
+
+
+def check_offset(offset: object) -> int:
+    """Return ``offset`` if it is an ``int`` >= 0 (0 = before the first entry)."""
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise ValueError(f"log offsets are ints >= 0, not {offset!r}")
+    return offset

@@ -144,6 +144,22 @@ return removed
 """
 )
 
+# KEYS[1] = the log's stream; ARGV: max_len ('' = none), ttl_ms ('' = none), entries...
+# -> the offset of the last entry. Entry ids are "<offset>-0", so offsets are the stream's ids;
+# a trimmed stream keeps at least one entry, which carries the last offset.
+LOG_APPEND = """
+local last = 0
+local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+if top[1] then last = tonumber(string.match(top[1][1], '^(%d+)')) end
+for i = 3, #ARGV do
+  last = last + 1
+  redis.call('XADD', KEYS[1], string.format('%d-0', last), 'v', ARGV[i])
+end
+if ARGV[1] ~= '' then redis.call('XTRIM', KEYS[1], 'MAXLEN', tonumber(ARGV[1])) end
+if ARGV[2] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return last
+"""
+
 ALL = {
     "PUT": PUT,
     "DELETE": DELETE,
@@ -154,4 +170,5 @@ ALL = {
     "EXPIRE": EXPIRE,
     "SCAN_PAGE": SCAN_PAGE,
     "SWEEP": SWEEP,
+    "LOG_APPEND": LOG_APPEND,
 }

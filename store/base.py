@@ -4,6 +4,13 @@ Keys are non-empty ``str`` without NUL characters (stored as UTF-8); values are 
 positive, finite seconds (``float``), kept with millisecond precision. Keys sort by code point,
 which is also the byte order of their UTF-8 encoding, so every backend scans in the same order.
 
+Each backend also keeps **logs**: append-only, ordered sequences of ``bytes`` entries, one per log
+key, with offsets 1, 2, 3, ... assigned atomically by the store (so several processes may append to
+one log). Log keys follow the key rules but live in their own namespace: a log and a value may share
+a name, and ``scan`` never yields logs. A log is bounded by length (``max_len`` on append drops the
+oldest entries) and by age (``ttl`` on append or :meth:`KVStore.log_expire` expires the whole log);
+a log that expired or was deleted starts again at offset 1.
+
 Every backend validates all arguments (for ``batch``: every operation) *before* it writes anything,
 raising ``TypeError``/``ValueError``; that is what makes a rejected batch leave no trace.
 """
@@ -92,6 +99,35 @@ class KVStore(Protocol):
 
     async def expire(self, key: str, ttl: float) -> bool:
         """Make ``key`` expire ``ttl`` seconds from now; ``False`` if it is absent."""
+        ...
+
+    async def log_append(
+        self,
+        key: str,
+        entries: Sequence[bytes],
+        *,
+        max_len: int | None = None,
+        ttl: float | None = None,
+    ) -> int:
+        """Append ``entries`` (at least one) to the log ``key`` in one atomic step; return the
+        offset of the last one. Their offsets are contiguous and follow the log's last offset.
+        ``max_len`` then keeps only the newest ``max_len`` entries; ``ttl`` makes the log expire
+        ``ttl`` seconds from now (without it the log's expiry is unchanged)."""
+        ...
+
+    async def log_read(
+        self, key: str, *, after: int = 0, limit: int = 500
+    ) -> list[tuple[int, bytes]]:
+        """Return up to ``limit`` ``(offset, entry)`` pairs of the log ``key`` whose offset is
+        greater than ``after``, in offset order (``[]`` for an absent log)."""
+        ...
+
+    async def log_expire(self, key: str, ttl: float) -> bool:
+        """Make the log ``key`` expire ``ttl`` seconds from now; ``False`` if it is absent."""
+        ...
+
+    async def log_delete(self, key: str) -> bool:
+        """Remove the log ``key`` and all its entries; ``True`` if it existed."""
         ...
 
     async def close(self) -> None:

@@ -5,6 +5,9 @@ On-disk layout (one LevelDB directory, keys are bytes)::
     b"d" + utf8(key)                      -> expiry (8 bytes, big-endian ms since the Unix epoch,
                                              0 = never) + value
     b"x" + expiry (8 bytes) + utf8(key)   -> b""   expiry index, ordered by expiry time
+    b"m" + utf8(log key)                  -> expiry (8 bytes) + first offset (8) + last offset (8)
+    b"l" + utf8(log key) + b"\x00" + offset (8 bytes, big-endian) -> entry    a log's entries
+    b"x" + expiry (8 bytes) + b"\x00" + utf8(log key) -> b""   a log's expiry (keys have no NUL)
 
 Expired values are hidden on read (wall clock, so TTLs survive a restart). The expiry index lets a
 sweep find due keys without reading the whole database: it runs when the store opens, before a write
@@ -30,6 +33,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from itertools import islice
 
 import plyvel
 
@@ -39,6 +43,9 @@ from store._common import (
     check_amount,
     check_expected,
     check_key,
+    check_log_entries,
+    check_max_len,
+    check_offset,
     check_ops,
     check_optional_ttl,
     check_page_size,
@@ -58,6 +65,8 @@ logger = logging.getLogger(__name__)
 
 _DATA = b"d"
 _INDEX = b"x"
+_LOG = b"l"
+_LOG_META = b"m"
 _SWEEP_LIMIT = 10_000
 
 Mutation = tuple[bytes, bytes | None]  # (raw key, raw value or None to delete)
@@ -73,6 +82,27 @@ def _data_key(key: str) -> bytes:
 
 def _index_key(expiry_ms: int, key: str) -> bytes:
     return _INDEX + expiry_ms.to_bytes(8, "big") + key.encode("utf-8")
+
+
+def _log_prefix(key: str) -> bytes:
+    return _LOG + key.encode("utf-8") + b"\x00"
+
+
+def _log_entry_key(key: str, offset: int) -> bytes:
+    return _log_prefix(key) + offset.to_bytes(8, "big")
+
+
+def _log_meta(raw: bytes | None, now_ms: int) -> tuple[int, int, int] | None:
+    """``(expiry, first, last)`` of a live log's meta record, or ``None``."""
+    if raw is None:
+        return None
+    expiry, first, last = (int.from_bytes(raw[i : i + 8], "big") for i in (0, 8, 16))
+    return None if expiry and expiry <= now_ms else (expiry, first, last)
+
+
+def _log_range(key: str, first: int, stop: int) -> list[Mutation]:
+    """Deletions of the entries ``first .. stop - 1`` of a log."""
+    return [(_log_entry_key(key, offset), None) for offset in range(first, stop)]
 
 
 def _expiry(ttl: float | None, now_ms: int) -> int:
@@ -259,6 +289,76 @@ class LevelDBStore(StoreContextMixin):
             self._apply(_record(key, value, _expiry(ttl, now)))
             return True
 
+    # -- logs ----------------------------------------------------------------------------------
+
+    async def log_append(
+        self,
+        key: str,
+        entries: Sequence[bytes],
+        *,
+        max_len: int | None = None,
+        ttl: float | None = None,
+    ) -> int:
+        check_key(key)
+        values = check_log_entries(entries)
+        check_max_len(max_len)
+        check_optional_ttl(ttl)
+        with self._writing() as now:
+            raw_meta = self._db.get(_LOG_META + key.encode("utf-8"))
+            meta = _log_meta(raw_meta, now)
+            mutations: list[Mutation] = []
+            if meta is None:
+                if raw_meta is not None:  # expired, not swept yet: start again at 1
+                    mutations += self._log_purge(key, raw_meta)
+                meta = (0, 1, 0)
+            expiry, first, last = meta
+            for offset, value in enumerate(values, start=last + 1):
+                mutations.append((_log_entry_key(key, offset), value))
+            last += len(values)
+            if max_len is not None and last - first + 1 > max_len:
+                mutations += _log_range(key, first, last - max_len + 1)
+                first = last - max_len + 1
+            if ttl is not None:
+                expiry = _expiry(ttl, now)
+            mutations += self._log_meta_record(key, expiry, first, last)
+            self._apply(mutations)
+            return last
+
+    async def log_read(
+        self, key: str, *, after: int = 0, limit: int = 500
+    ) -> list[tuple[int, bytes]]:
+        check_key(key)
+        check_offset(after)
+        check_page_size(limit)
+        with self._locked():
+            meta = _log_meta(self._db.get(_LOG_META + key.encode("utf-8")), _now_ms())
+            if meta is None:
+                return []
+            start = _log_entry_key(key, max(after + 1, meta[1]))
+            stop = _log_entry_key(key, meta[2] + 1)
+            with self._db.iterator(start=start, stop=stop) as iterator:
+                items = islice(iterator, limit)
+                return [(int.from_bytes(raw_key[-8:], "big"), value) for raw_key, value in items]
+
+    async def log_expire(self, key: str, ttl: float) -> bool:
+        check_key(key)
+        check_ttl(ttl)
+        with self._writing() as now:
+            meta = _log_meta(self._db.get(_LOG_META + key.encode("utf-8")), now)
+            if meta is None:
+                return False
+            self._apply(self._log_meta_record(key, _expiry(ttl, now), meta[1], meta[2]))
+            return True
+
+    async def log_delete(self, key: str) -> bool:
+        check_key(key)
+        with self._writing() as now:
+            raw_meta = self._db.get(_LOG_META + key.encode("utf-8"))
+            if raw_meta is None:
+                return False
+            self._apply(self._log_purge(key, raw_meta))
+            return _log_meta(raw_meta, now) is not None
+
     async def sweep(self) -> int:
         """Delete every expired key now; return how many were deleted."""
         with self._locked():
@@ -299,6 +399,28 @@ class LevelDBStore(StoreContextMixin):
                 else:
                     batch.put(raw_key, raw_value)
 
+    def _log_meta_record(self, key: str, expiry: int, first: int, last: int) -> list[Mutation]:
+        meta = b"".join(number.to_bytes(8, "big") for number in (expiry, first, last))
+        mutations: list[Mutation] = [(_LOG_META + key.encode("utf-8"), meta)]
+        if expiry:
+            mutations.append((_index_key(expiry, "\x00" + key), b""))
+        return mutations
+
+    def _log_purge(self, key: str, raw_meta: bytes) -> list[Mutation]:
+        """The mutations that delete a log (its meta record and every entry)."""
+        mutations: list[Mutation] = [(_LOG_META + key.encode("utf-8"), None)]
+        with self._db.iterator(prefix=_log_prefix(key), include_value=False) as iterator:
+            mutations += [(raw_key, None) for raw_key in iterator]
+        return mutations
+
+    def _sweep_log(self, index_key: bytes) -> list[Mutation]:
+        """Delete the log an expiry-index entry names, if that expiry is still its own."""
+        key = index_key[10:].decode("utf-8")
+        raw_meta = self._db.get(_LOG_META + index_key[10:])
+        if raw_meta is not None and raw_meta[:8] == index_key[1:9]:
+            return self._log_purge(key, raw_meta)
+        return []
+
     def _sweep_due(self) -> None:
         if time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + self._sweep_interval
@@ -314,6 +436,9 @@ class LevelDBStore(StoreContextMixin):
                 if len(mutations) >= _SWEEP_LIMIT:
                     break
                 mutations.append((index_key, None))
+                if index_key[9:10] == b"\x00":
+                    mutations += self._sweep_log(index_key)
+                    continue
                 data_key = _DATA + index_key[9:]
                 raw = self._db.get(data_key)
                 if raw is not None and raw[:8] == index_key[1:9]:

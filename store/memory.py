@@ -14,8 +14,10 @@ import heapq
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from itertools import islice
 
 from store._common import (
     StoreContextMixin,
@@ -23,6 +25,9 @@ from store._common import (
     check_amount,
     check_expected,
     check_key,
+    check_log_entries,
+    check_max_len,
+    check_offset,
     check_ops,
     check_optional_ttl,
     check_page_size,
@@ -48,6 +53,20 @@ class _Entry:
         self.expires_at = expires_at
 
 
+class _Log:
+    """One log: its newest entries (offsets contiguous), the last offset given, its expiry."""
+
+    __slots__ = ("entries", "expires_at", "last")
+
+    def __init__(self) -> None:
+        self.entries: deque[tuple[int, bytes]] = deque()
+        self.last = 0
+        self.expires_at: float | None = None
+
+    def live(self, now: float) -> bool:
+        return self.expires_at is None or self.expires_at > now
+
+
 class MemoryStore(StoreContextMixin):
     """A ``KVStore`` held in this process's memory; nothing survives ``close()``."""
 
@@ -55,6 +74,8 @@ class MemoryStore(StoreContextMixin):
         self._data: dict[str, _Entry] = {}
         self._keys: list[str] = []  # sorted; mirrors self._data's keys
         self._expiries: list[tuple[float, str]] = []  # heap; may hold stale entries
+        self._logs: dict[str, _Log] = {}
+        self._log_expiries: list[tuple[float, str]] = []  # heap; may hold stale entries
         self._lock = threading.Lock()
         self._closed = False
 
@@ -180,9 +201,67 @@ class MemoryStore(StoreContextMixin):
             heapq.heappush(self._expiries, (now + ttl, key))
             return True
 
+    # -- logs ----------------------------------------------------------------------------------
+
+    async def log_append(
+        self,
+        key: str,
+        entries: Sequence[bytes],
+        *,
+        max_len: int | None = None,
+        ttl: float | None = None,
+    ) -> int:
+        check_key(key)
+        values = check_log_entries(entries)
+        check_max_len(max_len)
+        check_optional_ttl(ttl)
+        with self._writing() as now:
+            log = self._logs.get(key)
+            if log is None or not log.live(now):
+                log = self._logs[key] = _Log()
+            for value in values:
+                log.last += 1
+                log.entries.append((log.last, value))
+            while max_len is not None and len(log.entries) > max_len:
+                log.entries.popleft()
+            if ttl is not None:
+                self._expire_log(key, log, now + ttl)
+            return log.last
+
+    async def log_read(
+        self, key: str, *, after: int = 0, limit: int = 500
+    ) -> list[tuple[int, bytes]]:
+        check_key(key)
+        check_offset(after)
+        check_page_size(limit)
+        with self._lock:
+            self._check_open()
+            log = self._logs.get(key)
+            if log is None or not log.live(time.monotonic()) or not log.entries:
+                return []
+            start = max(0, after + 1 - log.entries[0][0])
+            return list(islice(log.entries, start, start + limit))
+
+    async def log_expire(self, key: str, ttl: float) -> bool:
+        check_key(key)
+        check_ttl(ttl)
+        with self._writing() as now:
+            log = self._logs.get(key)
+            if log is None or not log.live(now):
+                return False
+            self._expire_log(key, log, now + ttl)
+            return True
+
+    async def log_delete(self, key: str) -> bool:
+        check_key(key)
+        with self._writing() as now:
+            log = self._logs.pop(key, None)
+            return log is not None and log.live(now)
+
     async def close(self) -> None:
         with self._lock:
             self._closed = True
+            self._logs.clear()
             self._data.clear()
             self._keys.clear()
             self._expiries.clear()
@@ -216,6 +295,10 @@ class MemoryStore(StoreContextMixin):
         if expires_at is not None:
             heapq.heappush(self._expiries, (expires_at, key))
 
+    def _expire_log(self, key: str, log: _Log, expires_at: float) -> None:
+        log.expires_at = expires_at
+        heapq.heappush(self._log_expiries, (expires_at, key))
+
     def _remove(self, key: str) -> None:
         if self._data.pop(key, None) is not None:
             del self._keys[bisect.bisect_left(self._keys, key)]
@@ -229,6 +312,12 @@ class MemoryStore(StoreContextMixin):
             if entry is not None and entry.expires_at == expires_at:
                 self._remove(key)
                 removed += 1
+        while self._log_expiries and self._log_expiries[0][0] <= now:
+            expires_at, key = heapq.heappop(self._log_expiries)
+            log = self._logs.get(key)
+            if log is not None and log.expires_at == expires_at:
+                del self._logs[key]
+                removed += 1
         if removed:
-            logger.debug("swept %d expired keys", removed)
+            logger.debug("swept %d expired keys and logs", removed)
         return removed

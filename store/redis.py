@@ -5,7 +5,9 @@ argument), so several applications or test runs can share one Redis; ``scan`` st
 Two sorted sets per prefix, named ``prefix + "\\x00keys"`` and ``prefix + "\\x00ttl"`` (keys
 cannot contain NUL, so they never clash with data), index the keys for ordered, paged scans
 (``ZRANGEBYLEX``) and record expiry times so that a periodic sweep can drop expired keys from the
-index.
+index. A log is a Redis stream named ``prefix + "\\x00log:" + key`` whose entry ids are
+``<offset>-0`` (appended by one Lua script, so offsets are atomic across processes); it is not in
+the key index, so ``scan`` never sees it, and it expires with ``PEXPIRE``.
 
 Writes and atomics are Lua scripts (atomic in Redis; see :mod:`store._redis_scripts`), ``incr`` is
 ``INCRBY`` and TTLs are ``PX``. Values are bytes (``decode_responses=False``). Connect/read timeouts
@@ -37,6 +39,9 @@ from store._common import (
     check_amount,
     check_expected,
     check_key,
+    check_log_entries,
+    check_max_len,
+    check_offset,
     check_ops,
     check_optional_ttl,
     check_page_size,
@@ -252,6 +257,44 @@ class RedisStore(StoreContextMixin):
         args = (check_key(key), str(ttl_to_ms(check_ttl(ttl))))
         return bool(await self._write("EXPIRE", *args))
 
+    # -- logs ----------------------------------------------------------------------------------
+
+    async def log_append(
+        self,
+        key: str,
+        entries: Sequence[bytes],
+        *,
+        max_len: int | None = None,
+        ttl: float | None = None,
+    ) -> int:
+        log_key = self._log_key(key)
+        values = check_log_entries(entries)
+        limit = check_max_len(max_len)
+        args: list[str | bytes] = ["" if limit is None else str(limit)]
+        args += [_ttl_arg(check_optional_ttl(ttl)), *values]
+        with self._errors():
+            return int(await self._scripts["LOG_APPEND"](keys=[log_key], args=args))
+
+    async def log_read(
+        self, key: str, *, after: int = 0, limit: int = 500
+    ) -> list[tuple[int, bytes]]:
+        log_key = self._log_key(key)
+        start = f"{check_offset(after) + 1}-0"
+        with self._errors():
+            items = await self._client.xrange(log_key, start, "+", count=check_page_size(limit))
+        entries = cast("list[tuple[bytes, dict[bytes, bytes]]]", items)
+        return [(int(entry_id.split(b"-")[0]), fields[b"v"]) for entry_id, fields in entries]
+
+    async def log_expire(self, key: str, ttl: float) -> bool:
+        log_key, ttl_ms = self._log_key(key), ttl_to_ms(check_ttl(ttl))
+        with self._errors():
+            return bool(await self._client.pexpire(log_key, ttl_ms))
+
+    async def log_delete(self, key: str) -> bool:
+        log_key = self._log_key(key)
+        with self._errors():
+            return bool(await self._client.delete(log_key))
+
     async def sweep(self) -> int:
         """Drop expired keys from the key index now; return how many were dropped."""
         removed = int(await self._run("SWEEP", _SWEEP_LIMIT))
@@ -269,6 +312,9 @@ class RedisStore(StoreContextMixin):
 
     def _key(self, key: str) -> bytes:
         return self._raw_prefix + check_key(key).encode("utf-8")
+
+    def _log_key(self, key: str) -> bytes:
+        return self._raw_prefix + b"\x00log:" + check_key(key).encode("utf-8")
 
     def _check_open(self) -> None:
         if self._closed:
