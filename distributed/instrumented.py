@@ -50,6 +50,7 @@ from metrics.names import (
     WORKERS,
 )
 from orchestration import Engine
+from store import StoreClosed
 
 from .context import RuntimeContext
 from .engine import DistributedEngine, EngineConfig
@@ -105,6 +106,8 @@ class MetricsHooks(Hooks):
     each is running, and each worker consumer's lag probe.
     """
 
+    _BUSY, _IDLE = {"state": "busy"}, {"state": "idle"}
+
     def __init__(self, collector: MetricsCollector) -> None:
         self.collector = collector
         self.slots: dict[str, int] = {}  # worker id -> slots
@@ -131,14 +134,14 @@ class MetricsHooks(Hooks):
     def step_started(self, event: StepStarted) -> None:
         self.collector.observe(DISPATCH_LATENCY, event.dispatch_latency)
         self.busy[event.worker_id] += 1
-        self._publish_workers()
+        self._publish_slots()
 
     def step_finished(self, event: StepFinished) -> None:
         labels = {"workflow": event.workflow_id, "step": event.step_id, "outcome": event.outcome}
         self.collector.observe(STEP_DURATION, event.duration, labels)
         if self.busy[event.worker_id] > 0:  # started before the hooks were installed: not counted
             self.busy[event.worker_id] -= 1
-        self._publish_workers()
+        self._publish_slots()
 
     def retry_scheduled(self, event: RetryScheduled) -> None:
         self.collector.inc(STEP_RETRIES)
@@ -162,12 +165,15 @@ class MetricsHooks(Hooks):
         self._publish_workers()
 
     def _publish_workers(self) -> None:
+        self.collector.set(WORKERS, len(self.slots))
+        self._publish_slots()
+
+    def _publish_slots(self) -> None:
         in_flight = sum(self.busy.values())
         busy = sum(min(self.busy[w], slots) for w, slots in self.slots.items())
         self.collector.set(STEPS_IN_FLIGHT, in_flight)
-        self.collector.set(WORKERS, len(self.slots))
-        self.collector.set(WORKER_SLOTS, busy, {"state": "busy"})
-        self.collector.set(WORKER_SLOTS, sum(self.slots.values()) - busy, {"state": "idle"})
+        self.collector.set(WORKER_SLOTS, busy, self._BUSY)
+        self.collector.set(WORKER_SLOTS, sum(self.slots.values()) - busy, self._IDLE)
 
 
 class _Sampler(Hooks):
@@ -203,6 +209,9 @@ class _Sampler(Hooks):
         while True:
             try:
                 await self.sample()
+            except StoreClosed:
+                log.debug("the store is closed (the runtime is stopping): sampling ends")
+                return
             except Exception as exc:
                 reraise_if_cancelling(exc)
                 log.warning("sampling metrics failed: %r", exc)
@@ -332,6 +341,16 @@ class InstrumentedEngine:
     async def cancel(self, execution_id: str) -> bool:
         """See ``DistributedEngine.cancel``."""
         return await self.engine.cancel(execution_id)
+
+    async def signal(
+        self,
+        execution_id: str,
+        event: str,
+        payload: Any = None,
+        action: str | None = None,
+    ) -> None:
+        """See ``DistributedEngine.signal``."""
+        await self.engine.signal(execution_id, event, payload, action)
 
     async def time_out(self, execution_id: str) -> bool:
         """See ``DistributedEngine.time_out``."""

@@ -9,7 +9,7 @@ Recording is thread-safe and cheap: the event loop records, an HTTP thread rende
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import NoReturn, Protocol, TypeVar, runtime_checkable
+from typing import Any, NoReturn, Protocol, TypeVar, cast, runtime_checkable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -50,6 +50,9 @@ class MetricsCollector(Protocol):
         """The current values in the exposition format named by ``content_type``."""
 
 
+_M = TypeVar("_M", Counter, Gauge, Histogram)
+
+
 class PrometheusCollector:
     """A ``MetricsCollector`` on prometheus-client, with every metric of the catalog.
 
@@ -78,18 +81,19 @@ class PrometheusCollector:
             self._unregister()  # leave the registry as it was
             raise
         self._series: dict[str, set[tuple[str, ...]]] = {}
+        self._children: dict[tuple[str, tuple[tuple[str, str], ...]], Any] = {}
 
     def inc(self, name: str, labels: Labels | None = None, amount: float = 1.0) -> None:
         counter = self._counters.get(name) or self._missing(name, "counter")
-        _child(counter, self.specs[name], labels).inc(amount)
+        self._child(counter, name, labels).inc(amount)
 
     def observe(self, name: str, value: float, labels: Labels | None = None) -> None:
         histogram = self._histograms.get(name) or self._missing(name, "histogram")
-        _child(histogram, self.specs[name], labels).observe(value)
+        self._child(histogram, name, labels).observe(value)
 
     def set(self, name: str, value: float, labels: Labels | None = None) -> None:
         gauge = self._gauges.get(name) or self._missing(name, "gauge")
-        _child(gauge, self.specs[name], labels).set(value)
+        self._child(gauge, name, labels).set(value)
 
     def replace_series(self, name: str, series: Iterable[tuple[Labels, float]]) -> None:
         gauge = self._gauges.get(name) or self._missing(name, "gauge")
@@ -101,6 +105,7 @@ class PrometheusCollector:
         for stale in self._series.get(name, set()) - kept:
             gauge.remove(*stale)
         self._series[name] = kept
+        self._children = {k: c for k, c in self._children.items() if k[0] != name}
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -128,19 +133,21 @@ class PrometheusCollector:
         ):
             self.registry.unregister(metric)
 
+    def _child(self, metric: _M, name: str, labels: Labels | None) -> _M:
+        """The metric itself when it takes no labels, else its child for ``labels`` (checked
+        once, then cached: recording is on the engine's hot path)."""
+        if not labels and not self.specs[name].labels:
+            return metric
+        key = (name, tuple((labels or {}).items()))
+        child = self._children.get(key)
+        if child is None:
+            child = metric.labels(*_label_values(self.specs[name], labels or {}))
+            self._children[key] = child
+        return cast(_M, child)
+
     def _missing(self, name: str, kind: str) -> NoReturn:
         spec = self.specs.get(name)
         raise UnknownMetric(name, kind=kind, actual=spec.kind if spec else None)
-
-
-_M = TypeVar("_M", Counter, Gauge, Histogram)
-
-
-def _child(metric: _M, spec: MetricSpec, labels: Labels | None) -> _M:
-    """The metric itself when it has no labels, else its child for ``labels``."""
-    if not spec.labels and not labels:
-        return metric
-    return metric.labels(*_label_values(spec, labels or {}))
 
 
 def _label_values(spec: MetricSpec, labels: Labels) -> tuple[str, ...]:

@@ -92,8 +92,10 @@ async def observed(runtime: Runtime, *, sample_interval: float = 0.1) -> AsyncIt
     )
     with serve_metrics(collector, port=0) as server:
         async with runtime:
-            yield Observed(runtime, engine, server)
-        await engine.close()
+            try:
+                yield Observed(runtime, engine, server)
+            finally:
+                await engine.close()  # stop sampling before the runtime closes its store
 
 
 def register_demo(engine: Engine) -> None:
