@@ -29,7 +29,6 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
 
 from metrics import MetricsCollector
 from metrics.names import (
@@ -49,11 +48,10 @@ from metrics.names import (
     WORKER_SLOTS,
     WORKERS,
 )
-from orchestration import Engine
 from store import StoreClosed
 
 from .context import RuntimeContext
-from .engine import DistributedEngine, EngineConfig
+from .engine import DistributedEngine
 from .hooks import (
     DeadLettered,
     ExecutionControl,
@@ -67,11 +65,8 @@ from .hooks import (
     WorkerStarted,
     WorkerStopped,
 )
-from .models import ExecutionOptions, ExecutionSnapshot
 from .persistence import WorkflowPersistence
 from .pool import WorkerPool
-from .queue import TaskQueue
-from .scheduler import Scheduler
 from .timebox import reraise_if_cancelling
 from .worker import Worker
 
@@ -241,13 +236,16 @@ class _Sampler(Hooks):
         return lags
 
 
-class InstrumentedEngine:
-    """A ``DistributedEngine`` (same API, delegated) whose runtime reports to ``collector``.
+class InstrumentedEngine(DistributedEngine):
+    """``engine``, instrumented: a ``DistributedEngine`` on ``engine``'s runtime context whose
+    runtime reports to ``collector``.
 
-    Installs ``MetricsHooks`` on the engine's runtime context -- shared with the pool's workers
-    and the recovery sweep -- and on ``pool``'s context when that is another one. ``pool`` also
-    counts workers that started before this wrapper. ``sample_interval``: seconds between two
-    samples of ``queue_lag`` and ``executions_active``.
+    It shares ``engine``'s context (persistence, queue, scheduler, hooks) and its local runs, so
+    it behaves as ``engine`` does and goes wherever a ``DistributedEngine`` goes
+    (``RecoveryManager``, ``RemoteStep``). It adds ``MetricsHooks`` to that context's hooks --
+    shared with the pool's workers and the recovery sweep -- and to ``pool``'s context when that
+    is another one; ``pool`` also counts workers that started before this wrapper.
+    ``sample_interval``: seconds between two samples of ``queue_lag`` and ``executions_active``.
     """
 
     def __init__(
@@ -258,6 +256,8 @@ class InstrumentedEngine:
         pool: WorkerPool | None = None,
         sample_interval: float = 5.0,
     ) -> None:
+        self._setup(engine.context, engine.config)
+        self._local_runs = engine._local_runs  # one set of local runs, whoever submitted them
         self.engine = engine
         self.collector = collector
         self.hooks = MetricsHooks(collector)
@@ -274,106 +274,10 @@ class InstrumentedEngine:
         """Sample ``queue_lag`` and ``executions_active`` now."""
         await self._sampler.sample()
 
-    # -- the DistributedEngine API, delegated -------------------------------------------------
-
-    @property
-    def context(self) -> RuntimeContext:
-        return self.engine.context
-
-    @property
-    def local_engine(self) -> Engine:
-        return self.engine.local_engine
-
-    @property
-    def queue(self) -> TaskQueue:
-        return self.engine.queue
-
-    @property
-    def persistence(self) -> WorkflowPersistence:
-        return self.engine.persistence
-
-    @property
-    def config(self) -> EngineConfig:
-        return self.engine.config
-
-    @property
-    def scheduler(self) -> Scheduler:
-        return self.engine.scheduler
-
-    async def execute_async(
-        self,
-        workflow_id: str,
-        inputs: Mapping[str, Any] | None = None,
-        options: ExecutionOptions | None = None,
-        *,
-        execution_id: str | None = None,
-    ) -> str:
-        """See ``DistributedEngine.execute_async``."""
-        return await self.engine.execute_async(
-            workflow_id, inputs, options, execution_id=execution_id
-        )
-
-    async def execute_sync(
-        self,
-        workflow_id: str,
-        inputs: Mapping[str, Any] | None = None,
-        options: ExecutionOptions | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> ExecutionSnapshot:
-        """See ``DistributedEngine.execute_sync``."""
-        return await self.engine.execute_sync(workflow_id, inputs, options, timeout=timeout)
-
-    async def wait(self, execution_id: str, timeout: float | None = None) -> ExecutionSnapshot:
-        """See ``DistributedEngine.wait``."""
-        return await self.engine.wait(execution_id, timeout)
-
-    async def get_execution_status(self, execution_id: str) -> ExecutionSnapshot:
-        """See ``DistributedEngine.get_execution_status``."""
-        return await self.engine.get_execution_status(execution_id)
-
-    async def list_executions(
-        self, *, status: str | None = None, limit: int = 100
-    ) -> list[ExecutionSnapshot]:
-        """See ``DistributedEngine.list_executions``."""
-        return await self.engine.list_executions(status=status, limit=limit)
-
-    async def cancel(self, execution_id: str) -> bool:
-        """See ``DistributedEngine.cancel``."""
-        return await self.engine.cancel(execution_id)
-
-    async def signal(
-        self,
-        execution_id: str,
-        event: str,
-        payload: Any = None,
-        action: str | None = None,
-    ) -> None:
-        """See ``DistributedEngine.signal``."""
-        await self.engine.signal(execution_id, event, payload, action)
-
-    async def time_out(self, execution_id: str) -> bool:
-        """See ``DistributedEngine.time_out``."""
-        return await self.engine.time_out(execution_id)
-
-    async def pause(self, execution_id: str) -> None:
-        """See ``DistributedEngine.pause``."""
-        await self.engine.pause(execution_id)
-
-    async def resume(self, execution_id: str) -> None:
-        """See ``DistributedEngine.resume``."""
-        await self.engine.resume(execution_id)
-
     async def close(self) -> None:
-        """Stop sampling, then close the wrapped engine."""
+        """Stop sampling, then close as ``DistributedEngine.close`` does."""
         await self._sampler.stop()
-        await self.engine.close()
-
-    def __getattr__(self, name: str) -> Any:
-        """Anything else of the wrapped engine (what it gains later, too)."""
-        if name == "engine":  # not set yet: __init__ failed early
-            raise AttributeError(name)
-        return getattr(self.engine, name)
+        await super().close()
 
 
 def _contexts(engine: DistributedEngine, pool: WorkerPool | None) -> list[RuntimeContext]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import os
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from cluster_app import STEPS, WORKFLOW, build_engine, cluster_runtime
@@ -32,9 +32,11 @@ from distributed import (
     Runtime,
     Task,
 )
+from distributed.hooks import StepOutcomeName
 from distributed.instrumented import dead_letter_reason
 from distributed.lease import acquire_lease
-from metrics import MetricsServer, PrometheusCollector, serve_metrics
+from distributed.models import FinalStatusName
+from metrics import METRICS, MetricsServer, PrometheusCollector, serve_metrics
 from orchestration import Engine
 
 WAIT = 60
@@ -327,16 +329,29 @@ async def test_two_instrumented_runtimes_in_one_process_count_only_their_own(
         assert await b.value("workflow_execution_started_total", workflow="one") == 2
 
 
-def test_the_wrapper_has_the_engines_api_with_the_same_signatures() -> None:
-    public = [name for name in vars(DistributedEngine) if not name.startswith("_")]
-    for name in public:
-        if name == "from_context":
-            continue
-        ours = getattr(InstrumentedEngine, name)
-        theirs = getattr(DistributedEngine, name)
-        assert inspect.signature(ours) == inspect.signature(theirs), name
-    for attribute in ("context", "local_engine", "queue", "persistence", "config", "scheduler"):
-        assert isinstance(getattr(InstrumentedEngine, attribute), property), attribute
+async def test_the_instrumented_engine_is_the_engine_on_the_same_context(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """It goes wherever a DistributedEngine goes: a RecoveryManager built on it shares (and
+    so reports through) the runtime's context."""
+    runtime = Runtime.embedded(engine, str(tmp_path), pool=FAST_POOL)
+    instrumented = InstrumentedEngine(runtime.engine, PrometheusCollector(), pool=runtime.pool)
+    assert isinstance(instrumented, DistributedEngine)
+    assert instrumented.context is runtime.engine.context
+    assert instrumented.hooks in runtime.engine.context.hooks.hooks
+    recovery = RecoveryManager(instrumented.persistence, instrumented.queue, instrumented)
+    assert recovery.context is runtime.engine.context
+    await instrumented.close()
+    await runtime.close()
+
+
+def test_the_bounded_label_values_are_exactly_what_the_hooks_can_report() -> None:
+    """A new step outcome or final status must be added to the catalog, or it would be
+    refused (and logged) instead of counted."""
+    allowed = {spec.name: spec.allowed for spec in METRICS}
+    assert set(allowed["step_duration_seconds"]["outcome"]) == set(get_args(StepOutcomeName))
+    statuses = set(allowed["workflow_execution_completed_total"]["status"])
+    assert statuses == set(get_args(FinalStatusName))
 
 
 @pytest.mark.parametrize(
