@@ -20,10 +20,12 @@ server rendering the exposition on its thread. The embedded runtime is the worst
 workers and the server share one process (and its GIL), and a step costs well under a
 millisecond, so any per-step cost of the hooks shows. A batch's time runs from the first submit
 to the last final status's ``finished_at`` (written by the worker), so the client's polling does
-not count. Printed per configuration: steps/s (median, min, max over the rounds) and the
-median's difference to ``plain``; CPU time of this process per step (median; on a shared
-machine this varies less than wall time) and its difference to ``plain``; then the scrapes
-(count per batch, p50/p95 time of GET + parse, size).
+not count. Printed per configuration: steps/s (median, min, max over the rounds); the batch
+time's difference to ``plain`` (median over the rounds of the ratio to the ``plain`` batch of
+the same round: pairing cancels most of a shared machine's drift); this process's CPU time per
+step and its paired difference to ``plain``; then the scrapes (count per batch, p50/p95 time of
+GET + parse, size), and, measured in isolation, the CPU the hooks take per step attempt and the
+CPU one scrape's rendering takes.
 """
 
 from __future__ import annotations
@@ -48,7 +50,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from distributed import EngineConfig, InstrumentedEngine, PoolConfig, Runtime, WorkerConfig
+from distributed import (
+    EngineConfig,
+    InstrumentedEngine,
+    MetricsHooks,
+    PoolConfig,
+    Runtime,
+    StepFinished,
+    StepStarted,
+    WorkerConfig,
+    WorkerStarted,
+)
 from metrics import PrometheusCollector, serve_metrics
 from orchestration import Engine, Node, NodeContext, NodeResult
 
@@ -190,6 +202,8 @@ class Bench:
     scraper: Scraper
     batches: dict[str, list[Batch]] = field(default_factory=dict)
     scrapes: dict[str, Scrapes] = field(default_factory=dict)
+    hooks_us: float = 0.0
+    render_ms: float = 0.0
 
     async def round(self, executions: int) -> None:
         batches: dict[str, Callable[[], Awaitable[Batch]]] = {
@@ -233,6 +247,8 @@ async def bench(args: argparse.Namespace) -> Bench:
                     await run_batch(engine, 20)
                     for _ in range(args.rounds):
                         await result.round(args.executions)
+                result.hooks_us = hooks_cost(PrometheusCollector())
+                result.render_ms = render_cost(collector)
                 await engine.close()
             finally:
                 scraper.close()
@@ -245,6 +261,34 @@ def percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
+def paired_change(batches: list[Batch], base: list[Batch], of: Callable[[Batch], float]) -> float:
+    """Median over the rounds of (this configuration / plain in the same round) - 1, in %:
+    pairing by round cancels most of a shared machine's drift."""
+    return (statistics.median(of(b) / of(p) for b, p in zip(batches, base, strict=True)) - 1) * 100
+
+
+def hooks_cost(collector: PrometheusCollector, repeat: int = 20_000) -> float:
+    """Microseconds of CPU the hooks take per step attempt (its start and its finish)."""
+    hooks = MetricsHooks(collector)
+    hooks.worker_started(WorkerStarted(worker_id="bench", slots=8))
+    common = {"execution_id": "e", "workflow_id": WORKFLOW, "step_id": "s000", "attempt": 1}
+    start = StepStarted(**common, worker_id="bench", dispatch_latency=0.001)
+    finish = StepFinished(**common, worker_id="bench", outcome="completed", duration=0.0003)
+    began = time.process_time()
+    for _ in range(repeat):
+        hooks.step_started(start)
+        hooks.step_finished(finish)
+    return (time.process_time() - began) / repeat * 1e6
+
+
+def render_cost(collector: PrometheusCollector, repeat: int = 200) -> float:
+    """Milliseconds of CPU one scrape's rendering takes."""
+    began = time.process_time()
+    for _ in range(repeat):
+        collector.render()
+    return (time.process_time() - began) / repeat * 1000
+
+
 def report(result: Bench, args: argparse.Namespace) -> None:
     steps = args.executions * args.chain
     print(
@@ -252,20 +296,18 @@ def report(result: Bench, args: argparse.Namespace) -> None:
         f"{args.workers} workers x {args.concurrency} slots; {args.rounds} rounds, interleaved"
     )
     print(
-        f"{'configuration':<17} {'steps/s median':>14} {'min':>6} {'max':>6} {'vs plain':>9}"
-        f" {'CPU us/step':>12} {'vs plain':>9}"
+        f"{'configuration':<17} {'steps/s median':>14} {'min':>6} {'max':>6} {'time vs plain':>14}"
+        f" {'CPU us/step':>12} {'CPU vs plain':>13}"
     )
     base = result.batches["plain"]
-    base_wall = statistics.median(b.wall for b in base)
-    base_cpu = statistics.median(b.cpu for b in base)
     for name, batches in result.batches.items():
         rates = [steps / b.wall for b in batches]
-        wall = statistics.median(b.wall for b in batches)
-        cpu = statistics.median(b.cpu for b in batches)
+        cpu = statistics.median(b.cpu for b in batches) / steps * 1e6
+        wall = paired_change(batches, base, lambda b: b.wall)
+        cpu_change = paired_change(batches, base, lambda b: b.cpu)
         print(
-            f"{name:<17} {steps / wall:>14,.0f} {min(rates):>6,.0f} {max(rates):>6,.0f} "
-            f"{(base_wall / wall - 1) * 100:>+8.1f}% {cpu / steps * 1e6:>12,.0f} "
-            f"{(cpu / base_cpu - 1) * 100:>+8.1f}%"
+            f"{name:<17} {statistics.median(rates):>14,.0f} {min(rates):>6,.0f} "
+            f"{max(rates):>6,.0f} {wall:>+13.1f}% {cpu:>12,.0f} {cpu_change:>+12.1f}%"
         )
     for name, scrapes in result.scrapes.items():
         if not scrapes.seconds:
@@ -276,6 +318,10 @@ def report(result: Bench, args: argparse.Namespace) -> None:
             f"p95 {percentile(scrapes.seconds, 95) * 1000:.1f} ms; "
             f"body {statistics.median(scrapes.sizes) / 1024:.1f} KiB"
         )
+    print(
+        f"in isolation: the hooks cost {result.hooks_us:.1f} us of CPU per step attempt; "
+        f"rendering one scrape {result.render_ms:.2f} ms"
+    )
 
 
 def main() -> None:

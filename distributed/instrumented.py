@@ -52,6 +52,7 @@ from store import StoreClosed
 
 from .context import RuntimeContext
 from .engine import DistributedEngine
+from .errors import InvalidSettings
 from .hooks import (
     DeadLettered,
     ExecutionControl,
@@ -213,6 +214,7 @@ class _Sampler(Hooks):
             await asyncio.sleep(self.interval)
 
     async def sample(self) -> None:
+        """Count the unfinished executions in the store; read every consumer's lag."""
         collector = self.hooks.collector
         active = sum([1 async for _ in self.persistence.active_executions()])
         collector.set(EXECUTIONS_ACTIVE, active)
@@ -245,7 +247,8 @@ class InstrumentedEngine(DistributedEngine):
     (``RecoveryManager``, ``RemoteStep``). It adds ``MetricsHooks`` to that context's hooks --
     shared with the pool's workers and the recovery sweep -- and to ``pool``'s context when that
     is another one; ``pool`` also counts workers that started before this wrapper.
-    ``sample_interval``: seconds between two samples of ``queue_lag`` and ``executions_active``.
+    ``sample_interval``: seconds between two samples of ``queue_lag`` and ``executions_active``
+    (``InvalidSettings`` unless positive).
     """
 
     def __init__(
@@ -256,6 +259,8 @@ class InstrumentedEngine(DistributedEngine):
         pool: WorkerPool | None = None,
         sample_interval: float = 5.0,
     ) -> None:
+        if sample_interval <= 0:
+            raise InvalidSettings(f"sample_interval must be > 0 seconds, not {sample_interval}")
         self._setup(engine.context, engine.config)
         self._local_runs = engine._local_runs  # one set of local runs, whoever submitted them
         self.engine = engine

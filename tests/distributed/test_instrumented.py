@@ -26,6 +26,7 @@ from support import assert_eventually, require_kafka, require_redis
 from distributed import (
     DistributedEngine,
     InstrumentedEngine,
+    InvalidSettings,
     MQTaskQueue,
     RecoveryConfig,
     RecoveryManager,
@@ -342,6 +343,15 @@ async def test_the_instrumented_engine_is_the_engine_on_the_same_context(
     recovery = RecoveryManager(instrumented.persistence, instrumented.queue, instrumented)
     assert recovery.context is runtime.engine.context
     await instrumented.close()
+    await runtime.close()
+
+
+async def test_a_sample_interval_that_is_not_positive_is_refused(
+    engine: Engine, tmp_path: Path
+) -> None:
+    runtime = Runtime.embedded(engine, str(tmp_path))
+    with pytest.raises(InvalidSettings, match="sample_interval"):
+        InstrumentedEngine(runtime.engine, PrometheusCollector(), sample_interval=0)
     await runtime.close()
 
 
