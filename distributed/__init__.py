@@ -6,6 +6,8 @@ default: LevelDB + the in-process broker). Steps run at least once, state transi
 ``RecoveryManager`` recovers failed executions and keeps the others moving; ``Hooks`` observe them.
 ``InstrumentedEngine`` wraps an engine so that its runtime exports Prometheus metrics (the hooks
 adapter ``MetricsHooks``; the collector and ``/metrics`` endpoint are in ``metrics``).
+``DistributedEngine.events`` reads an execution's event log (``ExecutionEvent``), which the
+``EventRecorder`` hook writes.
 ``RetryPolicy`` and ``retry_with_policy`` are orchestration's, re-exported here.
 """
 
@@ -31,6 +33,7 @@ from .errors import (
     UndecodableTask,
     WaitTimeout,
 )
+from .events import EventRecorder, ExecutionEvent
 from .hooks import (
     DeadLettered,
     ExecutionControl,
@@ -70,7 +73,9 @@ __all__ = [
     "DistributedError",
     "DistributedParallelStep",
     "EngineConfig",
+    "EventRecorder",
     "ExecutionControl",
+    "ExecutionEvent",
     "ExecutionExists",
     "ExecutionFinal",
     "ExecutionFinished",

@@ -1,7 +1,9 @@
 """``RuntimeContext``: what every distributed component shares, built once and handed down.
 
 The persistence, the task queue, the local engine (definitions and node types), the lifecycle
-hooks and the clock. Components take a context instead of building each other's collaborators;
+hooks and the clock. ``build`` also installs the event log's ``EventRecorder`` hook (always on
+over a ``KVPersistence``; ``events=False`` leaves it out), see :mod:`distributed.events`.
+Components take a context instead of building each other's collaborators;
 ``context.scheduler`` is the one ``Scheduler`` they all use.
 """
 
@@ -14,8 +16,9 @@ from functools import cached_property
 
 from orchestration import Engine
 
+from .events import EventRecorder
 from .hooks import Hooks, HookSet
-from .persistence import WorkflowPersistence
+from .persistence import KVPersistence, WorkflowPersistence
 from .queue import TaskQueue
 from .scheduler import Scheduler
 
@@ -37,12 +40,27 @@ class RuntimeContext:
         queue: TaskQueue,
         persistence: WorkflowPersistence,
         hooks: Hooks | None = None,
+        *,
+        events: bool = True,
     ) -> RuntimeContext:
-        """A context with ``hooks`` (one hook, or a ``HookSet``) installed."""
+        """A context with ``hooks`` (one hook, or a ``HookSet``) installed, and the event
+        log's recorder unless ``events=False`` (or the hook set has one already)."""
         hook_set = (
             hooks if isinstance(hooks, HookSet) else HookSet([] if hooks is None else [hooks])
         )
+        has_recorder = any(isinstance(hook, EventRecorder) for hook in hook_set.hooks)
+        if events and not has_recorder and isinstance(persistence, KVPersistence):
+            recorder = EventRecorder(
+                persistence.store, persistence.keys, retention=persistence.retention
+            )
+            hook_set.add(recorder)
         return cls(persistence=persistence, queue=queue, engine=engine, hooks=hook_set)
+
+    async def flush_events(self) -> None:
+        """Append the events the event log's recorder still holds (before closing)."""
+        for hook in self.hooks.hooks:
+            if isinstance(hook, EventRecorder):
+                await hook.flush()
 
     @cached_property
     def scheduler(self) -> Scheduler:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 
 from pydantic import Field
@@ -22,6 +22,7 @@ from orchestration.waits import waits_of
 
 from .context import RuntimeContext
 from .errors import ExecutionExists, ExecutionFinal, ExecutionNotFound, WaitTimeout
+from .events import ExecutionEvent, read_events
 from .hooks import ExecutionControl, Hooks
 from .local import run_locally, submit_locally
 from .models import (
@@ -31,7 +32,7 @@ from .models import (
     FinalStatus,
     SignalRecord,
 )
-from .persistence import VersionedStep, WorkflowPersistence
+from .persistence import KVPersistence, VersionedStep, WorkflowPersistence
 from .queue import TaskQueue
 
 __all__ = ["DistributedEngine", "EngineConfig", "default_engine_config"]
@@ -246,10 +247,39 @@ class DistributedEngine:
         )
         self.context.hooks.execution_control(event)
 
+    async def events(
+        self, execution_id: str, after: int = 0, follow: bool = False
+    ) -> AsyncIterator[ExecutionEvent]:
+        """Yield the execution's events (see :mod:`distributed.events`) with offsets above
+        ``after``, in order; resume after a disconnect by passing the last offset seen. With
+        ``follow`` it waits for new ones and ends after the final status. Raises
+        ``ExecutionNotFound`` for an unknown (or expired) execution."""
+        await self._require(execution_id)
+        persistence = self.persistence
+        if not isinstance(persistence, KVPersistence):
+            raise TypeError("the event log needs a KVPersistence (a KVStore) behind the engine")
+
+        async def is_final() -> bool:
+            return await persistence.final(execution_id) is not None
+
+        events = read_events(
+            persistence.store,
+            persistence.keys,
+            execution_id,
+            after=after,
+            follow=follow,
+            is_final=is_final,
+            poll_interval=self.config.poll_interval,
+            max_poll_interval=self.config.max_poll_interval,
+        )
+        async for event in events:
+            yield event
+
     async def close(self) -> None:
         for task in list(self._local_runs.values()):
             task.cancel()
         await asyncio.gather(*self._local_runs.values(), return_exceptions=True)
+        await self.context.flush_events()
 
     async def _require(self, execution_id: str) -> ExecutionRecord:
         record = await self.persistence.record(execution_id)

@@ -18,6 +18,11 @@ Every key starts with the persistence's namespace (default ``flowloom/``)::
     idx/all/{eid}               every execution, for listing
     leader/recovery             the recovery sweeper's leader lease (owner id, with a TTL)
 
+    exec/{eid}/events           a store *log* (not a value: ``KVStore.log_append``): the
+                                execution's event log, JSON ``ExecutionEvent`` entries with
+                                store-assigned offsets, trimmed to the newest N, expired with
+                                the execution's retention (see ``distributed.events``)
+
 The **agenda** is the scheduling outbox. A step gets an entry when it is scheduled -- in the same
 atomic write that creates the execution, or before its task is enqueued -- and loses it only
 after it is finished *and* its successors are scheduled (or the execution is final). So a
@@ -57,6 +62,10 @@ class Keys:
 
     def step(self, eid: str, node_id: str) -> str:
         return f"{self.steps(eid)}{node_id}"
+
+    def events(self, eid: str) -> str:
+        """The execution's event log (a store log, in the logs' own namespace)."""
+        return f"{self.ns}exec/{eid}/events"
 
     def edge(self, eid: str, edge_key: str) -> str:
         return f"{self.ns}exec/{eid}/edge/{edge_key}"

@@ -3,6 +3,7 @@
     flowloom worker APP [--blueprints DIR] [--concurrency N] [--processes N] [--check]
     flowloom run WORKFLOW [--input JSON|@file] [--detach | --wait] [--timeout S] [--follow]
     flowloom status ID [--follow] · list [--status S] [--workflow W] [--limit N]
+    flowloom events ID [--follow] [--after N]
     flowloom cancel ID · pause ID · resume ID · recover ID [--force]
     flowloom dlq list | show ID | replay ID|--all | purge
     flowloom validate DIR|FILE · demo [USE_CASE] [SCENARIO] · version (or --version)
@@ -23,7 +24,7 @@ import sys
 import traceback
 from importlib.metadata import PackageNotFoundError, version
 
-from . import demo, dlq, executions, validate, worker
+from . import demo, dlq, events, executions, validate, worker
 from .app import provider as _provider
 from .errors import UserError, explain
 from .exitcodes import (
@@ -110,6 +111,7 @@ def build_parser() -> OneLineParser:
     common, connection = common_options(), connection_options()
     worker.register(commands, common, connection, definition_options(app_flag=False))
     executions.register(commands, common, connection, definition_options(app_flag=True))
+    events.register(commands, common, connection)
     dlq.register(commands, common, connection)
     validate.register(commands, common)
     demo.register(commands, common)

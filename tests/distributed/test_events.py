@@ -1,0 +1,180 @@
+"""The per-execution event log: ordered, contiguous, resumable, followed live, bounded, expired;
+embedded and on the cluster."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from scenario_support import Probe, RuntimeFactory, blueprint
+from support import assert_eventually
+
+from distributed import ExecutionNotFound, Runtime
+from distributed.events import EventRecorder, ExecutionEvent, read_events
+from distributed.hooks import ExecutionFinished, StepStarted
+from distributed.keys import Keys
+from orchestration import Engine
+from store import MemoryStore
+
+WAIT = 60
+
+
+async def collect(events: AsyncIterator[ExecutionEvent]) -> list[ExecutionEvent]:
+    return [event async for event in events]
+
+
+@pytest.fixture
+async def runtime(make_runtime: RuntimeFactory, engine: Engine) -> AsyncIterator[Runtime]:
+    async with make_runtime(engine) as started:
+        yield started
+
+
+async def run_with_a_retry(runtime: Runtime, engine: Engine) -> str:
+    nodes = {"a": {}, "b": {"fail_times": 1}, "c": {}}
+    config = {"b": {"maxRetries": 2, "retryDelay": 10}}
+    engine.register_blueprint(blueprint("evented", nodes, [("a", "b"), ("b", "c")], config))
+    return await runtime.engine.execute_async("evented", {})
+
+
+async def test_a_followed_run_yields_every_event_in_order_with_contiguous_offsets(
+    runtime: Runtime, engine: Engine
+) -> None:
+    eid = await run_with_a_retry(runtime, engine)
+    events = await asyncio.wait_for(collect(runtime.engine.events(eid, follow=True)), WAIT)
+
+    assert [e.offset for e in events] == list(range(1, len(events) + 1))
+    assert events[0].type == "execution.submitted"
+    (last,) = [e for e in events if e.type == "execution.final"]
+    assert last.data["status"] == "completed"
+    assert last.offset > max(e.offset for e in events if e.type == "step.started")
+    steps = [(e.type, e.step_id, e.attempt) for e in events if e.step_id is not None]
+    assert steps == [
+        ("step.started", "a", 1),
+        ("step.finished", "a", 1),
+        ("step.started", "b", 1),
+        ("step.retrying", "b", 1),
+        ("step.started", "b", 2),
+        ("step.finished", "b", 2),
+        ("step.started", "c", 1),
+        ("step.finished", "c", 1),
+    ]
+    assert all(e.execution_id == eid for e in events)
+
+
+async def test_resuming_at_any_offset_misses_nothing_and_repeats_nothing(
+    runtime: Runtime, engine: Engine
+) -> None:
+    eid = await run_with_a_retry(runtime, engine)
+    everything = await asyncio.wait_for(collect(runtime.engine.events(eid, follow=True)), WAIT)
+    for offset in range(len(everything) + 1):
+        rest = await collect(runtime.engine.events(eid, after=offset))
+        assert rest == everything[offset:]
+
+
+async def test_a_follower_that_starts_early_sees_the_run_live_and_ends_at_the_final_status(
+    runtime: Runtime, engine: Engine, probe: Probe
+) -> None:
+    engine.register_blueprint(blueprint("gated", {"a": {"gate": "go"}, "b": {}}, [("a", "b")]))
+    eid = await runtime.engine.execute_async("gated", {})
+    seen: list[ExecutionEvent] = []
+
+    async def follow() -> None:
+        async for event in runtime.engine.events(eid, follow=True):
+            seen.append(event)
+
+    follower = asyncio.create_task(follow())
+    await assert_eventually(lambda: any(e.type == "step.started" for e in seen))
+    assert not follower.done()
+    probe.open_gate("go")
+    await asyncio.wait_for(follower, WAIT)
+    assert [e.type for e in seen].count("execution.final") == 1
+    assert [e.offset for e in seen] == list(range(1, len(seen) + 1))
+
+
+async def test_the_events_of_an_unknown_execution_are_refused(runtime: Runtime) -> None:
+    with pytest.raises(ExecutionNotFound):
+        await collect(runtime.engine.events("no-such-execution"))
+
+
+# -- the recorder and reader on a store, without a runtime ----------------------------------------
+
+
+def started(eid: str, step: str, attempt: int = 1) -> StepStarted:
+    return StepStarted(
+        execution_id=eid,
+        workflow_id="w",
+        step_id=step,
+        attempt=attempt,
+        worker_id="w1",
+        dispatch_latency=0.0,
+    )
+
+
+def final(eid: str) -> ExecutionFinished:
+    return ExecutionFinished(
+        execution_id=eid,
+        workflow_id="w",
+        status="completed",
+        error=None,
+        failed_step=None,
+        generation=1,
+        duration=1.0,
+    )
+
+
+async def test_the_log_keeps_only_the_newest_events_when_it_is_bounded() -> None:
+    store, keys = MemoryStore(), Keys("t/")
+    recorder = EventRecorder(store, keys, max_len=10)
+    for n in range(30):
+        recorder.step_started(started("e1", f"s{n}"))
+    await recorder.flush()
+    events = await collect(read_events(store, keys, "e1"))
+    assert [e.offset for e in events] == list(range(21, 31))
+    assert [e.step_id for e in events] == [f"s{n}" for n in range(20, 30)]
+
+
+async def test_the_log_expires_with_the_execution_s_retention_once_final() -> None:
+    store, keys = MemoryStore(), Keys("t/")
+    recorder = EventRecorder(store, keys, retention=0.2)
+    recorder.step_started(started("e1", "a"))
+    recorder.execution_final(final("e1"))
+    await recorder.flush()
+    assert len(await collect(read_events(store, keys, "e1"))) == 2
+
+    async def expired() -> bool:
+        return await store.log_read(keys.events("e1")) == []
+
+    await assert_eventually(expired)
+
+
+async def test_a_store_error_drops_the_batch_and_breaks_nothing() -> None:
+    store, keys = MemoryStore(), Keys("t/")
+    recorder = EventRecorder(store, keys)
+    await store.close()
+    recorder.step_started(started("e1", "a"))
+    await recorder.flush()  # logged, not raised
+
+
+async def test_a_follower_ends_when_the_execution_is_final_and_its_final_event_was_lost() -> None:
+    store, keys = MemoryStore(), Keys("t/")
+    recorder = EventRecorder(store, keys)
+    recorder.step_started(started("e1", "a"))
+    await recorder.flush()
+
+    async def is_final() -> bool:
+        return True
+
+    events = read_events(store, keys, "e1", follow=True, is_final=is_final, final_grace=0.05)
+    assert [e.type for e in await asyncio.wait_for(collect(events), 10)] == ["step.started"]
+
+
+async def test_events_of_a_retried_attempt_are_told_apart_by_their_attempt() -> None:
+    store, keys = MemoryStore(), Keys("t/")
+    recorder = EventRecorder(store, keys)
+    recorder.step_started(started("e1", "a", attempt=1))
+    recorder.step_started(started("e1", "a", attempt=2))
+    await recorder.flush()
+    events = await collect(read_events(store, keys, "e1"))
+    assert [(e.step_id, e.attempt) for e in events] == [("a", 1), ("a", 2)]
+    assert events[0].to_json()["attempt"] == 1
