@@ -19,6 +19,11 @@ Event types::
     step.started (attempt, worker)   step.finished (outcome completed|fallback, duration)
     step.failed           step.waiting           step.retrying (delay, error)
     step.interrupted (outcome cancelled|lease_lost|released)      step.lease_expired
+    step.progress (message, and the data a step passed to ``ctx.emit(message, **data)``)
+
+``ctx.emit`` reaches the log through ``orchestration.context.current_emitter``: the recorder
+sets it in ``step_started``, which the worker calls in the task that then starts the attempt
+(whose task inherits it), and clears it in ``step_finished``.
 
 Every step event carries the attempt, so events of an attempt that was retried or re-run after a
 crash can be told apart from the final attempt's. The log keeps the newest ``max_len`` events
@@ -36,6 +41,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestration.context import Emitter, current_emitter
 from store import KVStore
 
 from .hooks import (
@@ -94,7 +100,7 @@ class ExecutionEvent:
     def encode(self) -> bytes:
         body = self.to_json()
         del body["offset"]  # the store assigns it
-        return json.dumps(body, separators=(",", ":")).encode()
+        return json.dumps(body, separators=(",", ":"), default=repr).encode()
 
     @classmethod
     def decode(cls, offset: int, raw: bytes) -> ExecutionEvent:
@@ -141,8 +147,17 @@ class EventRecorder(Hooks):
     def step_started(self, event: StepStarted) -> None:
         data = {"worker_id": event.worker_id}
         self.record(event.execution_id, "step.started", event.step_id, event.attempt, data)
+        current_emitter.set(self._emitter(event.execution_id, event.step_id, event.attempt))
+
+    def _emitter(self, execution_id: str, step_id: str, attempt: int) -> Emitter:
+        def emit(message: str, data: Mapping[str, Any]) -> None:
+            body = {"message": message, **data}
+            self.record(execution_id, "step.progress", step_id, attempt, body)
+
+        return emit
 
     def step_finished(self, event: StepFinished) -> None:
+        current_emitter.set(None)
         kind = _STEP_TYPES.get(event.outcome)
         if kind is not None:
             data = {"outcome": event.outcome, "duration": round(event.duration, 6)}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -14,7 +15,22 @@ if TYPE_CHECKING:
     from orchestration.providers.base import LLMProvider
     from orchestration.routing import NodeResult
 
-__all__ = ["NodeContext", "NodeType", "Services", "current_context", "current_node_id"]
+__all__ = [
+    "Emitter",
+    "NodeContext",
+    "NodeType",
+    "Services",
+    "current_context",
+    "current_emitter",
+    "current_node_id",
+]
+
+Emitter = Callable[[str, Mapping[str, JSON]], None]
+"""Receives a step's progress events: ``(message, data)``. Must not block or raise."""
+
+current_emitter: ContextVar[Emitter | None] = ContextVar("flowloom_current_emitter", default=None)
+"""Where ``NodeContext.emit`` sends events when the context has no ``emitter`` of its own: set
+by whatever runs the attempt (the distributed engine's event log sets it as a step starts)."""
 
 current_node_id: ContextVar[str | None] = ContextVar("flowloom_current_node_id", default=None)
 """Id of the node whose attempt is running in this task (set by ``Engine.run_node``)."""
@@ -42,10 +58,23 @@ class NodeContext:
     outputs: Mapping[str, JSON]
     attempt: int = 1
     idempotency_key: str = ""
+    emitter: Emitter | None = None
 
     def __post_init__(self) -> None:
         if not self.idempotency_key:
             self.idempotency_key = f"{self.execution_id}/{self.node.id}"
+
+    def emit(self, message: str, **data: JSON) -> None:
+        """Report progress of this attempt (``ctx.emit("fetched", rows=120)``): in a distributed
+        run it becomes a ``step.progress`` event of the execution's event log; where nothing
+        listens it does nothing. Never raises; values should be JSON."""
+        emitter = self.emitter or current_emitter.get()
+        if emitter is None:
+            return
+        try:
+            emitter(message, data)
+        except Exception:  # an observer never breaks a step
+            logging.getLogger(__name__).warning("progress event dropped", exc_info=True)
 
 
 @dataclass(frozen=True)

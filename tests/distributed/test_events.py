@@ -14,7 +14,8 @@ from distributed import ExecutionNotFound, Runtime
 from distributed.events import EventRecorder, ExecutionEvent, read_events
 from distributed.hooks import ExecutionFinished, StepStarted
 from distributed.keys import Keys
-from orchestration import Engine
+from orchestration import Engine, NodeContext, NodeResult, Services
+from orchestration.graph import Node
 from store import MemoryStore
 
 WAIT = 60
@@ -90,6 +91,53 @@ async def test_a_follower_that_starts_early_sees_the_run_live_and_ends_at_the_fi
     await asyncio.wait_for(follower, WAIT)
     assert [e.type for e in seen].count("execution.final") == 1
     assert [e.offset for e in seen] == list(range(1, len(seen) + 1))
+
+
+class Reporter:
+    """A node type that reports its progress through ``ctx.emit``."""
+
+    def validate(self, node: Node) -> list[str]:
+        return []
+
+    async def run(self, node: Node, ctx: NodeContext, services: Services) -> NodeResult:
+        ctx.emit("fetched", rows=120)
+        ctx.emit("done", odd=object())  # not JSON: recorded by its repr, the step goes on
+        return NodeResult(output="reported")
+
+
+async def test_progress_a_step_emits_is_in_the_log_between_its_start_and_its_end(
+    runtime: Runtime, engine: Engine
+) -> None:
+    engine.node_types.register("reporter", Reporter())
+    definition = {
+        "id": "reporting",
+        "nodes": [{"id": "r", "uses": "reporter"}],
+        "edges": [],
+    }
+    engine.register_blueprint(definition)
+    eid = await runtime.engine.execute_async("reporting", {})
+    events = await asyncio.wait_for(collect(runtime.engine.events(eid, follow=True)), WAIT)
+    steps = [(e.type, e.step_id, e.attempt) for e in events if e.step_id == "r"]
+    assert steps == [
+        ("step.started", "r", 1),
+        ("step.progress", "r", 1),
+        ("step.progress", "r", 1),
+        ("step.finished", "r", 1),
+    ]
+    progress = [e.data for e in events if e.type == "step.progress"]
+    assert progress[0] == {"message": "fetched", "rows": 120}
+    assert progress[1]["message"] == "done" and "object" in progress[1]["odd"]
+
+
+def test_emit_without_a_listener_does_nothing_and_with_one_hands_over_the_data() -> None:
+    node = Node(id="n", type="reporter")
+    seen: list[tuple[str, object]] = []
+    NodeContext(execution_id="e", node=node, state={}, outputs={}).emit("quiet")
+    ctx = NodeContext(
+        execution_id="e", node=node, state={}, outputs={}, emitter=lambda m, d: seen.append((m, d))
+    )
+    ctx.emit("loud", n=1)
+    assert seen == [("loud", {"n": 1})]
 
 
 async def test_the_events_of_an_unknown_execution_are_refused(runtime: Runtime) -> None:
