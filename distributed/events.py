@@ -6,8 +6,10 @@ and in the recovery sweep). It turns hook calls into ``ExecutionEvent`` records 
 to the execution's log in the store (``Keys.events``; a store log, see ``store.base``), whose
 offsets the store assigns atomically, so several processes append to one log safely.
 
-Hooks are synchronous and must not block, so the recorder only queues an event; one background
-task per recorder appends the queue in batches (one ``log_append`` per execution and batch). A
+Hooks are synchronous and must not block, so the recorder only queues an event; a background
+task appends the queue ``flush_interval`` (50 ms) after the first event queued, in batches (one
+``log_append`` per execution and batch), so a busy worker pays one store call per execution and
+interval instead of one per event. A
 store error is logged and the batch dropped: the log observes execution, it never breaks it.
 Events a process queued but had not appended when it was SIGKILLed are lost; ``flush`` (called
 by ``DistributedEngine.close``) appends what is queued.
@@ -127,8 +129,10 @@ class EventRecorder(Hooks):
         max_len: int = DEFAULT_MAX_EVENTS,
         retention: float | None = None,
         clock: Callable[[], float] = time.time,
+        flush_interval: float = 0.05,
     ) -> None:
         self.store = store
+        self.flush_interval = flush_interval
         self.keys = keys
         self.max_len = max_len
         self.retention = retention
@@ -136,6 +140,7 @@ class EventRecorder(Hooks):
         self._queue: list[ExecutionEvent] = []
         self._expire: set[str] = set()
         self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._lock = asyncio.Lock()
 
     # -- hooks ---------------------------------------------------------------------------------
@@ -206,12 +211,20 @@ class EventRecorder(Hooks):
             data=dict(data or {}),
         )
         self._queue.append(event)
-        if self._task is None or self._task.done():
+        if self._timer is None:  # drains take turns (a lock), so one may start while one runs
             with contextlib.suppress(RuntimeError):  # no loop here: flush() appends it later
-                self._task = asyncio.get_running_loop().create_task(self._drain())
+                loop = asyncio.get_running_loop()
+                self._timer = loop.call_later(self.flush_interval, self._start_drain)
+
+    def _start_drain(self) -> None:
+        self._timer = None
+        self._task = asyncio.get_running_loop().create_task(self._drain())
 
     async def flush(self) -> None:
         """Append every queued event now (and wait for the background append in flight)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._task is not None and not self._task.done():
             await asyncio.shield(self._task)
         await self._drain()
