@@ -4,11 +4,18 @@ embedded and on the cluster."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
-from scenario_support import Probe, RuntimeFactory, blueprint
-from support import assert_eventually
+from crash_app import WORKFLOW, build_engine, cluster_runtime, pool_config
+from scenario_support import Probe, RuntimeFactory, blueprint, delete_prefix
+from support import REDIS_URL, assert_eventually, require_kafka, require_redis
 
 from distributed import ExecutionNotFound, Runtime
 from distributed.events import EventRecorder, ExecutionEvent, read_events
@@ -19,6 +26,18 @@ from orchestration.graph import Node
 from store import MemoryStore
 
 WAIT = 60
+HERE = Path(__file__).resolve().parent
+
+
+def spawn_crash_worker(*args: str) -> subprocess.Popen[str]:
+    """A worker process of ``crash_app.py`` (slow steps, to be killed in the middle of)."""
+    paths = [str(HERE.parents[1]), str(HERE), str(HERE.parent)]
+    return subprocess.Popen(
+        [sys.executable, str(HERE / "crash_app.py"), *args],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
 
 async def collect(events: AsyncIterator[ExecutionEvent]) -> list[ExecutionEvent]:
@@ -226,3 +245,50 @@ async def test_events_of_a_retried_attempt_are_told_apart_by_their_attempt() -> 
     events = await collect(read_events(store, keys, "e1"))
     assert [(e.step_id, e.attempt) for e in events] == [("a", 1), ("a", 2)]
     assert events[0].to_json()["attempt"] == 1
+
+
+# -- a worker SIGKILLed mid-step ------------------------------------------------------------------
+
+
+async def test_a_step_re_run_after_its_worker_was_killed_has_its_own_attempt_s_events(
+    tmp_path: Path,
+) -> None:
+    require_redis()
+    broker_url = f"kafka://{require_kafka()}"
+    tag = f"flowloom-events-crash-{uuid.uuid4().hex[:8]}"
+    prefix, run_log = f"{tag}:", tmp_path / "runs.log"
+    victim = spawn_crash_worker("cluster", REDIS_URL, prefix, broker_url, tag)
+    try:
+        assert victim.stdout is not None and victim.stdout.readline().strip() == "ready"
+        client = cluster_runtime(build_engine(), REDIS_URL, prefix, broker_url, tag, workers=False)
+        async with client:
+            eid = await client.engine.execute_async(WORKFLOW, {"run_log": str(run_log)})
+
+            async def slow_steps_started() -> bool:
+                events = await collect(client.engine.events(eid))
+                return sum(e.type == "step.started" and e.step_id != "fan" for e in events) == 3
+
+            await assert_eventually(slow_steps_started, timeout=60, message="victim busy")
+            victim.send_signal(signal.SIGKILL)
+            victim.wait(timeout=10)
+            survivor = cluster_runtime(
+                build_engine(), REDIS_URL, prefix, broker_url, tag, pool=pool_config(tag, 2)
+            )
+            async with survivor:
+                follow = collect(client.engine.events(eid, follow=True))
+                events = await asyncio.wait_for(follow, 90)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+        victim.wait(timeout=10)
+        await delete_prefix(prefix)
+
+    assert [e.offset for e in events] == list(range(1, len(events) + 1))
+    assert [e.data["status"] for e in events if e.type == "execution.final"] == ["completed"]
+    for step in ("s1", "s2", "s3"):
+        started = [(e.attempt, e.data["worker_id"]) for e in events if e.type == "step.started"
+                   if e.step_id == step]  # fmt: skip
+        finished = [e.attempt for e in events if e.type == "step.finished" and e.step_id == step]
+        assert len(started) == 2 and started[0][0] < started[1][0], started
+        assert started[0][1] != started[1][1]  # the victim, then a survivor
+        assert finished == [started[1][0]]  # only the re-run attempt finished
