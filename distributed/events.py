@@ -298,7 +298,7 @@ async def read_events(
             quiet_since = quiet_since or time.monotonic()
             if time.monotonic() - quiet_since >= (linger if final_seen else final_grace):
                 return
-        else:
-            final_seen = None
+        else:  # not final (again: a recovered execution goes on)
+            final_seen = quiet_since = None
         await asyncio.sleep(min(interval, linger) if final_seen else interval)
         interval = min(interval * 1.5, max_poll_interval)

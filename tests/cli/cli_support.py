@@ -106,6 +106,7 @@ def delete_redis_prefix(prefix: str) -> None:
     """Remove what a test wrote to the shared Redis (only under its own prefix)."""
     import asyncio
 
+    import redis.asyncio as aioredis
     from support import REDIS_URL
 
     from store import Delete, open_store
@@ -118,6 +119,14 @@ def delete_redis_prefix(prefix: str) -> None:
                 await store.batch([Delete(k) for k in keys[start : start + 500]])
         finally:
             await store.close()
+        client = aioredis.Redis.from_url(REDIS_URL)  # and what scan does not list: event logs
+        try:
+            pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
+            keys = [key async for key in client.scan_iter(match=pattern, count=500)]
+            if keys:
+                await client.delete(*keys)
+        finally:
+            await client.aclose()
 
     asyncio.run(delete())
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import redis.asyncio as aioredis
 from support import require_redis
 
 from distributed import PoolConfig, Runtime, WorkerConfig
@@ -178,3 +179,17 @@ async def delete_prefix(prefix: str) -> None:
             await store.batch([Delete(k) for k in keys[start : start + 500]])
     finally:
         await store.close()
+    await delete_raw_prefix(require_redis(), prefix)
+
+
+async def delete_raw_prefix(url: str, prefix: str) -> None:
+    """Remove every Redis key under ``prefix`` that ``scan`` does not list (the event logs'
+    streams, ``prefix + "\\x00log:..."``)."""
+    client = aioredis.Redis.from_url(url)
+    try:
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
+        keys = [key async for key in client.scan_iter(match=pattern, count=500)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
