@@ -4,9 +4,10 @@ Usage: python benchmarks/metrics_overhead.py [--executions 200] [--chain 5] [--r
        [--workers 2 --concurrency 8]
 
 Runs the same batch -- ``--executions`` executions of a chain of ``--chain`` no-op steps,
-submitted at once -- on embedded runtimes (LevelDB in a temporary directory + the in-process
-broker), in four configurations, ``--rounds`` times each, interleaved (plain, instrumented,
-scraped 1/s, scraped flat out, plain, ...) so that drift of a shared machine hits all alike:
+submitted at once -- in four configurations, each on an embedded runtime of its own (LevelDB in
+a temporary directory + the in-process broker; one store each, so that every store grows
+alike), ``--rounds`` times each, interleaved (plain, instrumented, scraped 1/s, scraped flat
+out, plain, ...) so that drift of a shared machine hits all alike:
 
 * ``plain``: the ``DistributedEngine`` as it is, no hooks;
 * ``instrumented``: an ``InstrumentedEngine`` with its ``/metrics`` served, nobody scraping;
@@ -24,14 +25,16 @@ not count. Printed per configuration: steps/s (median, min, max over the rounds)
 time's difference to ``plain`` (median over the rounds of the ratio to the ``plain`` batch of
 the same round: pairing cancels most of a shared machine's drift); this process's CPU time per
 step and its paired difference to ``plain``; then the scrapes (count per batch, p50/p95 time of
-GET + parse, size), and, measured in isolation, the CPU the hooks take per step attempt and the
-CPU one scrape's rendering takes.
+GET + parse, size); measured in isolation, the CPU the hooks take per step attempt and the CPU
+one scrape's rendering takes; and in situ, the share of the process's CPU spent inside the
+hooks (each call timed) over three more batches of the instrumented runtime.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import json
 import statistics
@@ -41,7 +44,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from prometheus_client.parser import text_string_to_metric_families
 
 from distributed import (
+    DistributedEngine,
     EngineConfig,
     InstrumentedEngine,
     MetricsHooks,
@@ -101,11 +105,11 @@ class Scrapes:
 
 
 class Scraper:
-    """Drives ``metrics_overhead.py --scraper URL`` (another process) over its stdin/stdout."""
+    """Drives ``metrics_overhead.py --scraper`` (another process) over its stdin/stdout."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self) -> None:
         self._proc = subprocess.Popen(
-            [sys.executable, __file__, "--scraper", url],
+            [sys.executable, __file__, "--scraper"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -117,8 +121,8 @@ class Scraper:
         self._proc.stdin.flush()
         return self._proc.stdout.readline()
 
-    def go(self, pause: float) -> None:
-        self._say(f"go {pause}")
+    def go(self, url: str, pause: float) -> None:
+        self._say(f"go {pause} {url}")
 
     def stop(self, into: Scrapes) -> None:
         seen = json.loads(self._say("stop"))
@@ -131,24 +135,24 @@ class Scraper:
         self._proc.wait(timeout=10)
 
 
-def scrape_on_command(url: str) -> None:
-    """The scraper process: ``go PAUSE`` starts scraping (GET + parse, PAUSE seconds apart)
-    and answers ``scraping``; ``stop`` stops and answers what it saw, as JSON; end of input ends
-    it."""
+def scrape_on_command() -> None:
+    """The scraper process: ``go PAUSE URL`` starts scraping URL (GET + parse, PAUSE seconds
+    apart) and answers ``scraping``; ``stop`` stops and answers what it saw, as JSON; end of
+    input ends it."""
     running, stopped, scraping, seen = (
         threading.Event(),
         threading.Event(),
         threading.Lock(),
         Scrapes(),
     )
-    pause = [0.0]
+    pause, url = [0.0], [""]
 
     def loop() -> None:
         while True:
             running.wait()
             with scraping:
                 began = time.perf_counter()
-                with urllib.request.urlopen(url, timeout=10) as response:
+                with urllib.request.urlopen(url[0], timeout=10) as response:
                     body = response.read()
                 list(text_string_to_metric_families(body.decode()))
                 seen.seconds.append(time.perf_counter() - began)
@@ -159,7 +163,7 @@ def scrape_on_command(url: str) -> None:
     for line in sys.stdin:
         command, *rest = line.split()
         if command == "go":
-            seen.seconds, seen.sizes, pause[0] = [], [], float(rest[0])
+            seen.seconds, seen.sizes, pause[0], url[0] = [], [], float(rest[0]), rest[1]
             stopped.clear()
             running.set()
             print("scraping", flush=True)
@@ -194,33 +198,36 @@ async def run_batch(engine: Any, count: int) -> Batch:
 
 
 @dataclass
-class Bench:
-    """The two runtimes (plain, instrumented) and what each configuration measured."""
+class Configuration:
+    """One configuration, on a runtime of its own (its own LevelDB, so every configuration's
+    store grows alike); ``url`` when instrumented, ``pause`` between scrapes when scraped."""
 
-    plain: Runtime
-    engine: InstrumentedEngine
-    scraper: Scraper
-    batches: dict[str, list[Batch]] = field(default_factory=dict)
-    scrapes: dict[str, Scrapes] = field(default_factory=dict)
+    name: str
+    engine: DistributedEngine
+    url: str | None = None
+    pause: float | None = None
+    batches: list[Batch] = field(default_factory=list)
+    scrapes: Scrapes = field(default_factory=Scrapes)
+
+    async def run(self, executions: int, scraper: Scraper) -> None:
+        if self.pause is None or self.url is None:
+            self.batches.append(await run_batch(self.engine, executions))
+            return
+        await asyncio.to_thread(scraper.go, self.url, self.pause)
+        try:
+            self.batches.append(await run_batch(self.engine, executions))
+        finally:
+            await asyncio.to_thread(scraper.stop, self.scrapes)
+
+
+@dataclass
+class Bench:
+    """The configurations, and the costs measured in isolation."""
+
+    configurations: list[Configuration]
     hooks_us: float = 0.0
     render_ms: float = 0.0
-
-    async def round(self, executions: int) -> None:
-        batches: dict[str, Callable[[], Awaitable[Batch]]] = {
-            "plain": lambda: run_batch(self.plain.engine, executions),
-            "instrumented": lambda: run_batch(self.engine, executions),
-            "scraped 1/s": lambda: self._scraped("scraped 1/s", executions, 1.0),
-            "scraped flat out": lambda: self._scraped("scraped flat out", executions, 0.0),
-        }
-        for name, batch in batches.items():
-            self.batches.setdefault(name, []).append(await batch())
-
-    async def _scraped(self, name: str, executions: int, pause: float) -> Batch:
-        await asyncio.to_thread(self.scraper.go, pause)
-        try:
-            return await run_batch(self.engine, executions)
-        finally:
-            await asyncio.to_thread(self.scraper.stop, self.scrapes.setdefault(name, Scrapes()))
+    hooks_percent: float = 0.0
 
 
 def runtime(directory: str, args: argparse.Namespace) -> Runtime:
@@ -232,27 +239,40 @@ def runtime(directory: str, args: argparse.Namespace) -> Runtime:
     return built
 
 
+async def configuration(
+    stack: contextlib.AsyncExitStack, directory: str, name: str, args: argparse.Namespace
+) -> Configuration:
+    """Open the runtime of configuration ``name`` (instrumented and served unless ``plain``)."""
+    built = runtime(f"{directory}/{name}", args)
+    if name == "plain":
+        await stack.enter_async_context(built)
+        return Configuration(name, built.engine)
+    collector = PrometheusCollector()
+    engine = InstrumentedEngine(built.engine, collector, pool=built.pool)
+    server = stack.enter_context(serve_metrics(collector, port=0))
+    await stack.enter_async_context(built)
+    stack.push_async_callback(engine.close)
+    pause = {"scraped 1/s": 1.0, "scraped flat out": 0.0}.get(name)
+    return Configuration(name, engine, server.url, pause)
+
+
 async def bench(args: argparse.Namespace) -> Bench:
+    names = ("plain", "instrumented", "scraped 1/s", "scraped flat out")
+    scraper = Scraper()
     with tempfile.TemporaryDirectory(prefix="flowloom-metrics-bench-") as directory:
-        plain = runtime(f"{directory}/plain", args)
-        instrumented = runtime(f"{directory}/instrumented", args)
-        collector = PrometheusCollector()
-        engine = InstrumentedEngine(instrumented.engine, collector, pool=instrumented.pool)
-        with serve_metrics(collector, port=0) as server:
-            scraper = Scraper(server.url)
-            try:
-                async with plain, instrumented:
-                    result = Bench(plain, engine, scraper)
-                    await run_batch(plain.engine, 20)  # warm-up
-                    await run_batch(engine, 20)
-                    for _ in range(args.rounds):
-                        await result.round(args.executions)
-                result.hooks_us = hooks_cost(PrometheusCollector())
-                result.render_ms = render_cost(collector)
-                await engine.close()
-            finally:
-                scraper.close()
-    return result
+        async with contextlib.AsyncExitStack() as stack:
+            configurations = [await configuration(stack, directory, n, args) for n in names]
+            for config in configurations:  # warm-up
+                await run_batch(config.engine, 20)
+            for _ in range(args.rounds):
+                for config in configurations:
+                    await config.run(args.executions, scraper)
+            instrumented = configurations[1].engine
+            assert isinstance(instrumented, InstrumentedEngine)
+            share = await hooks_share(instrumented, args.executions)
+    scraper.close()
+    cost = hooks_cost(PrometheusCollector())
+    return Bench(configurations, cost, render_cost(configurations), share)
 
 
 def percentile(values: list[float], q: int) -> float:
@@ -281,11 +301,36 @@ def hooks_cost(collector: PrometheusCollector, repeat: int = 20_000) -> float:
     return (time.process_time() - began) / repeat * 1e6
 
 
-def render_cost(collector: PrometheusCollector, repeat: int = 200) -> float:
-    """Milliseconds of CPU one scrape's rendering takes."""
+async def hooks_share(engine: InstrumentedEngine, executions: int, batches: int = 3) -> float:
+    """In situ: the share (%) of this process's CPU spent inside the metrics hooks while the
+    instrumented runtime runs ``batches`` batches (each hook call timed; a ratio within one
+    process, so a busy machine changes it less than it changes absolute times)."""
+    spent = [0.0]
+
+    def timed(hook: Callable[[Any], None]) -> Callable[[Any], None]:
+        def call(event: Any) -> None:
+            began = time.perf_counter()
+            hook(event)
+            spent[0] += time.perf_counter() - began
+
+        return call
+
+    hooks = engine.hooks
+    for name in ("execution_submitted", "execution_final", "step_started", "step_finished"):
+        setattr(hooks, name, timed(getattr(hooks, name)))
+    cpu = sum([(await run_batch(engine, executions)).cpu for _ in range(batches)])
+    for name in ("execution_submitted", "execution_final", "step_started", "step_finished"):
+        delattr(hooks, name)
+    return spent[0] / cpu * 100
+
+
+def render_cost(configurations: list[Configuration], repeat: int = 200) -> float:
+    """Milliseconds of CPU one scrape's rendering takes (of the last instrumented runtime)."""
+    engine = configurations[-1].engine
+    assert isinstance(engine, InstrumentedEngine)
     began = time.process_time()
     for _ in range(repeat):
-        collector.render()
+        engine.collector.render()
     return (time.process_time() - began) / repeat * 1000
 
 
@@ -299,8 +344,9 @@ def report(result: Bench, args: argparse.Namespace) -> None:
         f"{'configuration':<17} {'steps/s median':>14} {'min':>6} {'max':>6} {'time vs plain':>14}"
         f" {'CPU us/step':>12} {'CPU vs plain':>13}"
     )
-    base = result.batches["plain"]
-    for name, batches in result.batches.items():
+    base = result.configurations[0].batches
+    for config in result.configurations:
+        name, batches = config.name, config.batches
         rates = [steps / b.wall for b in batches]
         cpu = statistics.median(b.cpu for b in batches) / steps * 1e6
         wall = paired_change(batches, base, lambda b: b.wall)
@@ -309,12 +355,13 @@ def report(result: Bench, args: argparse.Namespace) -> None:
             f"{name:<17} {statistics.median(rates):>14,.0f} {min(rates):>6,.0f} "
             f"{max(rates):>6,.0f} {wall:>+13.1f}% {cpu:>12,.0f} {cpu_change:>+12.1f}%"
         )
-    for name, scrapes in result.scrapes.items():
+    for config in result.configurations:
+        scrapes = config.scrapes
         if not scrapes.seconds:
             continue
         print(
-            f"{name}: {len(scrapes.seconds) / args.rounds:.0f} scrapes per batch; GET + parse "
-            f"p50 {percentile(scrapes.seconds, 50) * 1000:.1f} ms, "
+            f"{config.name}: {len(scrapes.seconds) / args.rounds:.0f} scrapes per batch; "
+            f"GET + parse p50 {percentile(scrapes.seconds, 50) * 1000:.1f} ms, "
             f"p95 {percentile(scrapes.seconds, 95) * 1000:.1f} ms; "
             f"body {statistics.median(scrapes.sizes) / 1024:.1f} KiB"
         )
@@ -322,6 +369,7 @@ def report(result: Bench, args: argparse.Namespace) -> None:
         f"in isolation: the hooks cost {result.hooks_us:.1f} us of CPU per step attempt; "
         f"rendering one scrape {result.render_ms:.2f} ms"
     )
+    print(f"in situ: {result.hooks_percent:.1f}% of the process's CPU is spent in the hooks")
 
 
 def main() -> None:
@@ -331,10 +379,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--scraper", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--scraper", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.scraper:
-        scrape_on_command(args.scraper)
+        scrape_on_command()
         return
     report(asyncio.run(bench(args)), args)
 

@@ -14,8 +14,9 @@ Where each number comes from (``docs/metrics.md`` has the table):
 - counters and histograms: one lifecycle event each, in the process where it happened, so the
   sum over every process of a cluster counts each event once (completions once per execution:
   only the writer whose final status won reports one);
-- ``steps_in_flight``, ``workers``, ``worker_slots``: this process's workers, from the worker and
-  step events (and, for workers started before the wrapper, from ``pool``);
+- ``steps_in_flight``, ``workers``, ``worker_slots``: this process's workers, kept from the worker
+  and step events (and, for workers started before the wrapper, from ``pool``) and read by the
+  collector at scrape time;
 - ``queue_lag`` and ``executions_active``: sampled every ``sample_interval`` seconds on the
   event loop, from the workers' consumers and from the store's index of unfinished executions.
   Sampling starts when the wrapper is built inside a running event loop, or else with the first
@@ -27,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from metrics import MetricsCollector
@@ -86,6 +86,7 @@ _DEAD_LETTER_PATTERNS = (
     ("delivery limit", "delivery_limit"),
 )
 _CONTROL_COUNTERS = {"paused": PAUSES, "resumed": RESUMES, "recovered": RECOVERIES}
+_IDLE = {"state": "idle"}
 
 
 def dead_letter_reason(reason: str) -> str:
@@ -98,24 +99,29 @@ def dead_letter_reason(reason: str) -> str:
 class MetricsHooks(Hooks):
     """Lifecycle events -> metrics of ``metrics.names``, recorded into ``collector``.
 
-    Keeps what the gauges need per process: the slots of each running worker, the attempts
-    each is running, and each worker consumer's lag probe.
+    Keeps what the gauges need in this process -- the slots of each running worker, the
+    attempts running, each worker consumer's lag probe -- and has the collector read the
+    worker gauges at scrape time, so a step pays only for its two histogram observations.
     """
-
-    _BUSY, _IDLE = {"state": "busy"}, {"state": "idle"}
 
     def __init__(self, collector: MetricsCollector) -> None:
         self.collector = collector
         self.slots: dict[str, int] = {}  # worker id -> slots
-        self.busy: Counter[str] = Counter()  # worker id -> attempts running
+        self.total_slots = 0
+        self.in_flight = 0  # attempts running
         self.lag_probes: dict[str, LagProbe] = {}
-        self._publish_workers()
+        collector.set_function(STEPS_IN_FLIGHT, lambda: self.in_flight)
+        collector.set_function(WORKERS, lambda: len(self.slots))
+        collector.set_function(WORKER_SLOTS, self._busy, {"state": "busy"})
+        collector.set_function(WORKER_SLOTS, lambda: self.total_slots - self._busy(), _IDLE)
+
+    def _busy(self) -> int:
+        return min(self.in_flight, self.total_slots)
 
     def adopt(self, workers: Iterable[Worker]) -> None:
         """Count workers that started before these hooks were installed."""
         for worker in workers:
-            self.slots.setdefault(worker.id, worker.config.concurrency)
-        self._publish_workers()
+            self._add_worker(worker.id, worker.config.concurrency)
 
     def execution_submitted(self, event: ExecutionSubmitted) -> None:
         self.collector.inc(EXECUTION_STARTED, {"workflow": event.workflow_id})
@@ -129,15 +135,13 @@ class MetricsHooks(Hooks):
 
     def step_started(self, event: StepStarted) -> None:
         self.collector.observe(DISPATCH_LATENCY, event.dispatch_latency)
-        self.busy[event.worker_id] += 1
-        self._publish_slots()
+        self.in_flight += 1
 
     def step_finished(self, event: StepFinished) -> None:
         labels = {"workflow": event.workflow_id, "step": event.step_id, "outcome": event.outcome}
         self.collector.observe(STEP_DURATION, event.duration, labels)
-        if self.busy[event.worker_id] > 0:  # started before the hooks were installed: not counted
-            self.busy[event.worker_id] -= 1
-        self._publish_slots()
+        if self.in_flight > 0:  # else it started before the hooks were installed
+            self.in_flight -= 1
 
     def retry_scheduled(self, event: RetryScheduled) -> None:
         self.collector.inc(STEP_RETRIES)
@@ -149,27 +153,17 @@ class MetricsHooks(Hooks):
         self.collector.inc(DEAD_LETTERS, {"reason": dead_letter_reason(event.reason)})
 
     def worker_started(self, event: WorkerStarted) -> None:
-        self.slots[event.worker_id] = event.slots
+        self._add_worker(event.worker_id, event.slots)
         if event.queue_lag is not None:
             self.lag_probes[event.worker_id] = event.queue_lag
-        self._publish_workers()
 
     def worker_stopped(self, event: WorkerStopped) -> None:
-        self.slots.pop(event.worker_id, None)
-        self.busy.pop(event.worker_id, None)
+        self.total_slots -= self.slots.pop(event.worker_id, 0)
         self.lag_probes.pop(event.worker_id, None)
-        self._publish_workers()
 
-    def _publish_workers(self) -> None:
-        self.collector.set(WORKERS, len(self.slots))
-        self._publish_slots()
-
-    def _publish_slots(self) -> None:
-        in_flight = sum(self.busy.values())
-        busy = sum(min(self.busy[w], slots) for w, slots in self.slots.items())
-        self.collector.set(STEPS_IN_FLIGHT, in_flight)
-        self.collector.set(WORKER_SLOTS, busy, self._BUSY)
-        self.collector.set(WORKER_SLOTS, sum(self.slots.values()) - busy, self._IDLE)
+    def _add_worker(self, worker_id: str, slots: int) -> None:
+        self.total_slots += slots - self.slots.get(worker_id, 0)
+        self.slots[worker_id] = slots
 
 
 class _Sampler(Hooks):

@@ -1,14 +1,16 @@
 """``MetricsCollector``: what the engine's hooks record into; ``PrometheusCollector`` implements it.
 
 A collector records by catalog name (``metrics.names``): ``inc`` a counter, ``observe`` a
-histogram, ``set`` a gauge, or ``replace_series`` to set a labelled gauge to exactly the given
-series (a partition this process no longer consumes disappears). ``render`` is the scrape body.
-Recording is thread-safe and cheap: the event loop records, an HTTP thread renders.
+histogram, ``set`` a gauge, ``set_function`` to have a gauge read at every scrape (a state the
+caller keeps anyway, such as steps in flight, costs nothing between scrapes), or
+``replace_series`` to set a labelled gauge to exactly the given series (a partition this process
+no longer consumes disappears). ``render`` is the scrape body. Recording is thread-safe and
+cheap: the event loop records, an HTTP thread renders.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn, Protocol, TypeVar, cast, runtime_checkable
 
 from prometheus_client import (
@@ -42,6 +44,12 @@ class MetricsCollector(Protocol):
 
     def set(self, name: str, value: float, labels: Labels | None = None) -> None:
         """Set a gauge."""
+
+    def set_function(
+        self, name: str, read: Callable[[], float], labels: Labels | None = None
+    ) -> None:
+        """Read a gauge from ``read`` at every scrape, on the scraping thread (so ``read`` must
+        be a quick, thread-safe read, such as an int attribute)."""
 
     def replace_series(self, name: str, series: Iterable[tuple[Labels, float]]) -> None:
         """Set a labelled gauge to exactly ``series``; its other label sets are removed."""
@@ -94,6 +102,12 @@ class PrometheusCollector:
     def set(self, name: str, value: float, labels: Labels | None = None) -> None:
         gauge = self._gauges.get(name) or self._missing(name, "gauge")
         self._child(gauge, name, labels).set(value)
+
+    def set_function(
+        self, name: str, read: Callable[[], float], labels: Labels | None = None
+    ) -> None:
+        gauge = self._gauges.get(name) or self._missing(name, "gauge")
+        self._child(gauge, name, labels).set_function(read)
 
     def replace_series(self, name: str, series: Iterable[tuple[Labels, float]]) -> None:
         gauge = self._gauges.get(name) or self._missing(name, "gauge")

@@ -54,6 +54,14 @@ def test_counters_histograms_and_gauges_record_what_they_are_given() -> None:
     assert value(samples, WORKERS) == 3
 
 
+def test_a_gauge_set_to_a_function_is_read_at_every_scrape() -> None:
+    collector, state = PrometheusCollector(), {"busy": 1}
+    collector.set_function(WORKER_SLOTS, lambda: state["busy"], {"state": "busy"})
+    assert value(render(collector), WORKER_SLOTS, {"state": "busy"}) == 1
+    state["busy"] = 5
+    assert value(render(collector), WORKER_SLOTS, {"state": "busy"}) == 5
+
+
 def test_replacing_a_gauges_series_drops_the_label_sets_not_given() -> None:
     collector = PrometheusCollector()
     collector.replace_series(QUEUE_LAG, [({"partition": "0"}, 4), ({"partition": "1"}, 2)])
