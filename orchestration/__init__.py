@@ -61,6 +61,7 @@ from orchestration.state import (
 from orchestration.steps import (
     ConditionalStep,
     FunctionStep,
+    LoopStep,
     ParallelStep,
     SequentialStep,
     Step,
@@ -96,6 +97,7 @@ __all__ = [
     "JoinPolicy",
     "LLMProvider",
     "LoopSpec",
+    "LoopStep",
     "Message",
     "Node",
     "NodeConfig",

@@ -29,6 +29,7 @@ from orchestration.routing import NodeResult
 __all__ = [
     "ConditionalStep",
     "FunctionStep",
+    "LoopStep",
     "ParallelStep",
     "SequentialStep",
     "Step",
@@ -215,6 +216,45 @@ class WaitStep(Step):
             params["onTimeout"] = self.on_timeout
         if self.output_key is not None:
             params["outputKey"] = self.output_key
+        return params
+
+
+@dataclass(kw_only=True)
+class LoopStep(Step):
+    """Run workflow ``body`` once per iteration, again while ``condition`` holds, at most
+    ``max_iterations`` times (see ``orchestration.loops``). ``inputs`` feed each iteration
+    (``{childKey: source}``); ``outputs`` carry its results into the state (``{stateKey:
+    childKey}``), where the next iteration and the condition see them."""
+
+    body: str = ""
+    max_iterations: int = 1
+    condition: str | None = None
+    inputs: dict[str, JSON] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    def __init__(
+        self,
+        name: str,
+        body: str,
+        *,
+        max_iterations: int,
+        condition: str | None = None,
+        inputs: Mapping[str, JSON] | None = None,
+        outputs: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> None:
+        Step.__init__(self, name=name, **options)
+        self.body, self.max_iterations, self.condition = body, max_iterations, condition
+        self.inputs, self.outputs = dict(inputs or {}), dict(outputs or {})
+
+    def node_params(self) -> dict[str, JSON]:
+        params: dict[str, JSON] = {"body": self.body, "maxIterations": self.max_iterations}
+        if self.condition is not None:
+            params["while"] = self.condition
+        if self.inputs:
+            params["inputs"] = dict(self.inputs)
+        if self.outputs:
+            params["outputs"] = dict(self.outputs)
         return params
 
 

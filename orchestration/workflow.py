@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from orchestration.context import NodeType
 from orchestration.errors import BlueprintValidationError, Problem
 from orchestration.graph import Edge, JoinPolicy, Node, RetryPolicy
+from orchestration.loops import LOOP
 from orchestration.steps import (
     AgentStepType,
     ConditionalStep,
     ConditionStepType,
     FunctionStep,
     FunctionStepType,
+    LoopStep,
     ParallelStep,
     SequentialStep,
     Step,
@@ -114,8 +116,8 @@ class _Compiler:
             self.compiled.edges.append(Edge(source, target, condition=condition))
 
     def _node(self, step: Step) -> str:
-        builtin = isinstance(step, WaitStep)
-        type_name = WAIT if builtin else f"{self.workflow_id}:{step.name}"
+        builtin = isinstance(step, WaitStep | LoopStep)
+        type_name = _builtin_type(step) if builtin else f"{self.workflow_id}:{step.name}"
         fallback = getattr(step, "fallback", None)
         if isinstance(fallback, Step):
             self._node(fallback)
@@ -133,6 +135,10 @@ class _Compiler:
         if not builtin:
             self.compiled.node_types[type_name] = _node_type(step)
         return step.name
+
+
+def _builtin_type(step: Step) -> str:
+    return WAIT if isinstance(step, WaitStep) else LOOP
 
 
 def _node_type(step: Step) -> NodeType:

@@ -84,6 +84,9 @@ def format_status(snapshot: ExecutionSnapshot) -> str:
         f"{'' if snapshot.final else ' so far'}",
         f"steps      {len(finished)}/{snapshot.total_steps} finished",
     ]
+    if snapshot.awaiting:
+        events = ", ".join(snapshot.awaiting)
+        lines.append(f"awaiting   {events} (flowloom signal {snapshot.execution_id} EVENT)")
     lines += [_step_line(step, now) for step in finished]
     running = [s for s in snapshot.steps.values() if not s.terminal]
     lines += [_step_line(step, now) for step in running]

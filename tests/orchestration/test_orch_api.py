@@ -44,6 +44,7 @@ EXPECTED_ALL = {
     "JoinPolicy",
     "LLMProvider",
     "LoopSpec",
+    "LoopStep",
     "Message",
     "Node",
     "NodeConfig",

@@ -10,6 +10,7 @@ from orchestration import (
     ConditionalStep,
     Engine,
     FunctionStep,
+    LoopStep,
     SignalRefused,
     WaitStep,
     Workflow,
@@ -77,3 +78,28 @@ def test_a_wait_node_without_an_event_is_a_blueprint_problem() -> None:
     bad = {"id": "bad", "nodes": [{"id": "w", "uses": "wait", "params": {"timeout": -1}}]}
     with pytest.raises(BlueprintValidationError, match=r"params\.event"):
         Engine().register_blueprint(bad)
+
+
+async def test_a_code_loop_step_repeats_a_code_workflow_while_its_condition_holds() -> None:
+    engine = Engine()
+    engine.register_workflow(
+        Workflow("step-up").add_step(
+            FunctionStep("bump", lambda s: int(s.get("n") or 0) + 2, output_key="n")
+        )
+    )
+    engine.register_workflow(
+        Workflow("climb").add_step(
+            LoopStep(
+                "climb",
+                "step-up",
+                max_iterations=10,
+                condition="n < 5",
+                inputs={"n": "n"},
+                outputs={"n": "n"},
+            )
+        )
+    )
+    result = await engine.execute("climb", {"n": 0})
+    assert result.status == "completed"
+    assert result.steps["climb"].output == {"output": 6, "iterations": 3}
+    assert result.state["n"] == 6
