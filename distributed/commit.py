@@ -9,7 +9,7 @@ sweep enqueues it when due (it is on the agenda), so it holds no worker slot whi
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from orchestration import Graph, NodeResult, UnroutableAction, apply_updates, route
@@ -42,19 +42,27 @@ class StepCommitter:
         held: StepLease,
         outcome: StepOutcome,
         state: Mapping[str, Any],
+        *,
+        recorded: Callable[[StepOutcomeName], None] = lambda _: None,
     ) -> StepOutcomeName:
-        """Record the outcome; return its name. Raises ``LeaseLost`` when the step moved."""
+        """Record the outcome; return its name. ``recorded(name)`` is called as soon as the
+        step's record is written, before the execution moves on (so observers see a step end
+        before its successors start). Raises ``LeaseLost`` when the step moved."""
         if outcome.result is not None:
-            return await self._complete(record, graph, held, outcome.result, state)
+            return await self._complete(record, graph, held, outcome.result, state, recorded)
         decision, error = outcome.decision, outcome.describe_error()
         if isinstance(decision, RetryLater):
             await self._retry(record, held, error, decision.delay)
+            recorded("retry")
+            if decision.delay <= 0:
+                await self.scheduler.enqueue(record, [held.record.node_id], "retry")
             return "retry"
         if isinstance(decision, FallBack):
             await held.swap(held.record.fall_back(error, decision.node_id, self.context.clock()))
+            recorded("fallback")
             await self.scheduler.enqueue(record, [held.record.node_id], "fallback")
             return "fallback"
-        await self.fail(record, held, error)
+        await self.fail(record, held, error, recorded)
         return "failed"
 
     async def _complete(
@@ -64,12 +72,13 @@ class StepCommitter:
         held: StepLease,
         result: NodeResult,
         state: Mapping[str, Any],
+        recorded: Callable[[StepOutcomeName], None],
     ) -> StepOutcomeName:
         node_id = held.record.node_id
         try:
             routing = route(graph, node_id, result, apply_updates(state, node_id, result))
         except UnroutableAction as exc:
-            await self.fail(record, held, f"{type(exc).__name__}: {exc}")
+            await self.fail(record, held, f"{type(exc).__name__}: {exc}", recorded)
             return "failed"
         outcome = TaskResult(
             output=result.output,
@@ -80,6 +89,7 @@ class StepCommitter:
             seq=await self.persistence.next_seq(record.execution_id),
         )
         await held.swap(held.record.complete(outcome, self.context.clock()))
+        recorded("completed")
         failpoint("after-commit")
         await self.scheduler.advance(record, graph, held.record)
         return "completed"
@@ -98,11 +108,16 @@ class StepCommitter:
             error=error,
         )
         self.context.hooks.retry_scheduled(event)
-        if delay <= 0:
-            await self.scheduler.enqueue(record, [step.node_id], "retry")
 
-    async def fail(self, record: ExecutionRecord, held: StepLease, error: str) -> None:
+    async def fail(
+        self,
+        record: ExecutionRecord,
+        held: StepLease,
+        error: str,
+        recorded: Callable[[StepOutcomeName], None] = lambda _: None,
+    ) -> None:
         """Fail the step, then the execution (fail fast; running siblings get cancelled)."""
         node_id = held.record.node_id
         await held.swap(held.record.fail(error, self.context.clock()))
+        recorded("failed")
         await self.scheduler.finalize(record, FinalStatus.failed(error, node_id))

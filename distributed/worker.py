@@ -323,30 +323,38 @@ class Worker:
             )
         )
         outcome: StepOutcomeName = "lease_lost"
+        reported: list[StepOutcomeName] = []  # the step's end, reported once, as it is recorded
+
+        def report(name: StepOutcomeName) -> None:
+            reported.append(name)
+            self._step_finished(record, step, name, started)
+
         try:
             if node.type in (SUBFLOW, LOOP):
                 start = start_loop if node.type == LOOP else start_child
                 await start(self.context, record, lease, ctx)
                 outcome = "waiting"
                 return
+            taken = None
             if node.type == WAIT:
                 taken = await park_or_take(self.context, record, lease, node)
                 outcome = "waiting"
-                if taken is not None:
-                    outcome = await self.committer.commit(record, graph, lease, taken, state)
-                return
-            result = await self._execute(graph, lease, ctx, is_fallback=step.fallback is not None)
-            if result is None:
+            else:
+                taken = await self._execute(
+                    graph, lease, ctx, is_fallback=step.fallback is not None
+                )
                 outcome = "cancelled"
-                return
-            outcome = await self.committer.commit(record, graph, lease, result, state)
+            if taken is not None:
+                commit = self.committer.commit
+                outcome = await commit(record, graph, lease, taken, state, recorded=report)
         except LeaseLost:
             log.warning("result of %s/%s discarded: its lease moved", eid, step.node_id)
         except asyncio.CancelledError:
             outcome = "released"
             raise
         finally:
-            self._step_finished(record, step, outcome, started)
+            if not reported:
+                self._step_finished(record, step, outcome, started)
 
     def _step_finished(
         self, record: ExecutionRecord, step: StepRecord, outcome: StepOutcomeName, started: float
