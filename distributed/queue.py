@@ -8,7 +8,7 @@ from typing import Protocol
 
 from pydantic import ValidationError
 
-from mq import Broker, Consumer, Delivery, Message
+from mq import Broker, Consumer, Delivery, Message, dead_letter_topic
 
 from .errors import UndecodableTask
 from .models import Task
@@ -115,8 +115,12 @@ class MQTaskQueue:
         self._topic_ready = False
 
     async def _ensure_topic(self) -> None:
+        """Create the task topic, and its dead-letter topic with one partition (created up
+        front: a topic auto-created by the first dead letters can race, and a single partition
+        lists dead letters in the order they came)."""
         if not self._topic_ready:
             await self.broker.ensure_topic(self.topic, self.partitions)
+            await self.broker.ensure_topic(dead_letter_topic(self.topic), 1)
             self._topic_ready = True
 
     async def enqueue(self, task: Task) -> None:

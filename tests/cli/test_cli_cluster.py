@@ -231,11 +231,17 @@ def test_dead_letters_are_listed_shown_replayed_and_purged(cluster: Cluster) -> 
 
     asyncio.run(publish())
 
+    seen: list[object] = []
+
     def two_letters() -> list[dict[str, object]] | None:
         found = cli_json("dlq", "list", env=cluster.env)
+        seen.append(found)
         return found if len(found) == 2 else None
 
-    letters = eventually(two_letters, message="two dead letters")
+    try:
+        letters = eventually(two_letters, message="two dead letters")
+    except AssertionError as missing:
+        raise AssertionError(f"{missing}; the last listing: {seen[-1:]}") from None
     reasons = sorted(str(letter["reason"]) for letter in letters)
     assert reasons[0].startswith("not a task") and "unknown execution" in reasons[1]
     text = cli("dlq", "list", env=cluster.env)
