@@ -6,6 +6,8 @@ if SIGKILLed: no cleanup, no flush, no ack. Unset, a failpoint costs one dict lo
 
 Named points:
 
+- ``after-lease``: a step's lease is taken, its node not yet run.
+- ``before-commit``: the node has run, its outcome not yet recorded.
 - ``after-commit``: a step's result is committed, its successors not yet scheduled.
 - ``after-schedule``: successors are scheduled, the step's own scheduling record not yet cleared.
 - ``before-ack``: the step is fully advanced, its message not yet acknowledged.
@@ -18,7 +20,9 @@ import os
 
 __all__ = ["FAILPOINTS", "failpoint"]
 
-FAILPOINTS = frozenset({"after-commit", "after-schedule", "before-ack"})
+FAILPOINTS = frozenset(
+    {"after-lease", "before-commit", "after-commit", "after-schedule", "before-ack"}
+)
 
 log = logging.getLogger(__name__)
 

@@ -256,6 +256,7 @@ class Worker:
                 now=now,
             )
             if lease is not None:
+                failpoint("after-lease")
                 await self._run(record, graph, lease, task)
 
     async def _graph(self, record: ExecutionRecord, node_id: str) -> Graph | None:
@@ -345,6 +346,7 @@ class Worker:
                 )
                 outcome = "cancelled"
             if taken is not None:
+                failpoint("before-commit")
                 commit = self.committer.commit
                 outcome = await commit(record, graph, lease, taken, state, recorded=report)
         except LeaseLost:
