@@ -1,10 +1,11 @@
 """``RuntimeContext``: what every distributed component shares, built once and handed down.
 
 The persistence, the task queue, the local engine (definitions and node types), the lifecycle
-hooks and the clock. ``build`` also installs the event log's ``EventRecorder`` hook (always on
-over a ``KVPersistence``; ``events=False`` leaves it out), see :mod:`distributed.events`.
-Components take a context instead of building each other's collaborators;
-``context.scheduler`` is the one ``Scheduler`` they all use.
+hooks, the clock, and the workers of this process that take tasks eagerly (``dispatch``, see
+:mod:`distributed.dispatch`). ``build`` also installs the event log's ``EventRecorder`` hook
+(always on over a ``KVPersistence``; ``events=False`` leaves it out), see
+:mod:`distributed.events`. Components take a context instead of building each other's
+collaborators; ``context.scheduler`` is the one ``Scheduler`` they all use.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from functools import cached_property
 
 from orchestration import Engine
 
+from .dispatch import LocalDispatch
 from .events import EventRecorder
 from .hooks import Hooks, HookSet
 from .persistence import KVPersistence, WorkflowPersistence
@@ -32,6 +34,7 @@ class RuntimeContext:
     engine: Engine
     hooks: HookSet = field(default_factory=HookSet)
     clock: Callable[[], float] = time.time
+    dispatch: LocalDispatch = field(default_factory=LocalDispatch)
 
     @classmethod
     def build(

@@ -17,6 +17,7 @@ Every key starts with the persistence's namespace (default ``flowloom/``)::
     idx/active/{eid}            executions without a final status
     idx/all/{eid}               every execution, for listing
     leader/recovery             the recovery sweeper's leader lease (owner id, with a TTL)
+    worker/{worker_id}          a worker's liveness key (with a short TTL it keeps renewing)
 
     exec/{eid}/events           a store *log* (not a value: ``KVStore.log_append``): the
                                 execution's event log, JSON ``ExecutionEvent`` entries with
@@ -102,6 +103,9 @@ class Keys:
 
     def deadline(self, eid: str) -> str:
         return f"{self.deadline_index()}{eid}"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.ns}worker/{worker_id}"
 
     def leader(self, role: str) -> str:
         return f"{self.ns}leader/{role}"

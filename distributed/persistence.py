@@ -17,7 +17,7 @@ from .errors import InvalidSettings
 from .keys import Keys
 from .models import AgendaEntry, ExecutionRecord, FinalStatus, SignalRecord, StepRecord
 
-__all__ = ["KVPersistence", "TaskView", "VersionedStep", "WorkflowPersistence"]
+__all__ = ["KVPersistence", "SweepView", "TaskView", "VersionedStep", "WorkflowPersistence"]
 
 _FIRE, _SKIP = "fire", "skip"
 
@@ -28,6 +28,16 @@ class VersionedStep:
 
     raw: bytes
     record: StepRecord
+
+
+@dataclass(frozen=True)
+class SweepView:
+    """What the recovery sweep reads of one execution with agenda entries."""
+
+    record: ExecutionRecord | None
+    final: bool
+    paused: bool
+    steps: dict[str, VersionedStep | None]
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,7 @@ class WorkflowPersistence(Protocol):
     async def final(self, eid: str) -> FinalStatus | None: ...
     async def task_view(self, eid: str, node_id: str) -> TaskView: ...
     async def finals(self, eids: Sequence[str]) -> list[FinalStatus | None]: ...
+    async def sweep_views(self, agenda: Mapping[str, Sequence[str]]) -> dict[str, SweepView]: ...
     async def set_final(self, eid: str, final: FinalStatus) -> tuple[FinalStatus, bool]: ...
     async def steps(self, eid: str) -> dict[str, VersionedStep]: ...
     async def step(self, eid: str, node_id: str) -> VersionedStep | None: ...
@@ -86,6 +97,9 @@ class WorkflowPersistence(Protocol):
     ) -> bool: ...
     async def hold_leadership(self, role: str, owner: str, ttl: float) -> bool: ...
     async def give_up_leadership(self, role: str, owner: str) -> None: ...
+    async def touch_worker(self, worker_id: str, ttl: float) -> None: ...
+    async def forget_worker(self, worker_id: str) -> None: ...
+    async def live_workers(self, worker_ids: Sequence[str]) -> set[str]: ...
 
 
 class KVPersistence:
@@ -136,6 +150,26 @@ class KVPersistence:
             paused=paused is not None,
             on_agenda=agenda is not None,
         )
+
+    async def sweep_views(self, agenda: Mapping[str, Sequence[str]]) -> dict[str, SweepView]:
+        """For each execution, its record, whether it is final or paused, and the records of
+        the given steps: in one read of every key (``get_many``)."""
+        keys, wanted = self.keys, []
+        for eid, nodes in agenda.items():
+            wanted += [keys.execution(eid), keys.final(eid), keys.paused(eid)]
+            wanted += [keys.step(eid, node) for node in nodes]
+        raws = iter(await self.store.get_many(wanted))
+        views = {}
+        for eid, nodes in agenda.items():
+            record, final, paused = next(raws), next(raws), next(raws)
+            steps = {node: _versioned(next(raws)) for node in nodes}
+            views[eid] = SweepView(
+                record=None if record is None else ExecutionRecord.from_bytes(record),
+                final=final is not None,
+                paused=paused is not None,
+                steps=steps,
+            )
+        return views
 
     async def finals(self, eids: Sequence[str]) -> list[FinalStatus | None]:
         raws = await self.store.get_many([self.keys.final(eid) for eid in eids])
@@ -321,6 +355,18 @@ class KVPersistence:
         key = self.keys.leader(role)
         await self.store.batch_if({key: owner.encode()}, [Delete(key)])
 
+    async def touch_worker(self, worker_id: str, ttl: float) -> None:
+        """Write or renew a worker's liveness key for ``ttl`` seconds."""
+        await self.store.put(self.keys.worker(worker_id), b"1", ttl=ttl)
+
+    async def forget_worker(self, worker_id: str) -> None:
+        await self.store.delete(self.keys.worker(worker_id))
+
+    async def live_workers(self, worker_ids: Sequence[str]) -> set[str]:
+        """Those of ``worker_ids`` whose liveness key is present, in one round trip."""
+        raws = await self.store.get_many([self.keys.worker(w) for w in worker_ids])
+        return {w for w, raw in zip(worker_ids, raws, strict=True) if raw is not None}
+
     def _agenda_puts(self, eid: str, node_ids: Iterable[str], now: float) -> list[Put]:
         return [
             Put(
@@ -351,3 +397,7 @@ class KVPersistence:
     def _singletons(self, eid: str) -> Iterable[str]:
         keys = self.keys
         return (keys.execution(eid), keys.active(eid), keys.listed(eid), keys.deadline(eid))
+
+
+def _versioned(raw: bytes | None) -> VersionedStep | None:
+    return None if raw is None else VersionedStep(raw, StepRecord.from_bytes(raw))

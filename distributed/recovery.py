@@ -13,9 +13,14 @@ every execution. For each agenda entry, by the step's status:
   and each re-enqueue is a duplicate that workers drop);
 - completed more than ``settle_time`` ago and still on the agenda: its advance was interrupted
   (the worker died after the commit): the sweep schedules the successors;
-- running under an expired lease (its worker died or hung): handed back and re-enqueued; after
-  ``max_lease_expiries`` such deaths the step fails (a step that kills its worker every time must
-  not crash-loop the cluster);
+- running under an expired lease (its worker hung), or held by a worker whose liveness key
+  lapsed (it died: workers renew a key with a 2 s TTL, see ``WorkerConfig.liveness_ttl``, so a
+  SIGKILLed worker's steps are reclaimed within about two seconds while a live worker keeps the
+  lease of a long step with heartbeats): handed back and re-enqueued -- and, through eager
+  dispatch (``distributed.dispatch``), started at once by a worker of the sweeper's own
+  process, so recovery does not wait for the broker to hand the dead worker's partitions to
+  someone else. After ``max_lease_expiries`` such deaths the step fails (a step that kills its
+  worker every time must not crash-loop the cluster);
 - pending retry or fallback whose delay has passed: enqueued (delayed retries hold no slot);
   pending longer than ``requeue_after`` without being picked up: enqueued again;
 - waiting on a subflow whose child is final, or on a signal that arrived or timed out: woken;
@@ -39,7 +44,7 @@ import os
 import socket
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pydantic import Field
@@ -52,7 +57,7 @@ from .engine import DistributedEngine
 from .errors import ExecutionNotFound, NotRecoverable
 from .hooks import ExecutionControl, Hooks, LeaseExpired
 from .models import AgendaEntry, ExecutionRecord, FinalStatus, StepRecord, TaskReason
-from .persistence import VersionedStep, WorkflowPersistence
+from .persistence import SweepView, VersionedStep, WorkflowPersistence
 from .queue import TaskQueue
 from .timebox import reraise_if_cancelling
 
@@ -67,11 +72,12 @@ _ROLE = "recovery"
 class RecoveryConfig:
     """Sweep settings, in seconds (see the module docstring); validated when built."""
 
-    interval: float = Field(default=1.0, gt=0)
-    leader_ttl: float = Field(default=5.0, gt=0)
+    interval: float = Field(default=0.5, gt=0)
+    leader_ttl: float = Field(default=2.0, gt=0)
     max_lease_expiries: int = Field(default=5, ge=1)
     requeue_after: float = Field(default=60.0, gt=0)
     settle_time: float = Field(default=1.0, ge=0)
+    liveness_grace: float = Field(default=2.0, ge=0)
 
 
 @dataclass
@@ -123,6 +129,7 @@ class RecoveryManager:
         self.config = config or RecoveryConfig()
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.leader = False
+        self._reachable_since = context.clock()
 
     # -- on request -------------------------------------------------------------------------
 
@@ -170,16 +177,32 @@ class RecoveryManager:
 
     async def recover_unfinished(self) -> int:
         """Enqueue the agenda of every execution without a final status (an embedded runtime
-        starting again: the in-process broker lost its messages). Returns how many."""
+        starting again: the in-process broker lost its messages). Returns how many.
+
+        Only the process that holds the store runs an embedded runtime (the LevelDB lock proves
+        the previous one is dead), so steps still running under another worker's lease are
+        handed back at once instead of after their leases expire."""
         count = 0
         async for execution_id in self.persistence.active_executions():
             record = await self.persistence.record(execution_id)
             if record is not None:
+                await self._reclaim_orphans(record)
                 await self.scheduler.reschedule(record, "recovered")
                 count += 1
         if count:
             log.info("re-enqueued the agenda of %d unfinished executions", count)
         return count
+
+    async def _reclaim_orphans(self, record: ExecutionRecord) -> None:
+        eid, now = record.execution_id, self.context.clock()
+        nodes = [entry.node_id async for entry in self.persistence.agenda(eid)]
+        for version in (await self.persistence.steps_of(eid, nodes)).values():
+            lease = version.record.lease if version is not None else None
+            if version is None or version.record.status != "running" or lease is None:
+                continue
+            if not self.context.dispatch.is_local(lease.owner):
+                error = f"worker {lease.owner} is gone (the runtime restarted)"
+                await self.persistence.swap_step(eid, version, version.record.reclaim(error, now))
 
     # -- the sweep --------------------------------------------------------------------------
 
@@ -202,6 +225,7 @@ class RecoveryManager:
                 await self.sweep()
         except Exception as exc:
             reraise_if_cancelling(exc)
+            self._reachable_since = self.context.clock()
             log.exception("recovery sweep failed; trying again next interval")
 
     async def _give_up(self) -> None:
@@ -220,9 +244,41 @@ class RecoveryManager:
         by_execution: dict[str, list[AgendaEntry]] = defaultdict(list)
         async for entry in self.persistence.agenda():
             by_execution[entry.execution_id].append(entry)
+        agenda = {eid: [e.node_id for e in entries] for eid, entries in by_execution.items()}
+        views = await self.persistence.sweep_views(agenda) if agenda else {}
+        dead = await self._dead_owners(views.values())
         for execution_id, entries in by_execution.items():
-            await self._sweep_execution(execution_id, entries, now, report)
+            view = views[execution_id]
+            if view.record is None or view.final:
+                for entry in entries:
+                    await self.persistence.unschedule(execution_id, entry.node_id)
+                    report.cleared += 1
+                continue
+            for entry in entries:
+                version = view.steps[entry.node_id]
+                sweep = _EntrySweep(
+                    self, view.record, entry, version, now, view.paused, report, dead
+                )
+                await sweep.run()
         return report
+
+    async def _dead_owners(self, views: Iterable[SweepView]) -> set[str]:
+        """Owners of running steps that are gone: their liveness key lapsed (they were
+        SIGKILLed, or lost the store). Only trusted once the sweep has reached the store for
+        ``liveness_grace`` (a store outage also keeps live workers from renewing)."""
+        if self.context.clock() - self._reachable_since < self.config.liveness_grace:
+            return set()
+        owners = {
+            version.record.lease.owner
+            for view in views
+            for version in view.steps.values()
+            if version is not None
+            and version.record.status == "running"
+            and version.record.lease is not None
+        }
+        remote = [owner for owner in owners if not self.context.dispatch.is_local(owner)]
+        alive = await self.persistence.live_workers(remote) if remote else set()
+        return set(remote) - alive
 
     async def _time_out(self, execution_id: str, report: SweepReport) -> None:
         record = await self.persistence.record(execution_id)
@@ -230,21 +286,6 @@ class RecoveryManager:
             timed_out = FinalStatus.timed_out(record.options.timeout)
             _, won = await self.scheduler.finalize(record, timed_out)
             report.timed_out += won
-
-    async def _sweep_execution(
-        self, execution_id: str, entries: Sequence[AgendaEntry], now: float, report: SweepReport
-    ) -> None:
-        record = await self.persistence.record(execution_id)
-        if record is None or await self.persistence.final(execution_id) is not None:
-            for entry in entries:
-                await self.persistence.unschedule(execution_id, entry.node_id)
-                report.cleared += 1
-            return
-        paused = await self.persistence.is_paused(execution_id)
-        steps = await self.persistence.steps_of(execution_id, [e.node_id for e in entries])
-        for entry in entries:
-            sweep = _EntrySweep(self, record, entry, steps[entry.node_id], now, paused, report)
-            await sweep.run()
 
 
 @dataclass
@@ -258,6 +299,7 @@ class _EntrySweep:
     now: float
     paused: bool
     report: SweepReport
+    dead: set[str]  # owners of running steps whose liveness lapsed
 
     async def run(self) -> None:
         version = self.version
@@ -268,7 +310,8 @@ class _EntrySweep:
         if status == "completed":
             await self._advance(version)
         elif status == "running":
-            if version.record.lease_expired(self.now):
+            lease = version.record.lease
+            if version.record.lease_expired(self.now) or (lease and lease.owner in self.dead):
                 await self._reclaim(version)
         elif status == "pending":
             await self._pending(version)
@@ -322,7 +365,8 @@ class _EntrySweep:
         step, limit = version.record, self.manager.config.max_lease_expiries
         owner = step.lease.owner if step.lease else "?"
         expiries = step.lease_expiries + 1
-        error = f"lease of worker {owner} expired ({expiries} of {limit})"
+        gone = "is gone" if owner in self.dead else "let its lease expire"
+        error = f"worker {owner} {gone} ({expiries} of {limit} lease expiries)"
         event = LeaseExpired(
             execution_id=self.record.execution_id,
             step_id=step.node_id,

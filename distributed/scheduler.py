@@ -83,13 +83,15 @@ class Scheduler:
     async def enqueue(
         self, record: ExecutionRecord, node_ids: Sequence[str], reason: TaskReason = "scheduled"
     ) -> None:
-        """Enqueue tasks of steps that are already on the agenda."""
+        """Enqueue tasks of steps that are already on the agenda, and start them at once on
+        this process's workers that have a free slot (eager dispatch)."""
         eid, generation = record.execution_id, record.generation
         tasks = [
             Task(execution_id=eid, node_id=n, reason=reason, generation=generation)
             for n in node_ids
         ]
         await self.queue.enqueue_many(tasks)
+        self.context.dispatch.offer(tasks)
 
     async def advance(self, record: ExecutionRecord, graph: Graph, step: StepRecord) -> None:
         """Resolve a completed step's edges, schedule or skip its successors, check completion,

@@ -76,7 +76,12 @@ class WorkerConfig:
     graceful stop lets running steps finish before cancelling them; ``close_timeout``: how long
     each later stop phase (cancelled steps releasing leases, closing the consumer) may take.
     ``incompatible_grace``: how long an execution may wait for a worker that holds its workflow
-    (at the version it began on) before it fails.
+    (at the version it began on) before it fails. ``liveness_ttl``: how long the worker's
+    liveness key outlives its last renewal (renewed four times as often): the sweep reclaims the
+    steps of a worker whose key is gone without waiting for their leases to expire, so a killed
+    worker's steps run again within seconds while a live worker's long step keeps its lease.
+    ``eager``: take tasks this process enqueues at once when a slot is free (see
+    ``distributed.dispatch``).
     """
 
     concurrency: int = Field(default=4, ge=1)
@@ -88,6 +93,8 @@ class WorkerConfig:
     close_timeout: float = Field(default=5.0, gt=0)
     fetch_retry_interval: float = Field(default=1.0, gt=0)  # after the broker failed a fetch
     incompatible_grace: float = Field(default=30.0, ge=0)
+    liveness_ttl: float = Field(default=2.0, gt=0)
+    eager: bool = True
 
     @property
     def heartbeat(self) -> float:
@@ -126,12 +133,16 @@ class Worker:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        await self.persistence.touch_worker(self.id, self.config.liveness_ttl)
         consumer = await self.queue.consumer(self.config.group)
         self._fetching.set()
         self._tasks = [
             asyncio.create_task(self._consume(consumer), name=f"consume-{self.id}"),
             asyncio.create_task(self._watch(), name=f"watch-{self.id}"),
+            asyncio.create_task(self._keep_alive(), name=f"alive-{self.id}"),
         ]
+        if self.config.eager:
+            self.context.dispatch.register(self)
         slots = self.config.concurrency
         event = WorkerStarted(worker_id=self.id, slots=slots, queue_lag=consumer.lag)
         self.context.hooks.worker_started(event)
@@ -140,6 +151,7 @@ class Worker:
         """Stop in phases: stop fetching; let running steps finish for up to the grace period;
         cancel the rest and release their leases; close the consumer."""
         grace = self.config.grace_period if grace_period is None else grace_period
+        self.context.dispatch.unregister(self)
         self._fetching.clear()
         self._stopping.set()
         if self._handlers:
@@ -151,6 +163,8 @@ class Worker:
         for task in self._tasks:
             task.cancel()
         await asyncio.wait(self._tasks, timeout=self.config.close_timeout)
+        forget = self.persistence.forget_worker(self.id)  # else it expires on its own
+        await within(forget, self.config.close_timeout, f"removing {self.id}'s liveness key")
         event = WorkerStopped(worker_id=self.id, slots=self.config.concurrency)
         self.context.hooks.worker_stopped(event)
 
@@ -198,6 +212,39 @@ class Worker:
     def _finished(self, handler: asyncio.Task[None]) -> None:
         self._handlers.discard(handler)
         self._slots.release()
+
+    # -- eager dispatch and liveness ----------------------------------------------------------
+
+    def try_take(self, task: Task) -> bool:
+        """Start a task this process enqueued, without its delivery, if a slot is free (its
+        queued copy is dropped by whoever receives it: the step is running or done)."""
+        if not self._fetching.is_set() or self._slots.locked():
+            return False
+        handler = asyncio.create_task(self._take(task))
+        self._handlers.add(handler)
+        handler.add_done_callback(self._handlers.discard)
+        return True
+
+    async def _take(self, task: Task) -> None:
+        async with self._slots:
+            try:
+                await self._process(task)
+            except _DeadLetter as exc:  # its queued copy is dead-lettered with the reason
+                log.warning("not running %s/%s: %s", task.execution_id, task.node_id, exc)
+            except Exception as exc:
+                reraise_if_cancelling(exc)
+                log.exception("eager run of %s/%s failed", task.execution_id, task.node_id)
+
+    async def _keep_alive(self) -> None:
+        """Renew the liveness key; the sweep takes a worker without one for dead."""
+        ttl = self.config.liveness_ttl
+        while True:
+            await asyncio.sleep(ttl / 4)
+            try:
+                await self.persistence.touch_worker(self.id, ttl)
+            except Exception as exc:
+                reraise_if_cancelling(exc)
+                log.warning("could not renew the liveness of %s: %r", self.id, exc)
 
     # -- handling -----------------------------------------------------------------------------
 

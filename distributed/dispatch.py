@@ -1,0 +1,70 @@
+"""Eager dispatch: a task enqueued in a process that runs workers starts there at once.
+
+Every task is published to the queue for durability, and the scheduler also offers it to the
+workers of its own process (``LocalDispatch.offer``): a worker with a free slot starts it without
+waiting for the broker to deliver it (like Temporal's eager activities). The broker's copy is then
+dropped by whichever worker receives it (the step is running or done), so nothing runs twice that
+would not have anyway; a worker that dies after taking an eager task is like one that dies after
+taking a delivered one (the lease expires, or its liveness lapses; the sweep re-enqueues).
+
+The recovery sweep enqueues through the same path, so a step it reclaims from a dead worker
+starts in the sweeper's own process at once, instead of waiting on the dead worker's partition
+for the broker group to rebalance.
+
+The registry belongs to a ``RuntimeContext`` (the one a ``Runtime``'s engine, pool and sweep
+share), so tasks are only offered to workers of the same store and queue; the engine's
+``execute_async`` in a process that also runs the pool dispatches the start nodes at once too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+from .models import Task
+
+__all__ = ["LocalDispatch", "TaskRunner"]
+
+log = logging.getLogger(__name__)
+
+
+class TaskRunner(Protocol):
+    """A worker that may take a task without a delivery."""
+
+    id: str
+
+    def try_take(self, task: Task) -> bool:
+        """Start ``task`` now if a slot is free; False if busy or stopping."""
+        ...
+
+
+class LocalDispatch:
+    """The task runners of this process, offered every task this process enqueues."""
+
+    def __init__(self) -> None:
+        self._runners: dict[str, TaskRunner] = {}
+        self._next = 0
+
+    def register(self, runner: TaskRunner) -> None:
+        self._runners[runner.id] = runner
+
+    def unregister(self, runner: TaskRunner) -> None:
+        self._runners.pop(runner.id, None)
+
+    def is_local(self, runner_id: str) -> bool:
+        """True if the runner is alive in this process."""
+        return runner_id in self._runners
+
+    def offer(self, tasks: Sequence[Task]) -> int:
+        """Start each task on a runner with a free slot, round robin; return how many started."""
+        runners = list(self._runners.values())
+        started = 0
+        for task in tasks:
+            for i in range(len(runners)):
+                runner = runners[(self._next + i) % len(runners)]
+                if runner.try_take(task):
+                    self._next = (self._next + i + 1) % len(runners)
+                    started += 1
+                    break
+        return started
