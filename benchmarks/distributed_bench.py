@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import os
 import statistics
 import sys
@@ -37,12 +36,12 @@ import time
 import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks import workloads
 from distributed import EngineConfig, PoolConfig, Runtime, WorkerConfig
-from orchestration import Engine, Node, NodeContext, NodeResult
+from orchestration import Engine
 
 WORKFLOW = "bench-chain"
 KAFKA_OPTIONS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500}
@@ -52,30 +51,9 @@ SINGLE_RUNS = 3
 TIMEOUT = 60.0  # seconds for one batch of executions to finish
 
 
-class NoOp:
-    """A node type that does nothing: every measured cost is the engine's."""
-
-    def validate(self, node: Node) -> list[str]:
-        return []
-
-    async def run(self, node: Node, ctx: NodeContext, services: Any) -> NodeResult:
-        return NodeResult(output=None)
-
-
-def chain_blueprint(length: int) -> dict[str, Any]:
-    ids = [f"s{i:04d}" for i in range(length)]
-    return {
-        "id": WORKFLOW,
-        "nodes": [{"id": n, "uses": "noop", "params": {}, "config": {}} for n in ids],
-        "edges": [{"source": a, "target": b} for a, b in itertools.pairwise(ids)],
-    }
-
-
 def local_engine(length: int) -> Engine:
-    engine = Engine()
-    engine.node_types.register("noop", NoOp())
-    engine.register_blueprint(chain_blueprint(length))
-    return engine
+    """A chain of ``length`` no-op steps (``benchmarks.workloads``) as workflow ``WORKFLOW``."""
+    return workloads.local_engine([workloads.chain(WORKFLOW, length)])
 
 
 @dataclass

@@ -1,0 +1,57 @@
+"""CPU time and memory of processes, read from ``/proc`` (Linux; no psutil needed)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+__all__ = ["cpu_seconds", "peak_rss_mib", "rss_mib", "tree"]
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (a Celery prefork parent and its children)."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            found.extend(tree(int(child)))
+    return found
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """User + system CPU seconds of ``pids`` (a process that is gone counts 0)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        total += (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
+    return total
+
+
+def _status_kib(pid: int, field: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def rss_mib(pid: int) -> float:
+    """Resident set size now (``VmRSS``), MiB."""
+    return _status_kib(pid, "VmRSS") / 1024
+
+
+def peak_rss_mib(pid: int) -> float:
+    """Peak resident set size over the process's life (``VmHWM``), MiB."""
+    return _status_kib(pid, "VmHWM") / 1024
