@@ -2,10 +2,11 @@
 
 ``embedded``: LevelDB (temporary directory) + the in-process broker, a pool of 2 workers x 8
 slots in this process; CPU and RSS are this process's. ``cluster-N``: N worker processes
-(``python -m distributed worker benchmarks.workloads:build_engine``, 1 worker x 8 slots each, log
-level WARNING, stderr in ``$TMPDIR/<tag>.log``) on Redis + the Kafka-protocol broker, under a unique namespace (keys, topic,
-group; its keys are deleted afterwards), and a client runtime without workers here; executions
-run for ``SETTLE`` seconds before the cells, while the processes join the consumer group.
+(``python -m distributed worker benchmarks.workloads:build_engine``, 1 worker x 8 slots each,
+log level WARNING, stderr in ``$TMPDIR/<tag>.log``) on Redis + the Kafka-protocol broker, under
+a unique namespace (keys, topic, group; its keys are deleted afterwards), and a client runtime
+without workers here; executions run for ``SETTLE`` seconds before the cells, while the
+processes join the consumer group.
 """
 
 from __future__ import annotations

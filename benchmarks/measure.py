@@ -19,8 +19,8 @@ class Plan:
     measured peak rate for the dispatch latency; ``count_steps``: steps run while ``MONITOR``
     counts Redis commands; ``timeout``: seconds one batch may take."""
 
-    load_steps: int = 1000
-    singles: int = 10
+    load_steps: int = 800
+    singles: int = 8
     half_seconds: float = 2.0
     count_steps: int = 100
     timeout: float = 120.0
