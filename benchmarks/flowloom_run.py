@@ -55,6 +55,7 @@ class Target:
     marker: str = ""  # the run's key prefix, to attribute commands run inside Lua scripts
     processes: int = 1
     rss: Callable[[], float] = field(default=lambda: 0.0)
+    data_dir: Path | None = None  # embedded: the LevelDB directory
 
 
 @asynccontextmanager
@@ -72,7 +73,8 @@ async def embedded(shapes: list[Shape]) -> AsyncIterator[Target]:
         async with runtime:
             runtime.engine.config = FAST_POLL
             pid = os.getpid()
-            yield Target(runtime.engine, [pid], rss=lambda: procstats.rss_mib(pid))
+            rss = lambda: procstats.rss_mib(pid)  # noqa: E731
+            yield Target(runtime.engine, [pid], rss=rss, data_dir=Path(directory))
 
 
 def _worker_env(redis_url: str, kafka: str, tag: str) -> dict[str, str]:

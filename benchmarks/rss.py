@@ -1,0 +1,130 @@
+"""``python -m benchmarks.rss``: RSS of an embedded runtime over a long run (is it flat?).
+
+Usage: python -m benchmarks.rss [--steps 1000000] [--every 50000] [--shape chain-10]
+       [--in-flight 32] [--max-seconds S]
+
+Runs executions of ``--shape`` (no-op steps) on an embedded runtime (LevelDB in a temporary
+directory + the in-process broker, 2 workers x 8 slots, in this process), keeping
+``--in-flight`` executions submitted at all times, until ``--steps`` steps are done (or
+``--max-seconds`` have passed). Every ``--every`` steps it prints a row: steps so far,
+seconds, steps/s over the interval, this process's RSS and peak RSS, and the LevelDB
+directory's size. Executions are kept (no retention), as the default runtime keeps them, so
+the store grows; the question is whether the process does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import procstats
+from .flowloom_run import embedded
+from .workloads import Shape, shape
+
+__all__ = ["main"]
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.rss", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--steps", type=int, default=1_000_000, help="steps to run in all")
+    parser.add_argument("--every", type=int, default=50_000, help="steps between two samples")
+    parser.add_argument("--shape", default="chain-10")
+    parser.add_argument("--in-flight", type=int, default=32, help="executions submitted at once")
+    parser.add_argument("--max-seconds", type=float, help="stop earlier after this long")
+    args = parser.parse_args(argv)
+    if args.steps <= 0 or args.every <= 0 or args.in_flight <= 0:
+        parser.error("--steps, --every and --in-flight must be positive")
+    args.shape = shape(args.shape)
+    return args
+
+
+def _size_mib(directory: Path) -> float:
+    return sum(f.stat().st_size for f in directory.rglob("*") if f.is_file()) / 2**20
+
+
+class Sampler:
+    """Prints a row each time ``every`` more steps are done."""
+
+    def __init__(self, every: int, directory: Path) -> None:
+        self.every, self.directory = every, directory
+        self.done = 0
+        self.started = self.last_time = time.monotonic()
+        self.last_steps = 0
+        self.rows: list[tuple[int, float]] = []  # (steps, RSS MiB)
+
+    def add(self, steps: int) -> None:
+        self.done += steps
+        if self.done - self.last_steps >= self.every:
+            self.sample()
+
+    def sample(self) -> None:
+        now, pid = time.monotonic(), os.getpid()
+        rate = (self.done - self.last_steps) / max(now - self.last_time, 1e-9)
+        rss = procstats.rss_mib(pid)
+        self.rows.append((self.done, rss))
+        print(
+            f"| {self.done:,} | {now - self.started:,.0f} | {rate:,.0f} | {rss:.1f} "
+            f"| {procstats.peak_rss_mib(pid):.1f} | {_size_mib(self.directory):.1f} |",
+            flush=True,
+        )
+        self.last_time, self.last_steps = now, self.done
+
+
+async def _loop(
+    engine: object, item: Shape, budget: list[int], sampler: Sampler, deadline: float
+) -> None:
+    from distributed.engine import DistributedEngine
+
+    assert isinstance(engine, DistributedEngine)
+    while budget[0] > 0 and time.monotonic() < deadline:
+        budget[0] -= item.steps
+        snapshot = await engine.wait(await engine.execute_async(item.name), timeout=120)
+        if snapshot.status != "completed":
+            raise RuntimeError(f"execution {snapshot.execution_id} ended {snapshot.status}")
+        sampler.add(item.steps)
+
+
+async def run(args: argparse.Namespace) -> Sampler:
+    async with embedded([args.shape]) as target:
+        assert target.data_dir is not None
+        sampler = Sampler(args.every, target.data_dir)
+        budget = [args.steps]
+        deadline = time.monotonic() + (args.max_seconds or float("inf"))
+        await asyncio.gather(
+            *(
+                _loop(target.engine, args.shape, budget, sampler, deadline)
+                for _ in range(args.in_flight)
+            )
+        )
+        if sampler.done != sampler.last_steps:
+            sampler.sample()
+        return sampler
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    print(
+        f"{args.shape.name}, {args.in_flight} executions in flight, "
+        f"a sample every {args.every:,} steps\n"
+    )
+    print("| steps | seconds | steps/s | RSS MiB | peak RSS MiB | LevelDB MiB |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |", flush=True)
+    sampler = asyncio.run(run(args))
+    if len(sampler.rows) >= 2:
+        (s0, r0), (s1, r1) = sampler.rows[0], sampler.rows[-1]
+        per = (r1 - r0) * 1024 / max(s1 - s0, 1) * 1000
+        print(
+            f"\nRSS {r0:.1f} -> {r1:.1f} MiB from step {s0:,} to {s1:,}: "
+            f"{per:.2f} KiB per 1,000 steps"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
