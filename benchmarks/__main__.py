@@ -2,7 +2,7 @@
 
 Usage: python -m benchmarks [--quick] [--rounds 3] [--shapes chain-10,diamond,fanout-50]
        [--modes embedded,cluster-1,cluster-2,cluster-4] [--celery-pools prefork-2,threads-8]
-       [--no-celery] [--redis-url URL] [--kafka HOST:PORT] [--celery-url URL]
+       [--no-celery] [--load-steps N] [--redis-url URL] [--kafka HOST:PORT] [--celery-url URL]
 
 Each round runs every mode once, in an order rotated from round to round (interleaved, so a
 drift of the shared machine spreads over all of them); every mode starts its own worker
@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 from .figures import Cell, detail_table, side_by_side_table, summarise
@@ -42,6 +43,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--modes", default=DEFAULT_MODES, help="embedded, cluster-N (N processes)")
     parser.add_argument("--celery-pools", default=CELERY_POOLS, help="prefork-2, threads-8")
     parser.add_argument("--no-celery", action="store_true", help="Flowloom only")
+    parser.add_argument("--load-steps", type=int, help="steps of the load batch (default 800)")
     parser.add_argument(
         "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     )
@@ -64,6 +66,10 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         args.modes += [f"celery-{pool}" for pool in _split(args.celery_pools)]
     args.rounds = args.rounds or (1 if args.quick else 3)
     args.plan = QUICK if args.quick else Plan()
+    if args.load_steps is not None:
+        if args.load_steps <= 0:
+            parser.error("--load-steps must be positive")
+        args.plan = replace(args.plan, load_steps=args.load_steps)
     return args
 
 
