@@ -21,7 +21,8 @@ median/p99/max (from each SIGKILL to the killed worker's in-flight step starting
 another process, from the steps' run log and the kill times).
 
 Recovery mode: ``--kills`` single SIGKILLs, one at a time, each of a worker in the middle of a
-3 s step; prints recovery median/p99/max. The driver and the analysis are
+3 s step, while ``--load`` chains per worker run (2: half of a worker's 4 default slots busy;
+4: saturated); prints recovery median/p99/max. The driver and the analysis are
 ``tests/distributed/chaos_support.py`` (shared with ``tests/distributed/test_chaos.py``).
 """
 
@@ -61,6 +62,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--broker-pause-at", type=float, default=70.0)
     parser.add_argument("--outage", type=float, default=5.0)
     parser.add_argument("--kills", type=int, default=20, help="--recovery: how many")
+    parser.add_argument(
+        "--load", type=int, default=2, help="--recovery: chains of 3 s steps per worker"
+    )
     return parser.parse_args(argv)
 
 
@@ -91,7 +95,7 @@ async def main(args: argparse.Namespace) -> ChaosReport:
         try:
             if args.recovery:
                 return await run_recovery(
-                    fleet, kills=args.kills, workers=args.workers, progress=stamp
+                    fleet, kills=args.kills, workers=args.workers, load=args.load, progress=stamp
                 )
             config = ChaosConfig(
                 workers=args.workers,

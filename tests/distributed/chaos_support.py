@@ -12,6 +12,9 @@ What is measured, and from where:
 - final statuses: the store (each execution's snapshot);
 - lost: an execution that is not ``completed``, or a step not in the status its shape requires
   (completed on the path taken, skipped off it), or a completed step without its output;
+- one final status: the status is first-writer-wins in the store; the event log must not hold
+  two ``execution.final`` events for one execution (it may hold none: a process killed right
+  after winning the final status loses the events it had not appended yet);
 - double joins: runs of a join step beyond the first that no kill explains (a run of a killed
   process that logged no end is explained by the kill);
 - re-runs after commit: runs that started after the step's result was committed (the step
@@ -105,8 +108,10 @@ class WorkerFleet:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     kills: list[tuple[int, float]] = field(default_factory=list)  # (pid, time.time())
 
-    def spawn(self) -> subprocess.Popen[bytes]:
+    def spawn(self, **environment: str) -> subprocess.Popen[bytes]:
+        """Start one worker; ``environment`` adds variables (``FLOWLOOM_FAILPOINT=...``)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLOWLOOM_")}
+        env.update(environment)
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(HERE)])
         log_path = self.folder / f"worker-{len(self.procs)}.log"
         command = [*FLOWLOOM, "worker", "chaos_app:engine", "--store", self.store_url]
@@ -186,6 +191,7 @@ class ChaosReport:
     unfinished: int = 0
     lost: list[str] = field(default_factory=list)  # what is missing, one line each
     double_joins: list[str] = field(default_factory=list)
+    double_finals: list[str] = field(default_factory=list)  # two execution.final events
     reruns_after_commit: list[str] = field(default_factory=list)
     steps: int = 0  # distinct steps that ran
     runs: int = 0  # step runs (starts)
@@ -215,13 +221,15 @@ class ChaosReport:
             f"final statuses: {dict(sorted(self.statuses.items()))}, unfinished: {self.unfinished}",
             f"lost: {len(self.lost)}",
             f"double joins: {len(self.double_joins)}",
+            f"executions with two final-status events: {len(self.double_finals)}",
             f"re-runs after commit: {len(self.reruns_after_commit)}",
             f"duplicates: {self.duplicates_per_1000:.1f} per 1,000 steps "
             f"({self.runs} runs of {self.steps} steps)",
             self.recovery_summary(),
             *self.notes,
         ]
-        details = self.lost[:5] + self.double_joins[:5] + self.reruns_after_commit[:5]
+        details = self.lost[:5] + self.double_joins[:5] + self.double_finals[:5]
+        details += self.reruns_after_commit[:5] + self.unrecovered[:5]
         return "\n".join(lines + [f"  e.g. {d}" for d in details])
 
 
@@ -351,6 +359,9 @@ async def analyse(
         report.statuses[snapshot.status] += 1
         report.lost += _missing(snapshot, expected_steps(shape, route))
         report.reruns_after_commit += _reruns(snapshot, starts)
+        finals = [e async for e in client.engine.events(eid) if e.type == "execution.final"]
+        if len(finals) > 1:
+            report.double_finals.append(f"{eid}: {len(finals)} execution.final events")
         join = JOINS.get(shape)
         if join is not None:
             fired = [s for s in starts[(eid, join)] if s not in interrupted]
@@ -426,11 +437,14 @@ async def run_recovery(
     *,
     kills: int = 20,
     workers: int = 4,
+    load: int = 2,
     delay: float = 3.0,
     progress: Callable[[str], None] | None = None,
 ) -> ChaosReport:
     """``kills`` single SIGKILLs, one at a time: each waits until a worker runs a step, kills
-    it, and waits until that step starts again elsewhere (and the replacement is up)."""
+    it, and waits until that step starts again elsewhere (and the replacement is up). ``load``
+    chains of ``delay``-second steps per worker run throughout (the default 2 leaves half of a
+    default worker's 4 slots free; 4 or more saturates the workers)."""
     say = progress or (lambda _: None)
     run_log = fleet.folder / "runs.log"
     for _ in range(workers):
@@ -440,9 +454,9 @@ async def run_recovery(
     begun = time.monotonic()
     async with client_runtime(fleet) as client:
         values = {"run_log": str(run_log), "delay": delay}
-        ids = {await client.engine.execute_async("chain", values): ("chain", "left")}
+        ids: dict[str, tuple[str, str]] = {}
         for number in range(kills):
-            while len(ids) < 4 * workers + number * 2:  # keep every worker busy
+            while len(ids) - await _finished(client, list(ids)) < workers * load:
                 ids[await client.engine.execute_async("chain", values)] = ("chain", "left")
             victim, step = await _busy_worker(fleet, run_log, rng)
             replacement = fleet.kill(victim)

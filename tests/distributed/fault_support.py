@@ -163,28 +163,50 @@ class PrivateTansu:
 class LyingStore:
     """A ``KVStore`` that forwards every call to ``inner``; of the calls to the methods named in
     ``lie_on``, every ``every``-th one (after it was performed) raises ``StoreUnavailable`` as a
-    lost answer would. ``lies`` counts them, by method."""
+    lost answer would, until ``budget`` lies were told (then it is honest: what matters is that
+    no lie left a wrong state behind). With ``script``, it lies instead on exactly the calls
+    whose written value contains ``script[0]``, then ``script[1]``, ... (one lie each).
+    ``armed`` switches lying on and off. ``lies`` counts them, by method."""
 
     WRITES = ("put", "batch", "batch_if", "compare_and_set", "set_if_absent", "delete")
 
-    def __init__(self, inner: KVStore, *, every: int = 3, lie_on: Sequence[str] = WRITES) -> None:
+    def __init__(
+        self,
+        inner: KVStore,
+        *,
+        every: int = 3,
+        budget: int = 1000,
+        lie_on: Sequence[str] = WRITES,
+        script: Sequence[bytes] = (),
+    ) -> None:
         self.inner = inner
+        self.script = tuple(script)
         self.every = every
+        self.budget = budget
+        self.armed = True
         self.lie_on = frozenset(lie_on)
         self.calls = 0
         self.lies: dict[str, int] = {}
 
-    def _after(self, method: str) -> None:
-        if method not in self.lie_on:
+    @property
+    def told(self) -> int:
+        return sum(self.lies.values())
+
+    def _after(self, method: str, value: bytes = b"") -> None:
+        if not self.armed or method not in self.lie_on or self.told >= self.budget:
             return
         self.calls += 1
-        if self.calls % self.every == 0:
+        if self.script:
+            lie = self.told < len(self.script) and self.script[self.told] in value
+        else:
+            lie = self.calls % self.every == 0
+        if lie:
             self.lies[method] = self.lies.get(method, 0) + 1
             raise StoreUnavailable("lying-store://", f"{method} done, but its answer was lost")
 
     async def put(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         await self.inner.put(key, value, ttl=ttl)
-        self._after("put")
+        self._after("put", value)
 
     async def delete(self, key: str) -> bool:
         existed = await self.inner.delete(key)
@@ -193,25 +215,25 @@ class LyingStore:
 
     async def batch(self, ops: Sequence[Put | Delete]) -> None:
         await self.inner.batch(ops)
-        self._after("batch")
+        self._after("batch", _written(ops))
 
     async def batch_if(
         self, expected: Mapping[str, bytes | None], ops: Sequence[Put | Delete]
     ) -> bool:
         applied = await self.inner.batch_if(expected, ops)
-        self._after("batch_if")
+        self._after("batch_if", _written(ops))
         return applied
 
     async def compare_and_set(
         self, key: str, expected: bytes | None, new: bytes, *, ttl: float | None = None
     ) -> bool:
         swapped = await self.inner.compare_and_set(key, expected, new, ttl=ttl)
-        self._after("compare_and_set")
+        self._after("compare_and_set", new)
         return swapped
 
     async def set_if_absent(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
         was_set = await self.inner.set_if_absent(key, value, ttl=ttl)
-        self._after("set_if_absent")
+        self._after("set_if_absent", value)
         return was_set
 
     def scan(self, prefix: str, *, page_size: int = 500) -> AsyncIterator[tuple[str, bytes]]:
@@ -219,3 +241,7 @@ class LyingStore:
 
     def __getattr__(self, name: str) -> Any:  # get, get_many, incr, expire, log_*, close
         return getattr(self.inner, name)
+
+
+def _written(ops: Sequence[Put | Delete]) -> bytes:
+    return b"\n".join(op.value for op in ops if isinstance(op, Put))

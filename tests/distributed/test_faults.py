@@ -1,0 +1,318 @@
+"""Faults survived, one test each: a Redis restart, a frozen broker, store writes whose answer is
+lost, a worker process crashing at each failpoint, a worker whose clock is 30 s off.
+
+Each runs a mix of the ``chaos_app`` shapes (chain, diamond, fan-out + join, router + any-join)
+through the fault, then checks with ``chaos_support.analyse`` what every chaos run checks: every
+execution ``completed`` with one final status, every step result in place (lost: 0), each join
+run once, no step run again after its result was committed. The services a test breaks are its
+own (``fault_support``): a private ``redis-server`` and a private Tansu, never the shared ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from chaos_app import build_engine
+from chaos_support import (
+    ChaosReport,
+    WorkerFleet,
+    analyse,
+    client_runtime,
+    delete_namespace,
+    inputs,
+    read_run_log,
+    unique_namespace,
+)
+from fault_support import LyingStore, PrivateRedis, PrivateTansu
+from scenario_support import FAST_POOL, TANSU_OPTIONS, RuntimeFactory
+from support import assert_eventually, require_kafka, require_redis
+
+from distributed import (
+    ExecutionFinished,
+    Hooks,
+    PoolConfig,
+    RecoveryConfig,
+    Runtime,
+    WorkerPool,
+)
+from distributed.failpoints import FAILPOINTS
+from distributed.settings import Settings
+from store import KVStore
+
+EXECUTIONS = 12  # per test: three of each shape
+WAIT = 60.0  # seconds: a generous bound for what takes a few
+LIES = 30  # writes done but reported as failed, per test
+
+
+class Finals(Hooks):
+    """Counts, in this process, the final statuses won per execution."""
+
+    def __init__(self) -> None:
+        self.won: Counter[str] = Counter()
+
+    def execution_final(self, event: ExecutionFinished) -> None:
+        self.won[event.execution_id] += 1
+
+
+def pool(group: str, **worker: Any) -> PoolConfig:
+    return replace(FAST_POOL, worker=replace(FAST_POOL.worker, group=group, **worker))
+
+
+async def submit(runtime: Runtime, run_log: Path, delay: float) -> dict[str, tuple[str, str]]:
+    ids = {}
+    for index in range(EXECUTIONS):
+        shape, values = inputs(index, run_log, delay)
+        ids[await runtime.engine.execute_async(shape, values)] = (shape, values["route"])
+    return ids
+
+
+async def wait_all(runtime: Runtime, ids: dict[str, Any]) -> None:
+    await asyncio.gather(*(runtime.engine.wait(eid, timeout=WAIT) for eid in ids))
+
+
+def started(run_log: Path, count: int = 1) -> bool:
+    return sum(line.kind == "start" for line in read_run_log(run_log)) >= count
+
+
+def assert_survived(
+    report: ChaosReport, finals: Finals | None = None, *, every_final_heard: bool = True
+) -> None:
+    summary = report.summary()
+    assert dict(report.statuses) == {"completed": report.executions}, summary
+    assert report.lost == [], summary
+    assert report.double_joins == [], summary
+    assert report.double_finals == [], summary
+    assert report.reruns_after_commit == [], summary
+    if finals is not None:
+        assert set(finals.won.values()) <= {1}, f"final statuses won: {finals.won}"
+        if every_final_heard:
+            assert len(finals.won) == report.executions, f"final statuses won: {finals.won}"
+
+
+# -- Redis restarted mid-run --------------------------------------------------------------------
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    redis = PrivateRedis(tmp_path / "redis")
+    redis.start()
+    yield redis
+    redis.stop()
+
+
+@pytest.fixture
+def private_tansu(tmp_path: Path) -> Iterator[PrivateTansu]:
+    broker = PrivateTansu(tmp_path / "tansu")
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def cluster(store_url: str, broker: str, tag: str, hooks: Hooks | None = None) -> Runtime:
+    return Runtime.from_urls(
+        build_engine(),
+        store_url=store_url,
+        broker_url=f"kafka://{broker}",
+        pool=pool(f"{tag}.workers"),
+        namespace=f"{tag}/",
+        topic=f"{tag}.tasks",
+        broker_options=TANSU_OPTIONS,
+        hooks=hooks,
+    )
+
+
+async def test_executions_complete_once_across_a_five_second_redis_restart(
+    private_redis: PrivateRedis, tmp_path: Path
+) -> None:
+    tag, run_log, finals = unique_namespace("redis-down"), tmp_path / "runs.log", Finals()
+    async with cluster(private_redis.url, require_kafka(), tag, finals) as runtime:
+        ids = await submit(runtime, run_log, delay=0.3)
+        await assert_eventually(lambda: started(run_log, 3), timeout=WAIT, message="steps run")
+        await private_redis.outage(5.0)
+        await wait_all(runtime, ids)
+        report = await analyse(runtime, ids, read_run_log(run_log), [])
+    print(report.summary())
+    assert private_redis.restarts == 1
+    assert_survived(report, finals)
+
+
+async def test_executions_complete_once_across_a_five_second_broker_freeze(
+    private_tansu: PrivateTansu, tmp_path: Path
+) -> None:
+    redis_url = require_redis()
+    tag, run_log, finals = unique_namespace("broker-down"), tmp_path / "runs.log", Finals()
+    try:
+        async with cluster(redis_url, private_tansu.bootstrap, tag, finals) as runtime:
+            ids = await submit(runtime, run_log, delay=0.3)
+            await assert_eventually(lambda: started(run_log, 3), timeout=WAIT, message="steps run")
+            await private_tansu.outage(5.0)
+            await wait_all(runtime, ids)
+            report = await analyse(runtime, ids, read_run_log(run_log), [])
+    finally:
+        await delete_namespace(redis_url, tag)
+    print(report.summary())
+    assert private_tansu.pauses == 1
+    assert_survived(report, finals)
+
+
+# -- a write that happened, reported as failed (the Temporal case) -----------------------------
+
+# The sweep re-enqueues a pending step that no message carries after ``requeue_after`` (60 s by
+# default); the lies below can leave such a step (see the xfail test), so it is short here.
+LYING_POOL = replace(FAST_POOL, recovery=RecoveryConfig(requeue_after=2.0))
+
+
+async def test_store_writes_whose_answer_is_lost_change_nothing(
+    make_runtime: RuntimeFactory, tmp_path: Path
+) -> None:
+    liars: list[LyingStore] = []
+
+    def lying(store: KVStore) -> KVStore:
+        liars.append(LyingStore(store, every=5, budget=LIES))
+        liars[-1].armed = False  # honest while the executions are submitted
+        return liars[-1]  # type: ignore[return-value]
+
+    run_log, finals = tmp_path / "runs.log", Finals()
+    runtime = make_runtime(build_engine(), LYING_POOL, wrap_store=lying)
+    runtime.engine.context.hooks.add(finals)
+    async with runtime:
+        ids = await submit(runtime, run_log, delay=0.05)
+        liars[0].armed = True  # now every 5th write is done but reported as failed, LIES times
+        await wait_all(runtime, ids)
+        report = await analyse(runtime, ids, read_run_log(run_log), [])
+    print(report.summary(), f"lies told: {liars[0].lies}")
+    assert liars[0].told == LIES, f"too few lies to prove anything: {liars[0].lies}"
+    # A lie about the final-status write itself silences its hook (the xfail test below).
+    assert_survived(report, finals, every_final_heard=False)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a lost answer to the final-status write (batch_if done, the caller hears an error) "
+    "means no caller ever learns it won: the next attempt finds the status set and reports "
+    "won=False, so execution_final is never emitted (no execution.final event, no "
+    "workflow_execution_completed count) for that execution (persistence.set_final, "
+    "Scheduler.finalize)",
+)
+async def test_the_final_status_is_reported_once_even_when_the_answer_to_its_write_is_lost(
+    make_runtime: RuntimeFactory, tmp_path: Path
+) -> None:
+    liars: list[LyingStore] = []
+    script = (b'"status":"completed","outputs"',)  # a FinalStatus, not a step record
+
+    def lying(store: KVStore) -> KVStore:
+        liars.append(LyingStore(store, lie_on=("batch_if",), script=script))
+        return liars[-1]  # type: ignore[return-value]
+
+    finals = Finals()
+    runtime = make_runtime(build_engine(), FAST_POOL, wrap_store=lying)
+    runtime.engine.context.hooks.add(finals)
+    async with runtime:
+        eid = await runtime.engine.execute_async("chain", {"delay": 0})
+        snapshot = await runtime.engine.wait(eid, timeout=WAIT)
+    assert liars[0].told == 1 and snapshot.status == "completed"
+    assert finals.won == {eid: 1}, "the execution's final status was reported once"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a lost answer to the sweep's reclaim (running -> pending, done in the store) aborts "
+    "the sweep before it enqueues the step; the next sweep sees a pending step with no "
+    "not_before and re-enqueues it only after requeue_after (60 s by default): a stall of a "
+    "minute, not the seconds recovery promises (distributed/recovery.py _pending)",
+)
+async def test_a_lost_answer_to_a_reclaim_stalls_the_step_for_no_more_than_seconds(
+    make_runtime: RuntimeFactory, tmp_path: Path
+) -> None:
+    liars: list[LyingStore] = []
+    # 1. the lease is taken but the worker hears it failed: it leaves the step, whose lease
+    #    expires; 2. the sweep's reclaim is done but the sweep hears it failed.
+    script = (b'"status":"running"', b'"status":"pending"')
+
+    def lying(store: KVStore) -> KVStore:
+        liars.append(LyingStore(store, lie_on=("compare_and_set",), script=script))
+        return liars[-1]  # type: ignore[return-value]
+
+    runtime = make_runtime(build_engine(), FAST_POOL, wrap_store=lying)
+    run_log = tmp_path / "runs.log"
+    async with runtime:
+        eid = await runtime.engine.execute_async("chain", {"run_log": str(run_log), "delay": 0})
+        await assert_eventually(lambda: liars[0].told == 2, timeout=WAIT, message="two lies")
+        snapshot = await runtime.engine.wait(eid, timeout=10)
+    assert snapshot.status == "completed"
+
+
+# -- a worker process crashing at each failpoint ---------------------------------------------
+
+
+@pytest.fixture
+def embedded_fleet(tmp_path: Path) -> Iterator[WorkerFleet]:
+    fleet = WorkerFleet(f"leveldb://{tmp_path / 'data'}", "inproc://", "faults", tmp_path)
+    yield fleet
+    fleet.stop()
+
+
+@pytest.mark.parametrize("point", sorted(FAILPOINTS))
+async def test_a_worker_process_killed_at_a_failpoint_loses_nothing(
+    point: str, embedded_fleet: WorkerFleet, tmp_path: Path
+) -> None:
+    run_log = tmp_path / "runs.log"
+    async with client_runtime(embedded_fleet) as client:  # submits, then lets go of LevelDB
+        ids = await submit(client, run_log, delay=0.05)
+    victim = embedded_fleet.spawn(FLOWLOOM_FAILPOINT=point)
+    await assert_eventually(lambda: victim.poll() is not None, timeout=WAIT, message="it dies")
+    assert victim.returncode == 137, f"the worker did not die at {point}"
+    embedded_fleet.kills.append((victim.pid, time.time()))
+    assert started(run_log) or point == "after-lease", "the victim ran nothing"
+
+    settings = Settings(store_url=embedded_fleet.store_url, namespace="faults", lease_ttl=2.0)
+    finals = Finals()
+    async with Runtime.from_settings(build_engine(), settings, hooks=finals) as healthy:
+        await wait_all(healthy, ids)
+        report = await analyse(healthy, ids, read_run_log(run_log), embedded_fleet.kills)
+    print(report.summary())
+    assert_survived(report)
+    assert set(finals.won.values()) <= {1}, f"final statuses won twice: {finals.won}"
+
+
+# -- a worker whose clock is off ------------------------------------------------------------
+
+
+def skewed_pool(runtime: Runtime, skew: float) -> WorkerPool:
+    """A second pool on the runtime's store and queue whose clock is ``skew`` seconds off."""
+    assert runtime.pool is not None
+    base = runtime.pool
+
+    def clock() -> float:
+        return time.time() + skew
+
+    context = dataclasses.replace(base.context, clock=clock)
+    return WorkerPool(base.queue, base.executor, base.config, context=context)
+
+
+@pytest.mark.parametrize("skew", [30.0, -30.0])
+async def test_a_worker_whose_clock_is_thirty_seconds_off_breaks_nothing(
+    skew: float, make_runtime: RuntimeFactory, tmp_path: Path
+) -> None:
+    run_log, finals = tmp_path / "runs.log", Finals()
+    runtime = make_runtime(build_engine())
+    runtime.engine.context.hooks.add(finals)
+    off = skewed_pool(runtime, skew)
+    async with runtime:
+        await off.start()
+        try:
+            ids = await submit(runtime, run_log, delay=0.3)
+            await wait_all(runtime, ids)
+        finally:
+            await off.stop()
+        report = await analyse(runtime, ids, read_run_log(run_log), [])
+    print(report.summary())
+    assert_survived(report, finals)
