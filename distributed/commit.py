@@ -20,6 +20,7 @@ from .failpoints import failpoint
 from .hooks import RetryScheduled, StepOutcomeName
 from .lease import StepLease
 from .models import ExecutionRecord, FinalStatus, TaskResult
+from .scheduler import commit_seq
 from .steps import StepOutcome
 
 __all__ = ["StepCommitter"]
@@ -43,13 +44,16 @@ class StepCommitter:
         outcome: StepOutcome,
         state: Mapping[str, Any],
         *,
+        after_seq: int = 0,
         recorded: Callable[[StepOutcomeName], None] = lambda _: None,
     ) -> StepOutcomeName:
-        """Record the outcome; return its name. ``recorded(name)`` is called as soon as the
-        step's record is written, before the execution moves on (so observers see a step end
-        before its successors start). Raises ``LeaseLost`` when the step moved."""
+        """Record the outcome; return its name. ``after_seq``: the newest commit the step's
+        ``state`` includes (``last_seq``). ``recorded(name)`` is called as soon as the step's
+        record is written, before the execution moves on (so observers see a step end before
+        its successors start). Raises ``LeaseLost`` when the step moved."""
         if outcome.result is not None:
-            return await self._complete(record, graph, held, outcome.result, state, recorded)
+            result = outcome.result
+            return await self._complete(record, graph, held, result, state, after_seq, recorded)
         decision, error = outcome.decision, outcome.describe_error()
         if isinstance(decision, RetryLater):
             await self._retry(record, held, error, decision.delay)
@@ -72,6 +76,7 @@ class StepCommitter:
         held: StepLease,
         result: NodeResult,
         state: Mapping[str, Any],
+        after_seq: int,
         recorded: Callable[[StepOutcomeName], None],
     ) -> StepOutcomeName:
         node_id = held.record.node_id
@@ -80,18 +85,22 @@ class StepCommitter:
         except UnroutableAction as exc:
             await self.fail(record, held, f"{type(exc).__name__}: {exc}", recorded)
             return "failed"
+        now = self.context.clock()
         outcome = TaskResult(
             output=result.output,
             action=result.action,
             state_updates=dict(result.state_updates),
             taken=tuple(e.key for e in routing.taken),
             skipped=tuple(e.key for e in routing.skipped),
-            seq=await self.persistence.next_seq(record.execution_id),
+            seq=commit_seq(now, after_seq),
         )
-        await held.swap(held.record.complete(outcome, self.context.clock()))
+        edges = {key: True for key in outcome.taken} | {key: False for key in outcome.skipped}
+        fired = self.scheduler.sole_successors(graph, node_id, edges)
+        completed = held.record.complete(outcome, now)
+        await held.commit(completed, edges=edges, fired=fired, now=now)
         recorded("completed")
         failpoint("after-commit")
-        await self.scheduler.advance(record, graph, held.record)
+        await self.scheduler.advance(record, graph, held.record, committed=fired)
         return "completed"
 
     async def _retry(

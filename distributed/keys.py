@@ -5,9 +5,8 @@ Every key starts with the persistence's namespace (default ``flowloom/``)::
     exec/{eid}                  ExecutionRecord: workflow, graph version, inputs, options, parent
     exec/{eid}/final            FinalStatus; written with set_if_absent, so the first writer wins
     exec/{eid}/paused           present while the execution is paused
-    exec/{eid}/seq              commit counter; orders state updates of parallel branches
     exec/{eid}/step/{node}      StepRecord; every transition (lease, heartbeat, commit) is one CAS
-    exec/{eid}/edge/{edge}      "1" taken / "0" skipped; resolved once (set_if_absent)
+    exec/{eid}/edge/{edge}      "1" taken / "0" skipped; resolved once, by its source's commit
     exec/{eid}/join/{node}      "fire" / "skip"; the join decision, made once (set_if_absent)
     exec/{eid}/history/{gen}    FinalStatus of an earlier generation (recover_failed_execution)
     exec/{eid}/unrunnable       first time a worker could not run it (no such workflow/version)
@@ -54,9 +53,6 @@ class Keys:
 
     def paused(self, eid: str) -> str:
         return f"{self.ns}exec/{eid}/paused"
-
-    def seq(self, eid: str) -> str:
-        return f"{self.ns}exec/{eid}/seq"
 
     def steps(self, eid: str) -> str:
         return f"{self.ns}exec/{eid}/step/"

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 from .errors import LeaseLost
 from .models import StepRecord
@@ -60,6 +60,20 @@ class StepLease:
         """Replace the held version; raise ``LeaseLost`` if the step moved under us."""
         async with self._lock:
             version = await self.persistence.swap_step(self.eid, self.version, new)
+            if version is None:
+                raise LeaseLost(self.eid, self.record.node_id)
+            self.version = version
+            return version
+
+    async def commit(
+        self, new: StepRecord, *, edges: Mapping[str, bool], fired: Sequence[str], now: float
+    ) -> VersionedStep:
+        """Record a completed step with its edges and the successors it alone fires (see
+        ``WorkflowPersistence.commit_step``), in one write; ``LeaseLost`` if the step moved."""
+        async with self._lock:
+            version = await self.persistence.commit_step(
+                self.eid, self.version, new, edges=edges, fired=fired, now=now
+            )
             if version is None:
                 raise LeaseLost(self.eid, self.record.node_id)
             self.version = version

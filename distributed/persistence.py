@@ -71,9 +71,18 @@ class WorkflowPersistence(Protocol):
     ) -> VersionedStep | None: ...
     async def resolve_edges(self, eid: str, edges: Mapping[str, bool]) -> None: ...
     async def edge_states(self, eid: str, edge_keys: Sequence[str]) -> dict[str, bool]: ...
-    async def decide_join(self, eid: str, node_id: str, fire: bool) -> bool: ...
+    async def commit_step(
+        self,
+        eid: str,
+        expected: VersionedStep,
+        new: StepRecord,
+        *,
+        edges: Mapping[str, bool],
+        fired: Sequence[str],
+        now: float,
+    ) -> VersionedStep | None: ...
+    async def decide_join(self, eid: str, node_id: str, fire: bool) -> tuple[bool, bool]: ...
     async def fired_nodes(self, eid: str) -> list[str]: ...
-    async def next_seq(self, eid: str) -> int: ...
     async def set_paused(self, eid: str, paused: bool) -> None: ...
     async def is_paused(self, eid: str) -> bool: ...
     def active_executions(self) -> AsyncIterator[str]: ...
@@ -234,11 +243,38 @@ class KVPersistence:
             key: raw == b"1" for key, raw in zip(edge_keys, raws, strict=True) if raw is not None
         }
 
-    async def decide_join(self, eid: str, node_id: str, fire: bool) -> bool:
-        """Record the join decision once; return the decision in force (True = fire)."""
+    async def commit_step(
+        self,
+        eid: str,
+        expected: VersionedStep,
+        new: StepRecord,
+        *,
+        edges: Mapping[str, bool],
+        fired: Sequence[str],
+        now: float,
+    ) -> VersionedStep | None:
+        """Record a step's outcome in one atomic write, if the step is still ``expected``:
+        the new record, its outgoing ``edges`` resolved, and the successors it alone decides
+        (``fired``: one incoming edge, taken) fired and on the agenda. None if the step moved.
+
+        Edges are plain writes: only the one commit of their source that wins resolves them,
+        and a re-run advance writes the same values."""
+        keys, raw = self.keys, new.to_bytes()
+        ops: list[Put | Delete] = [Put(keys.step(eid, new.node_id), raw)]
+        ops += [Put(keys.edge(eid, key), b"1" if taken else b"0") for key, taken in edges.items()]
+        ops += [Put(keys.join(eid, node), _FIRE.encode()) for node in fired]
+        ops += self._agenda_puts(eid, fired, now)
+        won = await self.store.batch_if({keys.step(eid, new.node_id): expected.raw}, ops)
+        return VersionedStep(raw, new) if won else None
+
+    async def decide_join(self, eid: str, node_id: str, fire: bool) -> tuple[bool, bool]:
+        """Record the join decision once; return the decision in force (True = fire) and
+        whether this call made it."""
         key = self.keys.join(eid, node_id)
-        await self.store.set_if_absent(key, (_FIRE if fire else _SKIP).encode())
-        return await self.store.get(key) == _FIRE.encode()
+        made = await self.store.set_if_absent(key, (_FIRE if fire else _SKIP).encode())
+        if made:
+            return fire, True
+        return await self.store.get(key) == _FIRE.encode(), False
 
     async def fired_nodes(self, eid: str) -> list[str]:
         prefix = self.keys.joins(eid)
@@ -247,9 +283,6 @@ class KVPersistence:
             async for key, raw in self.store.scan(prefix)
             if raw == _FIRE.encode()
         ]
-
-    async def next_seq(self, eid: str) -> int:
-        return await self.store.incr(self.keys.seq(eid))
 
     async def set_paused(self, eid: str, paused: bool) -> None:
         if paused:

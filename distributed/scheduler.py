@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from orchestration import (
@@ -35,9 +36,24 @@ from .persistence import VersionedStep
 if TYPE_CHECKING:
     from .context import RuntimeContext
 
-__all__ = ["Scheduler", "execution_state"]
+__all__ = ["Scheduler", "commit_seq", "execution_state", "last_seq"]
 
 log = logging.getLogger(__name__)
+
+_FIRE = JoinDecision.FIRE
+
+
+def last_seq(steps: Mapping[str, VersionedStep]) -> int:
+    """The commit order of the newest committed step (0: none)."""
+    return max((v.record.result.seq for v in steps.values() if v.record.result), default=0)
+
+
+def commit_seq(now: float, after: int) -> int:
+    """A step's place in the commit order: the wall clock in microseconds, but always after
+    ``after``, the newest commit it has seen (its predecessors'), so a successor's updates
+    apply after its predecessors' even on a worker whose clock is behind. Parallel branches
+    are ordered by when they committed, as in memory."""
+    return max(int(now * 1_000_000), after + 1)
 
 
 def execution_state(
@@ -93,47 +109,101 @@ class Scheduler:
         await self.queue.enqueue_many(tasks)
         self.context.dispatch.offer(tasks)
 
-    async def advance(self, record: ExecutionRecord, graph: Graph, step: StepRecord) -> None:
-        """Resolve a completed step's edges, schedule or skip its successors, check completion,
-        and only then take the step off the agenda."""
+    def sole_successors(self, graph: Graph, source: str, edges: Mapping[str, bool]) -> list[str]:
+        """The targets of ``source``'s taken ``edges`` that have no other incoming edge: their
+        join decision is this step's alone, so its commit fires them (``commit_step``)."""
+        targets = _targets(graph, source)
+        fired = []
+        for key, taken in edges.items():
+            target = targets[key]
+            incoming = graph.incoming(target)
+            alone = taken and len(incoming) == 1
+            if alone and join_decision(graph.nodes[target], incoming, {key: True}) is _FIRE:
+                fired.append(target)
+        return fired
+
+    async def advance(
+        self,
+        record: ExecutionRecord,
+        graph: Graph,
+        step: StepRecord,
+        *,
+        committed: Sequence[str] | None = None,
+    ) -> None:
+        """Resolve a completed step's edges, schedule or skip its successors, check completion
+        if nothing is left to run, and only then take the step off the agenda.
+
+        ``committed``: the step's commit already resolved its edges and fired (and put on the
+        agenda) these successors (``sole_successors``); None when re-advancing a step whose
+        advance was interrupted, which resolves everything again, idempotently."""
         assert step.result is not None
         eid = record.execution_id
         edges = {key: True for key in step.result.taken} | {
             key: False for key in step.result.skipped
         }
-        fired = await self._resolve(eid, graph, edges)
-        await self.persistence.schedule(eid, fired, self.context.clock())
-        await self.enqueue(record, fired)
+        resolution, source = _Resolution(), step.node_id
+        if committed is None:
+            await self._resolve(eid, graph, source, edges, resolution)
+        else:
+            resolution.fired += committed
+            resolution.newly_fired |= bool(committed)
+            targets = _targets(graph, source)
+            rest = {k: v for k, v in edges.items() if targets[k] not in committed}
+            await self._decide_targets(eid, graph, source, rest, resolution)
+        now = self.context.clock()
+        await self.persistence.schedule(eid, resolution.unscheduled(committed), now)
+        await self.enqueue(record, resolution.fired)
         failpoint("after-schedule")
-        await self.check_completion(record, graph)
+        if not resolution.pending:
+            await self.check_completion(record, graph)
         await self.persistence.unschedule(eid, step.node_id)
 
-    async def _resolve(self, eid: str, graph: Graph, edges: Mapping[str, bool]) -> list[str]:
+    async def _resolve(
+        self,
+        eid: str,
+        graph: Graph,
+        source: str,
+        edges: Mapping[str, bool],
+        resolution: _Resolution,
+    ) -> None:
         await self.persistence.resolve_edges(eid, edges)
-        fired: list[str] = []
-        by_key = {e.key: e for e in graph.edges}
-        for target in dict.fromkeys(by_key[key].target for key in edges):
-            decision = await self._decide(eid, graph, target)
-            if decision is JoinDecision.FIRE:
-                fired.append(target)
-            elif decision is JoinDecision.SKIP:
-                fired.extend(await self._skip(eid, graph, target))
-        return fired
+        await self._decide_targets(eid, graph, source, edges, resolution)
 
-    async def _decide(self, eid: str, graph: Graph, node_id: str) -> JoinDecision:
+    async def _decide_targets(
+        self,
+        eid: str,
+        graph: Graph,
+        source: str,
+        edges: Mapping[str, bool],
+        resolution: _Resolution,
+    ) -> None:
+        targets = _targets(graph, source)
+        for target in dict.fromkeys(targets[key] for key in edges):
+            decision = await self._decide(eid, graph, target, resolution)
+            if decision is JoinDecision.FIRE:
+                resolution.fired.append(target)
+            elif decision is JoinDecision.SKIP:
+                await self._skip(eid, graph, target, resolution)
+
+    async def _decide(
+        self, eid: str, graph: Graph, node_id: str, resolution: _Resolution
+    ) -> JoinDecision:
         incoming = graph.incoming(node_id)
         resolved = await self.persistence.edge_states(eid, [e.key for e in incoming])
         decision = join_decision(graph.nodes[node_id], incoming, resolved)
         if decision is JoinDecision.WAIT:
+            resolution.waiting = True
             return decision
-        fire = await self.persistence.decide_join(eid, node_id, decision is JoinDecision.FIRE)
+        fire, made = await self.persistence.decide_join(eid, node_id, decision is JoinDecision.FIRE)
+        resolution.newly_fired |= fire and made
         return JoinDecision.FIRE if fire else JoinDecision.SKIP
 
-    async def _skip(self, eid: str, graph: Graph, node_id: str) -> list[str]:
+    async def _skip(self, eid: str, graph: Graph, node_id: str, resolution: _Resolution) -> None:
         """Dead-path elimination: the node is skipped and so is every edge out of it."""
         skipped = StepRecord(node_id=node_id).skip(self.context.clock())
         await self.persistence.swap_step(eid, None, skipped)
-        return await self._resolve(eid, graph, {e.key: False for e in graph.outgoing(node_id)})
+        outgoing = {e.key: False for e in graph.outgoing(node_id)}
+        await self._resolve(eid, graph, node_id, outgoing, resolution)
 
     async def check_completion(self, record: ExecutionRecord, graph: Graph) -> None:
         """Complete the execution once every node is completed or skipped."""
@@ -190,6 +260,30 @@ class Scheduler:
             if parent is not None:
                 await self.enqueue(parent, [record.parent.node_id], "child-finished")
         return current, True
+
+
+@dataclass
+class _Resolution:
+    """What resolving a step's edges decided."""
+
+    fired: list[str] = field(default_factory=list)
+    newly_fired: bool = False  # a join decision made here fired a node
+    waiting: bool = False  # a join still waits for other edges
+
+    @property
+    def pending(self) -> bool:
+        """Something is left to run, so the execution cannot be complete yet (and whatever
+        finishes it checks completion itself)."""
+        return self.waiting or self.newly_fired
+
+    def unscheduled(self, committed: Sequence[str] | None) -> list[str]:
+        """The fired nodes not already put on the agenda by the step's commit."""
+        return [node for node in self.fired if node not in (committed or ())]
+
+
+def _targets(graph: Graph, source: str) -> dict[str, str]:
+    """The target of each edge out of ``source``, by edge key."""
+    return {edge.key: edge.target for edge in graph.outgoing(source)}
 
 
 def _finished(record: ExecutionRecord, final: FinalStatus) -> ExecutionFinished:

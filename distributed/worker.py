@@ -50,7 +50,7 @@ from .loops import loop_outcome, start_loop
 from .models import ExecutionRecord, FinalStatus, StepRecord, Task
 from .persistence import VersionedStep
 from .queue import QueuedTask, TaskConsumer
-from .scheduler import execution_state
+from .scheduler import execution_state, last_seq
 from .steps import StepExecutor, StepOutcome
 from .subflow import child_outcome, start_child
 from .timebox import reraise_if_cancelling, within
@@ -349,7 +349,8 @@ class Worker:
         self, record: ExecutionRecord, graph: Graph, lease: StepLease, task: Task
     ) -> None:
         eid, step = record.execution_id, lease.record
-        state, outputs = execution_state(record, await self.persistence.steps(eid))
+        steps = await self.persistence.steps(eid)
+        state, outputs = execution_state(record, steps)
         node = graph.nodes[step.fallback or step.node_id]
         ctx = NodeContext(
             execution_id=eid,
@@ -394,8 +395,10 @@ class Worker:
                 outcome = "cancelled"
             if taken is not None:
                 failpoint("before-commit")
-                commit = self.committer.commit
-                outcome = await commit(record, graph, lease, taken, state, recorded=report)
+                commit, after = self.committer.commit, last_seq(steps)
+                outcome = await commit(
+                    record, graph, lease, taken, state, after_seq=after, recorded=report
+                )
         except LeaseLost:
             log.warning("result of %s/%s discarded: its lease moved", eid, step.node_id)
         except asyncio.CancelledError:
@@ -474,9 +477,11 @@ class Worker:
         if outcome is None:
             return
         held = StepLease(self.persistence, record.execution_id, current, self.config.lease_ttl)
-        state, _ = execution_state(record, await self.persistence.steps(record.execution_id))
+        steps = await self.persistence.steps(record.execution_id)
+        state, _ = execution_state(record, steps)
+        after = last_seq(steps)
         with contextlib.suppress(LeaseLost):  # another worker recorded it first
-            await self.committer.commit(record, graph, held, outcome, state)
+            await self.committer.commit(record, graph, held, outcome, state, after_seq=after)
 
     # -- watching for cancellation ------------------------------------------------------------
 

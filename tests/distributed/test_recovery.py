@@ -263,17 +263,19 @@ async def test_a_commit_that_succeeded_while_the_client_saw_an_error_is_advanced
     switch.broken = False
     async with make_runtime(engine, QUICK) as runtime:
         persistence = runtime.engine.persistence
-        real_swap = persistence.swap_step
+        real_commit = persistence.commit_step
         failed_once: list[str] = []
 
-        async def swap_then_lose_the_reply(eid: str, expected: Any, new: Any) -> Any:
-            version = await real_swap(eid, expected, new)
-            if new.node_id == "fetch" and new.status == "completed" and not failed_once:
+        async def commit_then_lose_the_reply(
+            eid: str, expected: Any, new: Any, **kwargs: Any
+        ) -> Any:
+            version = await real_commit(eid, expected, new, **kwargs)
+            if new.node_id == "fetch" and not failed_once:
                 failed_once.append(eid)
                 raise StoreUnavailable("redis://127.0.0.1:6379", "connection reset by peer")
             return version
 
-        persistence.swap_step = swap_then_lose_the_reply  # type: ignore[method-assign]
+        persistence.commit_step = commit_then_lose_the_reply  # type: ignore[method-assign]
         snapshot = await runtime.engine.execute_sync("flaky", {}, timeout=WAIT)
     assert failed_once == [snapshot.execution_id]
     assert snapshot.status == "completed"
