@@ -304,9 +304,10 @@ class KVPersistence:
             yield key.removeprefix(prefix)
 
     async def purge(self, eid: str) -> None:
-        """Delete every key of one execution."""
+        """Delete every key of one execution, and its event log."""
         keys = [key async for key in self._execution_keys(eid)]
         await self.store.batch([Delete(key) for key in keys])
+        await self.store.log_delete(self.keys.events(eid))
 
     # -- the agenda (scheduling outbox), deadlines, generations ---------------------------------
 

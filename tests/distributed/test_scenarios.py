@@ -334,10 +334,14 @@ async def test_a_finished_execution_can_be_purged_and_leaves_no_keys(
     snapshot = await run(runtime, "purged")
     persistence = runtime.engine.persistence
     assert isinstance(persistence, KVPersistence)
+    await runtime.engine.context.flush_events()
+    events = persistence.keys.events(snapshot.execution_id)
+    assert await runtime.store.log_read(events)  # the event log is there before the purge
     await persistence.purge(snapshot.execution_id)
     assert await persistence.record(snapshot.execution_id) is None
     leftovers = [key async for key, _ in runtime.store.scan(persistence.keys.ns)]
     assert not [key for key in leftovers if snapshot.execution_id in key]
+    assert await runtime.store.log_read(events) == []
 
 
 async def test_retention_expires_a_finished_execution(runtime: Runtime, engine: Engine) -> None:
