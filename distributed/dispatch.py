@@ -19,6 +19,7 @@ share), so tasks are only offered to workers of the same store and queue; the en
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -39,12 +40,30 @@ class TaskRunner(Protocol):
         ...
 
 
+_TaskKey = tuple[str, str, int, float]
+_REMEMBERED = 10_000
+
+
 class LocalDispatch:
-    """The task runners of this process, offered every task this process enqueues."""
+    """The task runners of this process, offered every task this process enqueues, and the
+    tasks they ran to the end (so a worker of this process acks their queued copies without
+    reading the store)."""
 
     def __init__(self) -> None:
         self._runners: dict[str, TaskRunner] = {}
         self._next = 0
+        self._done: OrderedDict[_TaskKey, None] = OrderedDict()
+
+    def mark_done(self, task: Task) -> None:
+        """An eager run of ``task`` ended without an infrastructure error: its step is done,
+        failed, waiting or rescheduled by a task of its own, so the queued copy is moot."""
+        self._done[_key(task)] = None
+        if len(self._done) > _REMEMBERED:
+            self._done.popitem(last=False)
+
+    def ran(self, task: Task) -> bool:
+        """True if this is the queued copy of a task a runner here ran to the end."""
+        return self._done.pop(_key(task), False) is None
 
     def register(self, runner: TaskRunner) -> None:
         self._runners[runner.id] = runner
@@ -68,3 +87,7 @@ class LocalDispatch:
                     started += 1
                     break
         return started
+
+
+def _key(task: Task) -> _TaskKey:
+    return (task.execution_id, task.node_id, task.generation, task.enqueued_at)

@@ -229,6 +229,7 @@ class Worker:
         async with self._slots:
             try:
                 await self._process(task)
+                self.context.dispatch.mark_done(task)
             except _DeadLetter as exc:  # its queued copy is dead-lettered with the reason
                 log.warning("not running %s/%s: %s", task.execution_id, task.node_id, exc)
             except Exception as exc:
@@ -273,6 +274,8 @@ class Worker:
         await _settle(item.ack())
 
     async def _process(self, task: Task) -> None:
+        if self.context.dispatch.ran(task):
+            return  # the queued copy of a task a worker here already ran eagerly
         eid, node_id = task.execution_id, task.node_id
         view = await self.persistence.task_view(eid, node_id)
         record = view.record
