@@ -14,10 +14,10 @@ import asyncio
 import dataclasses
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from chaos_app import build_engine
@@ -38,6 +38,7 @@ from support import assert_eventually, require_kafka, require_redis
 from distributed import (
     ExecutionFinished,
     Hooks,
+    KVPersistence,
     PoolConfig,
     RecoveryConfig,
     Runtime,
@@ -45,8 +46,9 @@ from distributed import (
 )
 from distributed.failpoints import FAILPOINTS
 from distributed.settings import Settings
-from store import KVStore
+from store import KVStore, StoreUnavailable
 
+T = TypeVar("T")
 EXECUTIONS = 12  # per test: three of each shape
 WAIT = 60.0  # seconds: a generous bound for what takes a few
 LIES = 30  # writes done but reported as failed, per test
@@ -76,6 +78,20 @@ async def submit(runtime: Runtime, run_log: Path, delay: float) -> dict[str, tup
 
 async def wait_all(runtime: Runtime, ids: dict[str, Any]) -> None:
     await asyncio.gather(*(runtime.engine.wait(eid, timeout=WAIT) for eid in ids))
+
+
+async def through_stale_connections(call: Callable[[], Awaitable[T]]) -> T:
+    """``call()``, again while it fails with ``StoreUnavailable``: after a Redis restart each
+    pooled connection fails its first command (the store turns redis-py's retry off), so a
+    client call may fail once after Redis is back; the workers' behaviour is what is tested."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        try:
+            return await call()
+        except StoreUnavailable:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
 
 
 def started(run_log: Path, count: int = 1) -> bool:
@@ -137,8 +153,9 @@ async def test_executions_complete_once_across_a_five_second_redis_restart(
         ids = await submit(runtime, run_log, delay=0.3)
         await assert_eventually(lambda: started(run_log, 3), timeout=WAIT, message="steps run")
         await private_redis.outage(5.0)
-        await wait_all(runtime, ids)
-        report = await analyse(runtime, ids, read_run_log(run_log), [])
+        await through_stale_connections(lambda: wait_all(runtime, ids))
+        runs = read_run_log(run_log)
+        report = await through_stale_connections(lambda: analyse(runtime, ids, runs, []))
     print(report.summary())
     assert private_redis.restarts == 1
     assert_survived(report, finals)
@@ -203,7 +220,7 @@ async def test_store_writes_whose_answer_is_lost_change_nothing(
     "Scheduler.finalize)",
 )
 async def test_the_final_status_is_reported_once_even_when_the_answer_to_its_write_is_lost(
-    make_runtime: RuntimeFactory, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
     liars: list[LyingStore] = []
     script = (b'"status":"completed","outputs"',)  # a FinalStatus, not a step record
@@ -213,13 +230,27 @@ async def test_the_final_status_is_reported_once_even_when_the_answer_to_its_wri
         return liars[-1]  # type: ignore[return-value]
 
     finals = Finals()
-    runtime = make_runtime(build_engine(), FAST_POOL, wrap_store=lying)
+    runtime = embedded(tmp_path, lying)
     runtime.engine.context.hooks.add(finals)
     async with runtime:
         eid = await runtime.engine.execute_async("chain", {"delay": 0})
         snapshot = await runtime.engine.wait(eid, timeout=WAIT)
     assert liars[0].told == 1 and snapshot.status == "completed"
     assert finals.won == {eid: 1}, "the execution's final status was reported once"
+
+
+def embedded(tmp_path: Path, wrap: Callable[[KVStore], KVStore] | None = None) -> Runtime:
+    """An embedded runtime (LevelDB + in-process broker: no redelivery timing of a broker in
+    play) whose engine, workers and sweep share one (``wrap``ped) store."""
+    runtime = Runtime.from_urls(
+        build_engine(), store_url=f"leveldb://{tmp_path / 'db'}", broker_url="inproc://",
+        pool=FAST_POOL,
+    )  # fmt: skip
+    persistence = runtime.engine.persistence
+    assert isinstance(persistence, KVPersistence)
+    if wrap is not None:
+        persistence.store = wrap(persistence.store)
+    return runtime
 
 
 @pytest.mark.xfail(
@@ -230,7 +261,7 @@ async def test_the_final_status_is_reported_once_even_when_the_answer_to_its_wri
     "minute, not the seconds recovery promises (distributed/recovery.py _pending)",
 )
 async def test_a_lost_answer_to_a_reclaim_stalls_the_step_for_no_more_than_seconds(
-    make_runtime: RuntimeFactory, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
     liars: list[LyingStore] = []
     # 1. the lease is taken but the worker hears it failed: it leaves the step, whose lease
@@ -241,12 +272,13 @@ async def test_a_lost_answer_to_a_reclaim_stalls_the_step_for_no_more_than_secon
         liars.append(LyingStore(store, lie_on=("compare_and_set",), script=script))
         return liars[-1]  # type: ignore[return-value]
 
-    runtime = make_runtime(build_engine(), FAST_POOL, wrap_store=lying)
+    runtime = embedded(tmp_path, lying)
     run_log = tmp_path / "runs.log"
     async with runtime:
         eid = await runtime.engine.execute_async("chain", {"run_log": str(run_log), "delay": 0})
         await assert_eventually(lambda: liars[0].told == 2, timeout=WAIT, message="two lies")
-        snapshot = await runtime.engine.wait(eid, timeout=10)
+        # lease_ttl 2 s + a sweep interval: the step should run again within a few seconds
+        snapshot = await runtime.engine.wait(eid, timeout=5)
     assert snapshot.status == "completed"
 
 
@@ -298,15 +330,28 @@ def skewed_pool(runtime: Runtime, skew: float) -> WorkerPool:
     return WorkerPool(base.queue, base.executor, base.config, context=context)
 
 
-@pytest.mark.parametrize("skew", [30.0, -30.0])
+LEASES_ON_WALL_CLOCKS = (
+    "a lease's expiry is the holder's clock() + lease_ttl, judged against the sweeper's "
+    "clock(): a worker 30 s behind writes leases that every other sweeper sees as expired "
+    "from the start, so its running steps are reclaimed and re-run under it again and again "
+    "(joins run several times; after max_lease_expiries the step and the execution fail). "
+    "Fix: judge expiry on the store's clock (Redis TIME / a TTL'd lease key) or on how long "
+    "the sweeper itself saw the lease unchanged (distributed/lease.py, recovery.py _reclaim)"
+)
+
+
+@pytest.mark.parametrize(
+    "skew",
+    [30.0, pytest.param(-30.0, marks=pytest.mark.xfail(strict=True, reason=LEASES_ON_WALL_CLOCKS))],
+)
 async def test_a_worker_whose_clock_is_thirty_seconds_off_breaks_nothing(
-    skew: float, make_runtime: RuntimeFactory, tmp_path: Path
+    skew: float, tmp_path: Path
 ) -> None:
     run_log, finals = tmp_path / "runs.log", Finals()
-    runtime = make_runtime(build_engine())
+    runtime = embedded(tmp_path)
     runtime.engine.context.hooks.add(finals)
     off = skewed_pool(runtime, skew)
-    async with runtime:
+    async with runtime:  # its pool starts first: it holds the sweep's leader lease
         await off.start()
         try:
             ids = await submit(runtime, run_log, delay=0.3)
