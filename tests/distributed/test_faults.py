@@ -292,8 +292,9 @@ def embedded_fleet(tmp_path: Path) -> Iterator[WorkerFleet]:
     fleet.stop()
 
 
-@pytest.mark.parametrize("point", sorted(FAILPOINTS))
-async def test_a_worker_process_killed_at_a_failpoint_loses_nothing(
+# after-commit and after-schedule of an embedded process: test_cluster_processes.py
+@pytest.mark.parametrize("point", ["after-lease", "before-commit", "before-ack"])
+async def test_an_embedded_worker_process_killed_at_a_failpoint_loses_nothing(
     point: str, embedded_fleet: WorkerFleet, tmp_path: Path
 ) -> None:
     run_log = tmp_path / "runs.log"
@@ -313,6 +314,53 @@ async def test_a_worker_process_killed_at_a_failpoint_loses_nothing(
     print(report.summary())
     assert_survived(report)
     assert set(finals.won.values()) <= {1}, f"final statuses won twice: {finals.won}"
+
+
+TANSU_QUERY = "?session_timeout_ms=6000&heartbeat_interval_ms=500&fetch_max_wait_ms=20"
+
+
+async def test_cluster_worker_processes_killed_at_every_failpoint_lose_nothing(
+    tmp_path: Path,
+) -> None:
+    """The same on Redis + the broker: one victim per failpoint, each in its own namespace,
+    side by side; then one healthy runtime per namespace finishes the work."""
+    redis_url, broker_url = require_redis(), f"kafka://{require_kafka()}{TANSU_QUERY}"
+    fleets = {
+        point: WorkerFleet(redis_url, broker_url, unique_namespace("fp"), tmp_path / point)
+        for point in sorted(FAILPOINTS)
+    }
+    try:
+        ids = {}
+        for point, fleet in fleets.items():
+            fleet.folder.mkdir()
+            async with client_runtime(fleet) as client:
+                ids[point] = await submit(client, fleet.folder / "runs.log", delay=0.05)
+        victims = {point: fleet.spawn(FLOWLOOM_FAILPOINT=point) for point, fleet in fleets.items()}
+        for point, victim in victims.items():
+            await assert_eventually(victim.poll, timeout=WAIT, message=f"it dies at {point}")
+            assert victim.returncode == 137, f"the worker did not die at {point}"
+            fleets[point].kills.append((victim.pid, time.time()))
+        reports = await asyncio.gather(
+            *(heal(fleet, ids[point], redis_url, broker_url) for point, fleet in fleets.items())
+        )
+    finally:
+        for fleet in fleets.values():
+            fleet.stop()
+            await delete_namespace(redis_url, fleet.namespace)
+    for point, report in zip(fleets, reports, strict=True):
+        print(point, report.summary())
+        assert_survived(report)
+
+
+async def heal(
+    fleet: WorkerFleet, ids: dict[str, tuple[str, str]], redis_url: str, broker_url: str
+) -> ChaosReport:
+    settings = Settings(
+        store_url=redis_url, broker_url=broker_url, namespace=fleet.namespace, lease_ttl=2.0
+    )
+    async with Runtime.from_settings(build_engine(), settings) as healthy:
+        await wait_all(healthy, ids)
+        return await analyse(healthy, ids, read_run_log(fleet.folder / "runs.log"), fleet.kills)
 
 
 # -- a worker whose clock is off ------------------------------------------------------------
