@@ -9,18 +9,18 @@ sweep enqueues it when due (it is on the agenda), so it holds no worker slot whi
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
-from orchestration import Graph, NodeResult, UnroutableAction, apply_updates, route
+from orchestration import Graph, NodeResult, UnroutableAction, route
 from orchestration.attempts import FallBack, RetryLater
 
 from .context import RuntimeContext
+from .dispatch import Carried
 from .failpoints import failpoint
 from .hooks import RetryScheduled, StepOutcomeName
 from .lease import StepLease
 from .models import ExecutionRecord, FinalStatus, TaskResult
-from .scheduler import commit_seq
+from .snapshot import Snapshot, commit_seq
 from .steps import StepOutcome
 
 __all__ = ["StepCommitter"]
@@ -42,18 +42,16 @@ class StepCommitter:
         graph: Graph,
         held: StepLease,
         outcome: StepOutcome,
-        state: Mapping[str, Any],
+        snapshot: Snapshot,
         *,
-        after_seq: int = 0,
         recorded: Callable[[StepOutcomeName], None] = lambda _: None,
     ) -> StepOutcomeName:
-        """Record the outcome; return its name. ``after_seq``: the newest commit the step's
-        ``state`` includes (``last_seq``). ``recorded(name)`` is called as soon as the step's
-        record is written, before the execution moves on (so observers see a step end before
-        its successors start). Raises ``LeaseLost`` when the step moved."""
+        """Record the outcome of a step that ran with ``snapshot``; return its name.
+        ``recorded(name)`` is called as soon as the step's record is written, before the
+        execution moves on (so observers see a step end before its successors start). Raises
+        ``LeaseLost`` when the step moved."""
         if outcome.result is not None:
-            result = outcome.result
-            return await self._complete(record, graph, held, result, state, after_seq, recorded)
+            return await self._complete(record, graph, held, outcome.result, snapshot, recorded)
         decision, error = outcome.decision, outcome.describe_error()
         if isinstance(decision, RetryLater):
             await self._retry(record, held, error, decision.delay)
@@ -75,24 +73,25 @@ class StepCommitter:
         graph: Graph,
         held: StepLease,
         result: NodeResult,
-        state: Mapping[str, Any],
-        after_seq: int,
+        snapshot: Snapshot,
         recorded: Callable[[StepOutcomeName], None],
     ) -> StepOutcomeName:
         node_id = held.record.node_id
+        now = self.context.clock()
+        seq = commit_seq(now, snapshot.seq)
+        after = snapshot.then(node_id, result, seq)
         try:
-            routing = route(graph, node_id, result, apply_updates(state, node_id, result))
+            routing = route(graph, node_id, result, after.state)
         except UnroutableAction as exc:
             await self.fail(record, held, f"{type(exc).__name__}: {exc}", recorded)
             return "failed"
-        now = self.context.clock()
         outcome = TaskResult(
             output=result.output,
             action=result.action,
             state_updates=dict(result.state_updates),
             taken=tuple(e.key for e in routing.taken),
             skipped=tuple(e.key for e in routing.skipped),
-            seq=commit_seq(now, after_seq),
+            seq=seq,
         )
         edges = {key: True for key in outcome.taken} | {key: False for key in outcome.skipped}
         fired = self.scheduler.sole_successors(graph, node_id, edges)
@@ -100,7 +99,8 @@ class StepCommitter:
         await held.commit(completed, edges=edges, fired=fired, now=now)
         recorded("completed")
         failpoint("after-commit")
-        await self.scheduler.advance(record, graph, held.record, committed=fired)
+        carried = Carried(record, graph, after)
+        await self.scheduler.advance(record, graph, held.record, committed=fired, carried=carried)
         return "completed"
 
     async def _retry(

@@ -20,12 +20,29 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
-from .models import Task
+from orchestration import Graph
 
-__all__ = ["LocalDispatch", "TaskRunner"]
+from .models import ExecutionRecord, Task
+from .snapshot import Snapshot
+
+__all__ = ["Carried", "LocalDispatch", "TaskRunner"]
+
+
+@dataclass(frozen=True)
+class Carried:
+    """What the step that alone decided a successor hands it when both run in one process:
+    the execution's record and graph, and the view the successor starts with. The successor
+    then takes its lease in one conditional write (the step not started, the execution
+    neither final nor paused) instead of reading the execution first."""
+
+    record: ExecutionRecord
+    graph: Graph
+    snapshot: Snapshot
+
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +52,7 @@ class TaskRunner(Protocol):
 
     id: str
 
-    def try_take(self, task: Task) -> bool:
+    def try_take(self, task: Task, carried: Carried | None = None) -> bool:
         """Start ``task`` now if a slot is free; False if busy or stopping."""
         ...
 
@@ -75,14 +92,16 @@ class LocalDispatch:
         """True if the runner is alive in this process."""
         return runner_id in self._runners
 
-    def offer(self, tasks: Sequence[Task]) -> int:
-        """Start each task on a runner with a free slot, round robin; return how many started."""
+    def offer(self, tasks: Sequence[Task], carried: Mapping[str, Carried] | None = None) -> int:
+        """Start each task on a runner with a free slot, round robin, with what its
+        predecessor ``carried`` to it (by node id); return how many started."""
         runners = list(self._runners.values())
         started = 0
         for task in tasks:
+            hint = (carried or {}).get(task.node_id)
             for i in range(len(runners)):
                 runner = runners[(self._next + i) % len(runners)]
-                if runner.try_take(task):
+                if runner.try_take(task, hint):
                     self._next = (self._next + i + 1) % len(runners)
                     started += 1
                     break

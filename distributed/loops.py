@@ -21,7 +21,7 @@ from .errors import LeaseLost
 from .lease import StepLease
 from .models import ExecutionRecord
 from .persistence import VersionedStep
-from .scheduler import execution_state
+from .snapshot import execution_state
 from .steps import StepOutcome
 from .subflow import finished_child, start_child_execution
 

@@ -82,6 +82,7 @@ class WorkflowPersistence(Protocol):
         now: float,
     ) -> VersionedStep | None: ...
     async def decide_join(self, eid: str, node_id: str, fire: bool) -> tuple[bool, bool]: ...
+    async def start_fresh(self, eid: str, started: StepRecord) -> VersionedStep | None: ...
     async def fired_nodes(self, eid: str) -> list[str]: ...
     async def set_paused(self, eid: str, paused: bool) -> None: ...
     async def is_paused(self, eid: str) -> bool: ...
@@ -266,6 +267,15 @@ class KVPersistence:
         ops += self._agenda_puts(eid, fired, now)
         won = await self.store.batch_if({keys.step(eid, new.node_id): expected.raw}, ops)
         return VersionedStep(raw, new) if won else None
+
+    async def start_fresh(self, eid: str, started: StepRecord) -> VersionedStep | None:
+        """Write the first attempt of a step in one conditional write: only if the step has no
+        record yet and the execution is neither final nor paused. None otherwise."""
+        keys, raw = self.keys, started.to_bytes()
+        step = keys.step(eid, started.node_id)
+        expected = {step: None, keys.final(eid): None, keys.paused(eid): None}
+        won = await self.store.batch_if(expected, [Put(step, raw)])
+        return VersionedStep(raw, started) if won else None
 
     async def decide_join(self, eid: str, node_id: str, fire: bool) -> tuple[bool, bool]:
         """Record the join decision once; return the decision in force (True = fire) and

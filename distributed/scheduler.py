@@ -17,60 +17,29 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from orchestration import (
     Graph,
     JoinDecision,
-    NodeResult,
-    apply_updates,
     final_outputs,
     join_decision,
 )
 
+from .dispatch import Carried
 from .failpoints import failpoint
 from .hooks import ExecutionFinished, ExecutionSubmitted
 from .models import ExecutionRecord, FinalStatus, StepRecord, Task, TaskReason
-from .persistence import VersionedStep
+from .snapshot import execution_state
 
 if TYPE_CHECKING:
     from .context import RuntimeContext
 
-__all__ = ["Scheduler", "commit_seq", "execution_state", "last_seq"]
+__all__ = ["Scheduler"]
 
 log = logging.getLogger(__name__)
 
 _FIRE = JoinDecision.FIRE
-
-
-def last_seq(steps: Mapping[str, VersionedStep]) -> int:
-    """The commit order of the newest committed step (0: none)."""
-    return max((v.record.result.seq for v in steps.values() if v.record.result), default=0)
-
-
-def commit_seq(now: float, after: int) -> int:
-    """A step's place in the commit order: the wall clock in microseconds, but always after
-    ``after``, the newest commit it has seen (its predecessors'), so a successor's updates
-    apply after its predecessors' even on a worker whose clock is behind. Parallel branches
-    are ordered by when they committed, as in memory."""
-    return max(int(now * 1_000_000), after + 1)
-
-
-def execution_state(
-    record: ExecutionRecord, steps: Mapping[str, VersionedStep]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Fold the committed steps, in commit order, into (state, outputs by node)."""
-    state: dict[str, Any] = dict(record.inputs)
-    outputs: dict[str, Any] = {}
-    committed = [
-        v.record for v in steps.values() if v.record.status == "completed" and v.record.result
-    ]
-    for step in sorted(committed, key=lambda s: s.result.seq if s.result else 0):
-        assert step.result is not None
-        result = NodeResult(step.result.output, step.result.action, step.result.state_updates)
-        state = dict(apply_updates(state, step.node_id, result))
-        outputs[step.node_id] = step.result.output
-    return state, outputs
 
 
 class Scheduler:
@@ -97,7 +66,12 @@ class Scheduler:
         return True
 
     async def enqueue(
-        self, record: ExecutionRecord, node_ids: Sequence[str], reason: TaskReason = "scheduled"
+        self,
+        record: ExecutionRecord,
+        node_ids: Sequence[str],
+        reason: TaskReason = "scheduled",
+        *,
+        carried: Mapping[str, Carried] | None = None,
     ) -> None:
         """Enqueue tasks of steps that are already on the agenda, and start them at once on
         this process's workers that have a free slot (eager dispatch)."""
@@ -107,7 +81,7 @@ class Scheduler:
             for n in node_ids
         ]
         await self.queue.enqueue_many(tasks)
-        self.context.dispatch.offer(tasks)
+        self.context.dispatch.offer(tasks, carried)
 
     def sole_successors(self, graph: Graph, source: str, edges: Mapping[str, bool]) -> list[str]:
         """The targets of ``source``'s taken ``edges`` that have no other incoming edge: their
@@ -129,13 +103,15 @@ class Scheduler:
         step: StepRecord,
         *,
         committed: Sequence[str] | None = None,
+        carried: Carried | None = None,
     ) -> None:
         """Resolve a completed step's edges, schedule or skip its successors, check completion
         if nothing is left to run, and only then take the step off the agenda.
 
         ``committed``: the step's commit already resolved its edges and fired (and put on the
         agenda) these successors (``sole_successors``); None when re-advancing a step whose
-        advance was interrupted, which resolves everything again, idempotently."""
+        advance was interrupted, which resolves everything again, idempotently. ``carried``:
+        what those successors start with if they run in this process (``dispatch.Carried``)."""
         assert step.result is not None
         eid = record.execution_id
         edges = {key: True for key in step.result.taken} | {
@@ -152,7 +128,8 @@ class Scheduler:
             await self._decide_targets(eid, graph, source, rest, resolution)
         now = self.context.clock()
         await self.persistence.schedule(eid, resolution.unscheduled(committed), now)
-        await self.enqueue(record, resolution.fired)
+        hints = {node: carried for node in committed or ()} if carried else None
+        await self.enqueue(record, resolution.fired, carried=hints)
         failpoint("after-schedule")
         if not resolution.pending:
             await self.check_completion(record, graph)

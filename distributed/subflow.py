@@ -20,7 +20,7 @@ from .context import RuntimeContext
 from .lease import StepLease
 from .models import ExecutionRecord, FinalStatus, ParentRef, StepRecord
 from .persistence import WorkflowPersistence
-from .scheduler import execution_state
+from .snapshot import execution_state
 from .steps import StepOutcome
 
 __all__ = ["child_outcome", "finished_child", "start_child", "start_child_execution"]

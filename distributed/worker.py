@@ -35,6 +35,7 @@ from orchestration.waits import WAIT
 
 from .commit import StepCommitter
 from .context import RuntimeContext
+from .dispatch import Carried
 from .errors import LeaseLost
 from .failpoints import failpoint
 from .hooks import (
@@ -50,7 +51,7 @@ from .loops import loop_outcome, start_loop
 from .models import ExecutionRecord, FinalStatus, StepRecord, Task
 from .persistence import VersionedStep
 from .queue import QueuedTask, TaskConsumer
-from .scheduler import execution_state, last_seq
+from .snapshot import Snapshot
 from .steps import StepExecutor, StepOutcome
 from .subflow import child_outcome, start_child
 from .timebox import reraise_if_cancelling, within
@@ -215,26 +216,44 @@ class Worker:
 
     # -- eager dispatch and liveness ----------------------------------------------------------
 
-    def try_take(self, task: Task) -> bool:
+    def try_take(self, task: Task, carried: Carried | None = None) -> bool:
         """Start a task this process enqueued, without its delivery, if a slot is free (its
         queued copy is dropped by whoever receives it: the step is running or done)."""
         if not self._fetching.is_set() or self._slots.locked():
             return False
-        handler = asyncio.create_task(self._take(task))
+        handler = asyncio.create_task(self._take(task, carried))
         self._handlers.add(handler)
         handler.add_done_callback(self._handlers.discard)
         return True
 
-    async def _take(self, task: Task) -> None:
+    async def _take(self, task: Task, carried: Carried | None) -> None:
         async with self._slots:
             try:
-                await self._process(task)
+                if carried is None or not await self._start_carried(task, carried):
+                    await self._process(task)
                 self.context.dispatch.mark_done(task)
             except _DeadLetter as exc:  # its queued copy is dead-lettered with the reason
                 log.warning("not running %s/%s: %s", task.execution_id, task.node_id, exc)
             except Exception as exc:
                 reraise_if_cancelling(exc)
                 log.exception("eager run of %s/%s failed", task.execution_id, task.node_id)
+
+    async def _start_carried(self, task: Task, carried: Carried) -> bool:
+        """Run a successor with what its predecessor carried, leased in one conditional write
+        (``start_fresh``) instead of reading the execution first. False if that does not
+        apply (it started elsewhere, the execution is final or paused, its deadline passed):
+        then the task is processed as usual."""
+        record, now = carried.record, self.context.clock()
+        if task.generation != record.generation or _past(record.deadline, now):
+            return False
+        started = StepRecord(node_id=task.node_id).start(self.id, self.config.lease_ttl, now)
+        version = await self.persistence.start_fresh(record.execution_id, started)
+        if version is None:
+            return False
+        lease = StepLease(self.persistence, record.execution_id, version, self.config.lease_ttl)
+        failpoint("after-lease")
+        await self._run(record, carried.graph, lease, task, carried.snapshot)
+        return True
 
     async def _keep_alive(self) -> None:
         """Renew the liveness key; the sweep takes a worker without one for dead."""
@@ -349,17 +368,22 @@ class Worker:
     # -- running a step -----------------------------------------------------------------------
 
     async def _run(
-        self, record: ExecutionRecord, graph: Graph, lease: StepLease, task: Task
+        self,
+        record: ExecutionRecord,
+        graph: Graph,
+        lease: StepLease,
+        task: Task,
+        snapshot: Snapshot | None = None,
     ) -> None:
         eid, step = record.execution_id, lease.record
-        steps = await self.persistence.steps(eid)
-        state, outputs = execution_state(record, steps)
+        if snapshot is None:
+            snapshot = Snapshot.read(record, await self.persistence.steps(eid))
         node = graph.nodes[step.fallback or step.node_id]
         ctx = NodeContext(
             execution_id=eid,
             node=node,
-            state=state,
-            outputs=outputs,
+            state=dict(snapshot.state),
+            outputs=dict(snapshot.outputs),
             attempt=step.current_attempt,
             idempotency_key=f"{eid}/{step.node_id}",
         )
@@ -398,10 +422,8 @@ class Worker:
                 outcome = "cancelled"
             if taken is not None:
                 failpoint("before-commit")
-                commit, after = self.committer.commit, last_seq(steps)
-                outcome = await commit(
-                    record, graph, lease, taken, state, after_seq=after, recorded=report
-                )
+                commit = self.committer.commit
+                outcome = await commit(record, graph, lease, taken, snapshot, recorded=report)
         except LeaseLost:
             log.warning("result of %s/%s discarded: its lease moved", eid, step.node_id)
         except asyncio.CancelledError:
@@ -480,11 +502,9 @@ class Worker:
         if outcome is None:
             return
         held = StepLease(self.persistence, record.execution_id, current, self.config.lease_ttl)
-        steps = await self.persistence.steps(record.execution_id)
-        state, _ = execution_state(record, steps)
-        after = last_seq(steps)
+        snapshot = Snapshot.read(record, await self.persistence.steps(record.execution_id))
         with contextlib.suppress(LeaseLost):  # another worker recorded it first
-            await self.committer.commit(record, graph, held, outcome, state, after_seq=after)
+            await self.committer.commit(record, graph, held, outcome, snapshot)
 
     # -- watching for cancellation ------------------------------------------------------------
 
@@ -515,6 +535,10 @@ async def _settle(settling: Awaitable[None]) -> None:
         await settling
     except BrokerError as exc:
         log.warning("could not settle a delivery (%s); it will be redelivered", exc)
+
+
+def _past(deadline: float | None, now: float) -> bool:
+    return deadline is not None and now >= deadline
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
