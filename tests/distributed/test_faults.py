@@ -6,6 +6,10 @@ through the fault, then checks with ``chaos_support.analyse`` what every chaos r
 execution ``completed`` with one final status, every step result in place (lost: 0), each join
 run once, no step run again after its result was committed. The services a test breaks are its
 own (``fault_support``): a private ``redis-server`` and a private Tansu, never the shared ones.
+
+Three faults expose defects, kept as strict xfails naming the code and the fix: a lost answer to
+the sweep's reclaim stalls a step for ``requeue_after``; a lost answer to the final-status write
+silences ``execution_final``; a worker clock 30 s behind has its steps re-run until they fail.
 """
 
 from __future__ import annotations
