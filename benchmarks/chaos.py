@@ -62,6 +62,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--broker-pause-at", type=float, default=70.0)
     parser.add_argument("--outage", type=float, default=5.0)
     parser.add_argument("--kills", type=int, default=20, help="--recovery: how many")
+    parser.add_argument("--keep", metavar="DIR", help="keep the logs in DIR (new or empty)")
     parser.add_argument(
         "--load", type=int, default=2, help="--recovery: chains of 3 s steps per worker"
     )
@@ -86,32 +87,40 @@ def stamp(message: str) -> None:
 
 
 async def main(args: argparse.Namespace) -> ChaosReport:
+    if args.keep:  # run() creates it (PrivateRedis makes DIR/redis)
+        return await run(args, args.keep)
     with tempfile.TemporaryDirectory(prefix="flowloom-chaos-") as folder:
-        redis, broker = PrivateRedis(Path(folder) / "redis"), PrivateTansu(Path(folder) / "tansu")
-        redis.start()
-        broker.start()
-        namespace = unique_namespace("chaos-bench")
-        fleet = WorkerFleet(redis.url, f"kafka://{broker.bootstrap}", namespace, Path(folder))
-        try:
-            if args.recovery:
-                return await run_recovery(
-                    fleet, kills=args.kills, workers=args.workers, load=args.load, progress=stamp
-                )
-            config = ChaosConfig(
-                workers=args.workers,
-                executions=args.executions,
-                kill_every=args.kill_every,
-                chaos_for=args.chaos_for,
-                finish_within=args.finish_within,
-                redis_restart_at=args.redis_restart_at,
-                broker_pause_at=args.broker_pause_at,
-                outage=args.outage,
+        return await run(args, folder)
+
+
+async def run(args: argparse.Namespace, folder: str) -> ChaosReport:
+    """The run ``args`` ask for, on a private Redis and Tansu, with its files in ``folder``
+    (the worker logs, ``runs.log``: every step's start and end)."""
+    redis, broker = PrivateRedis(Path(folder) / "redis"), PrivateTansu(Path(folder) / "tansu")
+    redis.start()
+    broker.start()
+    namespace = unique_namespace("chaos-bench")
+    fleet = WorkerFleet(redis.url, f"kafka://{broker.bootstrap}", namespace, Path(folder))
+    try:
+        if args.recovery:
+            return await run_recovery(
+                fleet, kills=args.kills, workers=args.workers, load=args.load, progress=stamp
             )
-            return await run_chaos(config, fleet, redis=redis, broker=broker, progress=stamp)
-        finally:
-            fleet.stop()
-            broker.stop()
-            redis.stop()
+        config = ChaosConfig(
+            workers=args.workers,
+            executions=args.executions,
+            kill_every=args.kill_every,
+            chaos_for=args.chaos_for,
+            finish_within=args.finish_within,
+            redis_restart_at=args.redis_restart_at,
+            broker_pause_at=args.broker_pause_at,
+            outage=args.outage,
+        )
+        return await run_chaos(config, fleet, redis=redis, broker=broker, progress=stamp)
+    finally:
+        fleet.stop()
+        broker.stop()
+        redis.stop()
 
 
 if __name__ == "__main__":

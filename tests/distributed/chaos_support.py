@@ -441,73 +441,90 @@ async def run_recovery(
     delay: float = 3.0,
     progress: Callable[[str], None] | None = None,
 ) -> ChaosReport:
-    """``kills`` single SIGKILLs, one at a time: each waits until a worker runs a step, kills
-    it, and waits until that step starts again elsewhere (and the replacement is up). ``load``
-    chains of ``delay``-second steps per worker run throughout (the default 2 leaves half of a
-    default worker's 4 slots free; 4 or more saturates the workers)."""
+    """``kills`` single SIGKILLs, one at a time: each waits until a worker runs a step (one no
+    earlier kill interrupted), kills it, and waits until that step starts again elsewhere (and
+    the replacement is up). ``load`` chains of ``delay``-second steps per worker run throughout
+    (the default 2 leaves half of a default worker's 4 slots free; 4 or more saturates them)."""
     say = progress or (lambda _: None)
-    run_log = fleet.folder / "runs.log"
     for _ in range(workers):
         fleet.spawn()
     await asyncio.gather(*(fleet.wait_started(p) for p in fleet.procs))
-    rng = random.Random(7)
     begun = time.monotonic()
     async with client_runtime(fleet) as client:
-        values = {"run_log": str(run_log), "delay": delay}
-        ids: dict[str, tuple[str, str]] = {}
+        load_ = _Load(client, fleet.folder / "runs.log", workers * load, delay)
         for number in range(kills):
-            while len(ids) - await _finished(client, list(ids)) < workers * load:
-                ids[await client.engine.execute_async("chain", values)] = ("chain", "left")
-            victim, step = await _busy_worker(fleet, run_log, rng)
+            victim, step = await _busy_worker(fleet, load_)
             replacement = fleet.kill(victim)
-            killed_at = fleet.kills[-1][1]
-            again = await _restarted(run_log, step, killed_at)
-            say(f"kill {number + 1}/{kills}: {step[0]}/{step[1]} ran again after {again:.2f}s")
+            again = await _restarted(load_, step, fleet.kills[-1][1])
+            say(f"kill {number + 1}/{kills}: {step[0]}/{step[1]} {again}")
             await fleet.wait_started(replacement)
-        for eid in ids:
+        for eid in load_.ids:
             await client.engine.cancel(eid)
-        report = await analyse(client, {}, read_run_log(run_log), fleet.kills)
+        report = await analyse(client, {}, read_run_log(load_.run_log), fleet.kills)
     report.elapsed = time.monotonic() - begun
     return report
 
 
-async def _busy_worker(
-    fleet: WorkerFleet, run_log: Path, rng: random.Random
-) -> tuple[subprocess.Popen[bytes], tuple[str, str]]:
-    """A live worker with a step that started at least half a second ago and has not ended."""
-    found: list[tuple[subprocess.Popen[bytes], tuple[str, str]]] = []
+@dataclass
+class _Load:
+    """Chains kept running (``running`` at a time) while ``run_recovery`` kills workers."""
 
-    def look() -> bool:
-        runs = read_run_log(run_log)
+    client: Runtime
+    run_log: Path
+    running: int
+    delay: float
+    ids: list[str] = field(default_factory=list)
+    targeted: set[tuple[str, str]] = field(default_factory=set)
+
+    async def top_up(self) -> None:
+        values = {"run_log": str(self.run_log), "delay": self.delay}
+        while len(self.ids) - await _finished(self.client, self.ids) < self.running:
+            self.ids.append(await self.client.engine.execute_async("chain", values))
+
+
+async def _busy_worker(
+    fleet: WorkerFleet, load: _Load
+) -> tuple[subprocess.Popen[bytes], tuple[str, str]]:
+    """A live worker running a step (for half a second at least) that no kill interrupted."""
+    rng, deadline = random.Random(len(fleet.kills)), time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline:
+        await load.top_up()
+        runs = read_run_log(load.run_log)
         ended = {(r.execution_id, r.step, r.pid) for r in runs if r.kind == "end"}
         alive = {p.pid: p for p in fleet.alive()}
-        found[:] = [
+        found = [
             (alive[r.pid], (r.execution_id, r.step))
             for r in runs
             if r.kind == "start"
             and r.pid in alive
+            and (r.execution_id, r.step) not in load.targeted
             and (r.execution_id, r.step, r.pid) not in ended
             and time.time() - r.at > 0.5
         ]
-        return bool(found)
+        if found:
+            victim, step = rng.choice(found)
+            load.targeted.add(step)
+            return victim, step
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"no worker ran a step within {READY_TIMEOUT:g}s")
 
-    await _eventually(look, READY_TIMEOUT, "a worker runs a step")
-    return rng.choice(found)
 
-
-async def _restarted(run_log: Path, step: tuple[str, str], after: float) -> float:
-    again: list[float] = []
-
-    def look() -> bool:
-        again[:] = [
+async def _restarted(load: _Load, step: tuple[str, str], after: float) -> str:
+    """How long ``step`` took to start again after ``after`` (or why it did not)."""
+    deadline = time.monotonic() + 120.0
+    while time.monotonic() < deadline:
+        again = [
             r.at
-            for r in read_run_log(run_log)
+            for r in read_run_log(load.run_log)
             if r.kind == "start" and (r.execution_id, r.step) == step and r.at > after
         ]
-        return bool(again)
-
-    await _eventually(look, 120.0, f"{step[0]}/{step[1]} starts again")
-    return min(again) - after
+        if again:
+            return f"ran again after {min(again) - after:.2f}s"
+        final = await load.client.engine.persistence.final(step[0])
+        if final is not None:
+            return f"never ran again: its execution ended {final.status} ({final.error})"
+        await asyncio.sleep(0.05)
+    return "did not run again within 120s"
 
 
 # -- services ---------------------------------------------------------------------------------
