@@ -22,7 +22,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from orchestration import Graph
 
@@ -58,6 +58,7 @@ class TaskRunner(Protocol):
 
 
 _TaskKey = tuple[str, str, int, float]
+_V = TypeVar("_V")
 _REMEMBERED = 10_000
 
 
@@ -70,13 +71,12 @@ class LocalDispatch:
         self._runners: dict[str, TaskRunner] = {}
         self._next = 0
         self._done: OrderedDict[_TaskKey, None] = OrderedDict()
+        self._waiting: OrderedDict[_TaskKey, Carried] = OrderedDict()
 
     def mark_done(self, task: Task) -> None:
         """An eager run of ``task`` ended without an infrastructure error: its step is done,
         failed, waiting or rescheduled by a task of its own, so the queued copy is moot."""
-        self._done[_key(task)] = None
-        if len(self._done) > _REMEMBERED:
-            self._done.popitem(last=False)
+        _remember(self._done, _key(task), None)
 
     def ran(self, task: Task) -> bool:
         """True if this is the queued copy of a task a runner here ran to the end."""
@@ -94,19 +94,36 @@ class LocalDispatch:
 
     def offer(self, tasks: Sequence[Task], carried: Mapping[str, Carried] | None = None) -> int:
         """Start each task on a runner with a free slot, round robin, with what its
-        predecessor ``carried`` to it (by node id); return how many started."""
+        predecessor ``carried`` to it (by node id); return how many started. What a task not
+        started carried is kept for its queued copy, in case a worker here receives it."""
         runners = list(self._runners.values())
         started = 0
         for task in tasks:
             hint = (carried or {}).get(task.node_id)
-            for i in range(len(runners)):
-                runner = runners[(self._next + i) % len(runners)]
-                if runner.try_take(task, hint):
-                    self._next = (self._next + i + 1) % len(runners)
-                    started += 1
-                    break
+            if self._start(runners, task, hint):
+                started += 1
+            elif hint is not None and runners:
+                _remember(self._waiting, _key(task), hint)
         return started
+
+    def carried(self, task: Task) -> Carried | None:
+        """What the predecessor of a delivered task carried, if it was enqueued here."""
+        return self._waiting.pop(_key(task), None)
+
+    def _start(self, runners: list[TaskRunner], task: Task, hint: Carried | None) -> bool:
+        for i in range(len(runners)):
+            runner = runners[(self._next + i) % len(runners)]
+            if runner.try_take(task, hint):
+                self._next = (self._next + i + 1) % len(runners)
+                return True
+        return False
 
 
 def _key(task: Task) -> _TaskKey:
     return (task.execution_id, task.node_id, task.generation, task.enqueued_at)
+
+
+def _remember(memory: OrderedDict[_TaskKey, _V], key: _TaskKey, value: _V) -> None:
+    memory[key] = value
+    if len(memory) > _REMEMBERED:
+        memory.popitem(last=False)

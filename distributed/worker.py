@@ -23,6 +23,8 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import Field
@@ -100,6 +102,17 @@ class WorkerConfig:
     @property
     def heartbeat(self) -> float:
         return self.heartbeat_interval or self.lease_ttl / 3
+
+
+@dataclass
+class _Handoff:
+    """The task a step handed on to the slot it runs in (see ``Worker.try_take``)."""
+
+    worker: Worker
+    tasks: list[tuple[Task, Carried | None]] = field(default_factory=list)
+
+
+_handoff: ContextVar[_Handoff | None] = ContextVar("flowloom_handoff", default=None)
 
 
 class _DeadLetter(Exception):
@@ -217,9 +230,17 @@ class Worker:
     # -- eager dispatch and liveness ----------------------------------------------------------
 
     def try_take(self, task: Task, carried: Carried | None = None) -> bool:
-        """Start a task this process enqueued, without its delivery, if a slot is free (its
-        queued copy is dropped by whoever receives it: the step is running or done)."""
-        if not self._fetching.is_set() or self._slots.locked():
+        """Start a task this process enqueued, without its delivery (its queued copy is
+        dropped by whoever receives it: the step is running or done): in the slot of the step
+        that enqueued it, right after that step (the first task a step hands on), or in a free
+        slot; False if neither is there or the worker is stopping."""
+        if not self._fetching.is_set():
+            return False
+        handoff = _handoff.get()
+        if handoff is not None and handoff.worker is self and not handoff.tasks:
+            handoff.tasks.append((task, carried))
+            return True
+        if self._slots.locked():
             return False
         handler = asyncio.create_task(self._take(task, carried))
         self._handlers.add(handler)
@@ -228,6 +249,14 @@ class Worker:
 
     async def _take(self, task: Task, carried: Carried | None) -> None:
         async with self._slots:
+            handoff = _Handoff(self, [(task, carried)])
+            _handoff.set(handoff)
+            await self._run_handed_on(handoff)
+
+    async def _run_handed_on(self, handoff: _Handoff) -> None:
+        """Run the tasks handed on to this slot, one after another (each may hand on one)."""
+        while handoff.tasks and self._fetching.is_set():
+            task, carried = handoff.tasks.pop()
             try:
                 if carried is None or not await self._start_carried(task, carried):
                     await self._process(task)
@@ -269,10 +298,19 @@ class Worker:
     # -- handling -----------------------------------------------------------------------------
 
     async def _handle(self, item: QueuedTask) -> None:
+        """Run a delivered task, settle its delivery, then any successor it handed on."""
+        handoff = _Handoff(self)
+        _handoff.set(handoff)
+        await self._deliver(item)
+        await self._run_handed_on(handoff)
+
+    async def _deliver(self, item: QueuedTask) -> None:
         try:
             if item.task is None:
                 raise _DeadLetter(item.problem or "undecodable task")
-            await self._process(item.task)
+            carried = self.context.dispatch.carried(item.task)
+            if carried is None or not await self._start_carried(item.task, carried):
+                await self._process(item.task)
         except _DeadLetter as exc:
             log.warning("dead-lettering task: %s", exc)
             task = item.task
