@@ -150,7 +150,7 @@ def _load() -> str:
 
 
 def header(args: argparse.Namespace) -> str:
-    changed = [line[3:] for line in _output(["git", "status", "--porcelain"]).splitlines()]
+    changed = _output(["git", "diff", "--name-only", "HEAD"]).splitlines()
     outside = [path for path in changed if not path.startswith("benchmarks/")]
     cpu = next(
         (
