@@ -2,7 +2,8 @@
 
 Usage: python -m benchmarks [--quick] [--rounds 3] [--shapes chain-10,diamond,fanout-50]
        [--modes embedded,cluster-1,cluster-2,cluster-4] [--celery-pools prefork-2,threads-8]
-       [--no-celery] [--load-steps N] [--redis-url URL] [--kafka HOST:PORT] [--celery-url URL]
+       [--no-celery] [--load-steps N] [--json FILE] [--redis-url URL] [--kafka HOST:PORT]
+       [--celery-url URL]
 
 Each round runs every mode once, in an order rotated from round to round (interleaved, so a
 drift of the shared machine spreads over all of them); every mode starts its own worker
@@ -14,13 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import subprocess
 import sys
 import time
 from collections import defaultdict
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from .figures import Cell, detail_table, side_by_side_table, summarise
@@ -44,6 +46,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--celery-pools", default=CELERY_POOLS, help="prefork-2, threads-8")
     parser.add_argument("--no-celery", action="store_true", help="Flowloom only")
     parser.add_argument("--load-steps", type=int, help="steps of the load batch (default 800)")
+    parser.add_argument("--json", metavar="FILE", help="also write every round's figures there")
     parser.add_argument(
         "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     )
@@ -121,6 +124,15 @@ def run_session(mode: str, args: argparse.Namespace) -> dict[str, Figures]:
         return {item.name: failed for item in args.shapes}
 
 
+def save(path: str, results: dict[tuple[str, str], list[Figures]]) -> None:
+    """Every round's raw figures, to compare runs later: [{shape, mode, rounds: [...]}]."""
+    cells = [
+        {"shape": shape_name, "mode": mode, "rounds": [asdict(f) for f in runs]}
+        for (shape_name, mode), runs in results.items()
+    ]
+    Path(path).write_text(json.dumps(cells, indent=1) + "\n", encoding="utf-8")
+
+
 def run(args: argparse.Namespace) -> list[Cell]:
     results: dict[tuple[str, str], list[Figures]] = defaultdict(list)
     for number in range(args.rounds):
@@ -133,6 +145,8 @@ def run(args: argparse.Namespace) -> list[Cell]:
             print(
                 f"round {number + 1}/{args.rounds}: {mode} {took:.1f}s", file=sys.stderr, flush=True
             )
+    if args.json:
+        save(args.json, results)
     return [summarise(s.name, m, results[(s.name, m)]) for s in args.shapes for m in args.modes]
 
 
