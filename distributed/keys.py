@@ -9,6 +9,7 @@ Every key starts with the persistence's namespace (default ``flowloom/``)::
     exec/{eid}/edge/{edge}      "1" taken / "0" skipped; resolved once, by its source's commit
     exec/{eid}/join/{node}      "fire" / "skip"; the join decision, made once (set_if_absent)
     exec/{eid}/history/{gen}    FinalStatus of an earlier generation (recover_failed_execution)
+    exec/{eid}/announced/{gen}  present once the final status of that generation was announced
     exec/{eid}/unrunnable       first time a worker could not run it (no such workflow/version)
     exec/{eid}/signal/{event}   SignalRecord for a wait; written once (set_if_absent)
     agenda/{eid}/{node}         AgendaEntry: the step is scheduled and not yet done (see below)
@@ -75,6 +76,9 @@ class Keys:
 
     def history(self, eid: str, generation: int) -> str:
         return f"{self.ns}exec/{eid}/history/{generation:06d}"
+
+    def announced(self, eid: str, generation: int) -> str:
+        return f"{self.ns}exec/{eid}/announced/{generation}"
 
     def histories(self, eid: str) -> str:
         return f"{self.ns}exec/{eid}/history/"

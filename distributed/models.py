@@ -302,9 +302,17 @@ class StepRecord(_Model):
         return self._to("release", now, status="pending", lease=None, error=reason)
 
     def reclaim(self, reason: str, now: float) -> StepRecord:
+        """Hand a dead or hung worker's step back, due at once: if the re-enqueue that follows
+        is lost, the next sweep enqueues it as a due retry (not after ``requeue_after``)."""
         expiries = self.lease_expiries + 1
         return self._to(
-            "reclaim", now, status="pending", lease=None, error=reason, lease_expiries=expiries
+            "reclaim",
+            now,
+            status="pending",
+            lease=None,
+            error=reason,
+            lease_expiries=expiries,
+            not_before=now,
         )
 
     def due(self, now: float) -> StepRecord:

@@ -35,7 +35,7 @@ class SweepView:
     """What the recovery sweep reads of one execution with agenda entries."""
 
     record: ExecutionRecord | None
-    final: bool
+    final: FinalStatus | None
     paused: bool
     steps: dict[str, VersionedStep | None]
 
@@ -61,6 +61,7 @@ class WorkflowPersistence(Protocol):
     async def finals(self, eids: Sequence[str]) -> list[FinalStatus | None]: ...
     async def sweep_views(self, agenda: Mapping[str, Sequence[str]]) -> dict[str, SweepView]: ...
     async def set_final(self, eid: str, final: FinalStatus) -> tuple[FinalStatus, bool]: ...
+    async def claim_announcement(self, eid: str, generation: int) -> bool: ...
     async def steps(self, eid: str) -> dict[str, VersionedStep]: ...
     async def step(self, eid: str, node_id: str) -> VersionedStep | None: ...
     async def steps_of(
@@ -175,7 +176,7 @@ class KVPersistence:
             steps = {node: _versioned(next(raws)) for node in nodes}
             views[eid] = SweepView(
                 record=None if record is None else ExecutionRecord.from_bytes(record),
-                final=final is not None,
+                final=None if final is None else FinalStatus.from_bytes(final),
                 paused=paused is not None,
                 steps=steps,
             )
@@ -202,6 +203,14 @@ class KVPersistence:
         if current is None:  # purged or expired in between: report ours, which did not win
             return final, False
         return current, False
+
+    async def claim_announcement(self, eid: str, generation: int) -> bool:
+        """True for exactly one caller per generation: the one that announces its final status
+        (to the hooks, to a subflow's parent). Separate from ``set_final`` so that a writer
+        whose answer was lost -- its status written, an error heard -- is not the only one who
+        could have announced it: whoever finalizes next does."""
+        key = self.keys.announced(eid, generation)
+        return await self.store.set_if_absent(key, b"", ttl=self.retention)
 
     async def steps(self, eid: str) -> dict[str, VersionedStep]:
         prefix = self.keys.steps(eid)

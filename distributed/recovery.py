@@ -13,14 +13,16 @@ every execution. For each agenda entry, by the step's status:
   and each re-enqueue is a duplicate that workers drop);
 - completed more than ``settle_time`` ago and still on the agenda: its advance was interrupted
   (the worker died after the commit): the sweep schedules the successors;
-- running under an expired lease (its worker hung), or held by a worker whose liveness key
-  lapsed (it died: workers renew a key with a 2 s TTL, see ``WorkerConfig.liveness_ttl``, so a
-  SIGKILLed worker's steps are reclaimed within about two seconds while a live worker keeps the
-  lease of a long step with heartbeats): handed back and re-enqueued -- and, through eager
-  dispatch (``distributed.dispatch``), started at once by a worker of the sweeper's own
-  process, so recovery does not wait for the broker to hand the dead worker's partitions to
-  someone else. After ``max_lease_expiries`` such deaths the step fails (a step that kills its
-  worker every time must not crash-loop the cluster);
+- running under a lapsed lease (its worker hung: the sweeper saw no heartbeat for the lease's
+  term, on its own clock, so a worker whose clock is off is judged right), or held by a worker
+  whose liveness key lapsed (it died: workers renew a key with a 2 s TTL, see
+  ``WorkerConfig.liveness_ttl``, so a SIGKILLed worker's steps are reclaimed within about two
+  seconds while a live worker keeps the lease of a long step with heartbeats): handed back,
+  due at once, and re-enqueued -- and, through eager dispatch (``distributed.dispatch``),
+  started at once by a worker of the sweeper's own process, so recovery does not wait for the
+  broker to hand the dead worker's partitions to someone else. After ``max_lease_expiries``
+  such deaths the step fails (a step that kills its worker every time must not crash-loop the
+  cluster);
 - pending retry or fallback whose delay has passed: enqueued (delayed retries hold no slot);
   pending longer than ``requeue_after`` without being picked up: enqueued again;
 - waiting on a subflow whose child is final, or on a signal that arrived or timed out: woken;
@@ -130,6 +132,8 @@ class RecoveryManager:
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.leader = False
         self._reachable_since = context.clock()
+        self._leases: dict[tuple[str, str], tuple[bytes, float]] = {}  # see _lease_lapsed
+        self._seen: dict[tuple[str, str], tuple[bytes, float]] = {}
 
     # -- on request -------------------------------------------------------------------------
 
@@ -247,9 +251,12 @@ class RecoveryManager:
         agenda = {eid: [e.node_id for e in entries] for eid, entries in by_execution.items()}
         views = await self.persistence.sweep_views(agenda) if agenda else {}
         dead = await self._dead_owners(views.values())
+        self._seen = {}
         for execution_id, entries in by_execution.items():
             view = views[execution_id]
-            if view.record is None or view.final:
+            if view.record is None or view.final is not None:
+                if view.record is not None and view.final is not None:  # its finalizer died
+                    await self.scheduler.announce(view.record, view.final)
                 for entry in entries:
                     await self.persistence.unschedule(execution_id, entry.node_id)
                     report.cleared += 1
@@ -260,7 +267,23 @@ class RecoveryManager:
                     self, view.record, entry, version, now, view.paused, report, dead
                 )
                 await sweep.run()
+        self._leases = self._seen
         return report
+
+    def lease_lapsed(self, eid: str, version: VersionedStep, now: float) -> bool:
+        """Whether a running step's lease lapsed, judged on this sweeper's clock: the same
+        version of the record (no heartbeat since) has been seen for longer than the lease's
+        term (its ``expires_at`` minus when it was written, both on the holder's clock). A
+        worker whose clock is off by any amount is judged right; a new leader waits one term
+        before it reclaims a hung worker's step (a dead one is reclaimed by its liveness)."""
+        step, key = version.record, (eid, version.record.node_id)
+        lease = step.lease
+        if lease is None:
+            return True
+        first_seen = self._leases.get(key)
+        since = first_seen[1] if first_seen and first_seen[0] == version.raw else now
+        self._seen[key] = (version.raw, since)
+        return now - since >= lease.expires_at - (step.updated_at or lease.expires_at)
 
     async def _dead_owners(self, views: Iterable[SweepView]) -> set[str]:
         """Owners of running steps that are gone: their liveness key lapsed (they were
@@ -310,8 +333,9 @@ class _EntrySweep:
         if status == "completed":
             await self._advance(version)
         elif status == "running":
-            lease = version.record.lease
-            if version.record.lease_expired(self.now) or (lease and lease.owner in self.dead):
+            lease, eid = version.record.lease, self.record.execution_id
+            lapsed = self.manager.lease_lapsed(eid, version, self.now)
+            if lapsed or (lease and lease.owner in self.dead):
                 await self._reclaim(version)
         elif status == "pending":
             await self._pending(version)

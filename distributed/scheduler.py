@@ -224,19 +224,30 @@ class Scheduler:
         self, record: ExecutionRecord, final: FinalStatus
     ) -> tuple[FinalStatus, bool]:
         """Set the sticky final status (first writer wins); return the status in force and
-        whether this call set it. The winner tells the hooks and wakes a subflow's parent."""
+        whether this call set it. Once per generation (``claim_announcement``: the winner,
+        or whoever finalizes next if the winner's answer was lost) the status is told to the
+        hooks and wakes a subflow's parent."""
         final = final.model_copy(update={"generation": record.generation})
         eid = record.execution_id
         current, won = await self.persistence.set_final(eid, final)
-        if not won:
-            return current, False
+        if won or current is not final:  # not when the execution is gone
+            await self.announce(record, current)
+        return current, won
+
+    async def announce(self, record: ExecutionRecord, final: FinalStatus) -> None:
+        """Tell the hooks the execution's final status and wake a subflow's parent, once per
+        generation (``claim_announcement``), whoever of its finalizers gets here first."""
+        eid = record.execution_id
+        if final.generation != record.generation:
+            return  # a later generation's
+        if not await self.persistence.claim_announcement(eid, record.generation):
+            return
         log.info("execution %s %s", eid, final.status, extra={"execution_id": eid})
         self.context.hooks.execution_final(_finished(record, final))
         if record.parent is not None:
             parent = await self.persistence.record(record.parent.execution_id)
             if parent is not None:
                 await self.enqueue(parent, [record.parent.node_id], "child-finished")
-        return current, True
 
 
 @dataclass

@@ -31,7 +31,7 @@ from pydantic import Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from mq import BrokerError
-from orchestration import Graph, NodeContext, UnknownWorkflow
+from orchestration import Engine, Graph, NodeContext, UnknownWorkflow
 from orchestration.loops import LOOP
 from orchestration.waits import WAIT
 
@@ -339,6 +339,9 @@ class Worker:
         if record is None:
             raise _DeadLetter(f"unknown execution {eid!r}")
         if view.final is not None or task.generation < record.generation:
+            _check_step(self.engine, record, node_id)  # moot, unless it can never run anywhere
+            if view.final is not None and view.on_agenda:  # its finalizer may not have told
+                await self.scheduler.announce(record, view.final)
             return
         graph = await self._graph(record, node_id)
         if graph is None:
@@ -573,6 +576,14 @@ async def _settle(settling: Awaitable[None]) -> None:
         await settling
     except BrokerError as exc:
         log.warning("could not settle a delivery (%s); it will be redelivered", exc)
+
+
+def _check_step(engine: Engine, record: ExecutionRecord, node_id: str) -> None:
+    """Dead-letter a task naming a step that the execution's workflow does not have."""
+    with contextlib.suppress(UnknownWorkflow):
+        graph = engine.graph(record.workflow_id)
+        if graph.version == record.graph_version and node_id not in graph.nodes:
+            raise _DeadLetter(f"workflow {record.workflow_id!r} has no step {node_id!r}")
 
 
 def _past(deadline: float | None, now: float) -> bool:

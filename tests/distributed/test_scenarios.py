@@ -382,8 +382,13 @@ async def test_a_step_whose_worker_keeps_dying_fails_instead_of_crash_looping(
             current = await persistence.step(eid, "p")
             lease = await acquire_lease(persistence, eid, "p", current, owner="doomed", ttl=0.01)
             assert lease is not None
-            await assert_eventually(lambda held=lease.record: held.lease_expired(time.time()))
-            await recovery.sweep()
+
+            async def swept() -> bool:  # the sweeper sees the lease lapse on its own clock
+                await recovery.sweep()
+                moved = await persistence.step(eid, "p")
+                return moved is not None and moved.record.status != "running"
+
+            await assert_eventually(swept, message="the sweep reclaimed the dead worker's step")
             after = await persistence.step(eid, "p")
             assert after is not None
             statuses.append(after.record.status)
