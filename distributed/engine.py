@@ -4,6 +4,11 @@ There is no orchestrator process: ``execute_async`` writes the execution record 
 start steps, and whichever worker finishes a step schedules the next ones. The engine object is
 a client; it may exit after submitting. Executions with ``ExecutionOptions(distributed=False)``
 run in this process on the local engine and are recorded in the same persistence.
+
+Ids and inputs are checked where they enter: every method taking an execution id raises
+``InvalidExecutionId`` for one that breaks the rules of ``distributed.ids`` (before touching the
+store), and ``execute_async`` raises ``InputsTooLarge`` for inputs over
+``EngineConfig.limits.max_inputs_bytes`` (nothing is stored).
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from .context import RuntimeContext
 from .errors import ExecutionExists, ExecutionFinal, ExecutionNotFound, WaitTimeout
 from .events import ExecutionEvent, read_events
 from .hooks import ExecutionControl, Hooks
+from .ids import check_execution_id
+from .limits import Limits, check_inputs, check_signal
 from .local import run_locally, submit_locally
 from .models import (
     ExecutionOptions,
@@ -40,14 +47,16 @@ __all__ = ["DistributedEngine", "EngineConfig", "default_engine_config"]
 
 @pydantic_dataclass(frozen=True, kw_only=True)
 class EngineConfig:
-    """Client settings: how often ``wait`` polls (it backs off to ``max_poll_interval``)."""
+    """Client settings: how often ``wait`` polls (it backs off to ``max_poll_interval``), and
+    the size ``limits`` that submissions are checked against (``limits.max_inputs_bytes``)."""
 
     poll_interval: float = Field(default=0.02, gt=0)
     max_poll_interval: float = Field(default=0.5, gt=0)
+    limits: Limits = Field(default_factory=Limits)
 
 
 def default_engine_config() -> EngineConfig:
-    """The defaults: ``wait`` polls every 20 ms, backing off to 0.5 s."""
+    """The defaults: ``wait`` polls every 20 ms, backing off to 0.5 s; default ``Limits``."""
     return EngineConfig()
 
 
@@ -92,14 +101,20 @@ class DistributedEngine:
         execution_id: str | None = None,
     ) -> str:
         """Submit an execution and return its id at once. Raises ``UnknownWorkflow`` if the
-        workflow is not registered, ``ExecutionExists`` if ``execution_id`` was used before."""
+        workflow is not registered, ``ExecutionExists`` if ``execution_id`` was used before,
+        ``InvalidExecutionId`` for an id that breaks the rules of ``distributed.ids``,
+        ``InputsTooLarge`` for inputs over ``limits.max_inputs_bytes``; nothing is stored then."""
+        if execution_id is not None:
+            check_execution_id(execution_id, new=True)
         options = options or ExecutionOptions()
         graph = self.local_engine.graph(workflow_id)
+        given = dict(inputs or {})
+        check_inputs(self.config.limits, workflow_id, given)
         record = ExecutionRecord(
             execution_id=execution_id or uuid.uuid4().hex,
             workflow_id=workflow_id,
             graph_version=graph.version,
-            inputs=dict(inputs or {}),
+            inputs=given,
             options=options,
         )
         if options.distributed:
@@ -128,6 +143,7 @@ class DistributedEngine:
     async def wait(self, execution_id: str, timeout: float | None = None) -> ExecutionSnapshot:
         """Poll until the execution is final; ``WaitTimeout`` after ``timeout`` seconds,
         ``ExecutionNotFound`` if there is no such execution (or retention removed it)."""
+        check_execution_id(execution_id)
         deadline = None if timeout is None else time.monotonic() + timeout
         interval = self.config.poll_interval
         while await self.persistence.final(execution_id) is None:
@@ -139,9 +155,7 @@ class DistributedEngine:
         return await self.get_execution_status(execution_id)
 
     async def get_execution_status(self, execution_id: str) -> ExecutionSnapshot:
-        record = await self.persistence.record(execution_id)
-        if record is None:
-            raise ExecutionNotFound(execution_id)
+        record = await self._require(execution_id)
         final = await self.persistence.final(execution_id)
         steps = await self.persistence.steps(execution_id)
         paused = final is None and await self.persistence.is_paused(execution_id)
@@ -186,7 +200,9 @@ class DistributedEngine:
         ``action``. A signal sent before its wait is reached is kept for it. Raises
         ``SignalRefused`` when no wait can take it (no wait on that event, or the wait already
         took a signal or timed out), ``ExecutionFinal`` when the execution is over. A client
-        that does not hold the workflow cannot tell an unknown event: the signal is kept."""
+        that does not hold the workflow cannot tell an unknown event: the signal is kept.
+        A payload over ``limits.max_output_bytes`` raises ``LimitExceeded`` (nothing sent)."""
+        check_signal(self.config.limits, event, payload)
         record = await self._require_running(execution_id)
         if not record.options.distributed:  # a local run: signalled in the process running it
             self.local_engine.signal(execution_id, event, payload, action)
@@ -282,7 +298,7 @@ class DistributedEngine:
         await self.context.flush_events()
 
     async def _require(self, execution_id: str) -> ExecutionRecord:
-        record = await self.persistence.record(execution_id)
+        record = await self.persistence.record(check_execution_id(execution_id))
         if record is None:
             raise ExecutionNotFound(execution_id)
         return record

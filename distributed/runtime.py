@@ -27,6 +27,7 @@ from store import KVStore, open_store
 from .context import RuntimeContext
 from .engine import DistributedEngine, EngineConfig
 from .hooks import Hooks
+from .limits import Limits
 from .persistence import KVPersistence
 from .pool import PoolConfig, WorkerPool
 from .queue import MQTaskQueue
@@ -84,6 +85,7 @@ class Runtime:
             store_options=settings.store_options,
             broker_options=settings.broker_options,
             hooks=hooks,
+            limits=settings.limits,
         )
         runtime.settings = settings
         return runtime
@@ -103,18 +105,21 @@ class Runtime:
         store_options: dict[str, Any] | None = None,
         broker_options: dict[str, Any] | None = None,
         hooks: Hooks | None = None,
+        limits: Limits | None = None,
     ) -> Runtime:
         """Connect to a store and a broker. ``workers=False`` makes a client without a pool;
-        ``hooks`` observe every part (engine, workers, recovery) of this runtime."""
+        ``hooks`` observe every part (engine, workers, recovery) of this runtime; ``limits``
+        bound inputs, step results and tasks (default ``Limits()``)."""
+        limits = limits or Limits()
         store = open_store(store_url, **(store_options or {}))
         broker = open_broker(broker_url, **(broker_options or {}))
         persistence = KVPersistence(store, namespace=namespace, retention=retention)
-        queue = MQTaskQueue(broker, topic=topic)
+        queue = MQTaskQueue(broker, topic=topic, limits=limits)
         context = RuntimeContext.build(local_engine, queue, persistence, hooks)
-        engine = DistributedEngine.from_context(context, EngineConfig())
+        engine = DistributedEngine.from_context(context, EngineConfig(limits=limits))
         worker_pool = None
         if workers:
-            executor = StepExecutor(local_engine)
+            executor = StepExecutor(local_engine, limits=limits)
             worker_pool = WorkerPool(
                 queue, executor, pool or PoolConfig(), persistence=persistence, context=context
             )

@@ -17,6 +17,11 @@ as JSON objects), plus ``REDIS_URL`` for the store and ``KAFKA_BOOTSTRAP`` (``ho
 for the broker when the ``FLOWLOOM_`` variable is not set. Precedence: keyword arguments (CLI
 flags), then ``FLOWLOOM_*``, then ``REDIS_URL``/``KAFKA_BOOTSTRAP``, then the defaults.
 
+**Size limits** (``max_inputs_bytes``, ``max_output_bytes``, ``max_state_bytes``,
+``max_task_bytes``; ``FLOWLOOM_MAX_INPUTS_BYTES``, ...) bound inputs, step results, execution
+state and queue messages as bytes of JSON; ``settings.limits`` is them as a ``Limits`` (see
+``distributed.limits`` for the defaults and where each is checked).
+
 **Secrets.** URLs may carry credentials (``redis://:pw@host/0``, ``kafka://user:pw@host``);
 ``repr``, ``str``, ``describe()`` and every error show them masked. A bad value raises
 ``InvalidSettings`` naming the setting (and the variable it came from) and the rule.
@@ -38,6 +43,7 @@ from store.errors import InvalidStoreURL, mask_url
 from store.factory import check_store_url
 
 from .errors import InvalidSettings
+from .limits import DEFAULT_LIMITS, Limits
 
 __all__ = ["ENV_PREFIX", "Settings"]
 
@@ -56,7 +62,7 @@ class Settings(BaseModel):
     graceful stop lets running steps finish; ``retention`` expires finished executions
     (``None``: keep them); ``metrics_port`` serves ``/metrics`` on ``metrics_host``.
     ``app`` (``module:object``) and ``blueprints`` (a folder) say where the workflow
-    definitions come from.
+    definitions come from. ``max_*_bytes`` are the size limits (``limits``, a ``Limits``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -70,7 +76,7 @@ class Settings(BaseModel):
     workers: int = Field(default=1, ge=1)
     concurrency: int = Field(default=4, ge=1)
     lease_ttl: float = Field(default=10.0, gt=0)
-    sweep_interval: float = Field(default=1.0, gt=0)
+    sweep_interval: float = Field(default=0.5, gt=0)
     grace_period: float = Field(default=10.0, ge=0)
     retention: float | None = Field(default=None, gt=0)
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
@@ -79,6 +85,10 @@ class Settings(BaseModel):
     broker_options: dict[str, Any] = Field(default_factory=dict)
     app: str | None = Field(default=None, pattern=r"^[\w.]+:[\w.]+$")
     blueprints: str | None = Field(default=None, min_length=1)
+    max_inputs_bytes: int = Field(default=DEFAULT_LIMITS.max_inputs_bytes, ge=1)
+    max_output_bytes: int = Field(default=DEFAULT_LIMITS.max_output_bytes, ge=1)
+    max_state_bytes: int = Field(default=DEFAULT_LIMITS.max_state_bytes, ge=1)
+    max_task_bytes: int = Field(default=DEFAULT_LIMITS.max_task_bytes, ge=1024)
 
     def __init__(self, **values: Any) -> None:
         """Validate ``values``; raises ``InvalidSettings`` (one message for every problem)."""
@@ -148,6 +158,16 @@ class Settings(BaseModel):
         return Settings(**{**explicit, **changes})
 
     # -- reading ----------------------------------------------------------------------------
+
+    @property
+    def limits(self) -> Limits:
+        """The size limits, for ``EngineConfig``, ``StepExecutor`` and ``MQTaskQueue``."""
+        return Limits(
+            max_inputs_bytes=self.max_inputs_bytes,
+            max_output_bytes=self.max_output_bytes,
+            max_state_bytes=self.max_state_bytes,
+            max_task_bytes=self.max_task_bytes,
+        )
 
     @property
     def embedded(self) -> bool:

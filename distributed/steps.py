@@ -5,6 +5,10 @@ shared attempt policy (``orchestration.attempts.after_failure``) decides: retry 
 fall back (the fallback node runs next, in place of the primary, as a durable step of its own),
 or give up. Steps run at least once: the node gets ``ctx.idempotency_key``
 (``execution_id/step_id``) to make side effects idempotent.
+
+A result over the size limits (``distributed.limits``: output, state updates, the state it
+leaves) is a failure that is never retried: the step and its execution fail naming the step,
+the size and the limit, and nothing oversized is stored.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from orchestration import (
 from orchestration.attempts import AttemptDecision, GiveUp, after_failure
 from orchestration.steps import StepFn
 
+from .limits import DEFAULT_LIMITS, Limits, result_too_large
+
 __all__ = ["StepExecutor", "StepOutcome"]
 
 log = logging.getLogger(__name__)
@@ -42,10 +48,12 @@ class StepOutcome:
 
 
 class StepExecutor:
-    """Runs nodes through the local engine's node types and applies the attempt policy."""
+    """Runs nodes through the local engine's node types and applies the attempt policy;
+    results over ``limits`` (default ``Limits()``) fail the step for good."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, limits: Limits | None = None) -> None:
         self.engine = engine
+        self.limits = limits or DEFAULT_LIMITS
 
     def register_step(
         self,
@@ -71,8 +79,13 @@ class StepExecutor:
     ) -> StepOutcome:
         """One attempt of ``ctx.node``; cancellation propagates to the node's code."""
         try:
-            return StepOutcome(await self.engine.run_node(graph, ctx.node.id, ctx))
+            result = await self.engine.run_node(graph, ctx.node.id, ctx)
         except Exception as exc:
             log.info("step %s attempt %d failed: %r", ctx.node.id, ctx.attempt, exc)
             decision = after_failure(ctx.node, ctx.attempt, exc, is_fallback=is_fallback)
             return StepOutcome(error=exc, decision=decision)
+        too_large = result_too_large(self.limits, ctx.node.id, result, ctx.state)
+        if too_large is not None:
+            log.warning("step %s of %s failed: %s", ctx.node.id, ctx.execution_id, too_large)
+            return StepOutcome(error=too_large, decision=GiveUp())
+        return StepOutcome(result)

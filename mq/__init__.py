@@ -12,7 +12,10 @@ from mq.headers import (
     DEAD_LETTER_REASON,
     DELIVERY_COUNT,
     ORIGINAL_DELIVERY_COUNT,
+    ORIGINAL_SHA256,
+    ORIGINAL_SIZE,
     ORIGINAL_TOPIC,
+    PAYLOAD_TRUNCATED,
     dead_letter_topic,
 )
 from mq.inproc import InProcBroker
@@ -24,7 +27,10 @@ __all__ = [
     "DEAD_LETTER_REASON",
     "DELIVERY_COUNT",
     "ORIGINAL_DELIVERY_COUNT",
+    "ORIGINAL_SHA256",
+    "ORIGINAL_SIZE",
     "ORIGINAL_TOPIC",
+    "PAYLOAD_TRUNCATED",
     "Broker",
     "BrokerClosed",
     "BrokerError",

@@ -27,7 +27,7 @@ from mq.headers import (
     DEFAULT_MAX_DELIVERIES,
     DEFAULT_MAX_MESSAGE_BYTES,
     check_payload_size,
-    dead_letter_headers,
+    dead_letter_message,
     dead_letter_topic,
     dead_letter_verdict,
     split_delivery_count,
@@ -184,7 +184,11 @@ class InProcDelivery(Delivery):
         if not self.settle():
             return
         verdict = dead_letter_verdict(
-            self, requeue=requeue, reason=reason, max_deliveries=self._consumer.max_deliveries
+            self,
+            requeue=requeue,
+            reason=reason,
+            max_deliveries=self._consumer.max_deliveries,
+            max_message_bytes=self._consumer.broker.max_message_bytes,  # as on Kafka
         )
         if verdict is None:
             self._consumer.queue.put_nowait(self.envelope.redelivery())
@@ -351,15 +355,16 @@ class InProcBroker:
             self.dead_letter_nowait(delivery, reason)
 
     def dead_letter_nowait(self, delivery: Delivery, reason: str) -> None:
-        """Publish the dead-letter copy of ``delivery`` (never waits; DLQs are unbounded)."""
-        logger.warning("dead-lettering a message of %r: %s", delivery.topic, reason)
-        envelope = _Envelope(
-            next(self._seq),
-            delivery.payload,
-            delivery.key,
-            dead_letter_headers(delivery, reason),
-            1,
+        """Publish the dead-letter copy of ``delivery`` (never waits; DLQs are unbounded).
+        As on Kafka, the copy fits ``max_message_bytes`` (``dead_letter_message``)."""
+        letter = dead_letter_message(delivery, reason, max_message_bytes=self.max_message_bytes)
+        logger.warning(
+            "dead-lettering a message of %r (%d bytes): %s",
+            delivery.topic,
+            len(delivery.payload),
+            reason,
         )
+        envelope = _Envelope(next(self._seq), letter.payload, letter.key, letter.headers, 1)
         self._topic(dead_letter_topic(delivery.topic)).put_nowait(envelope)
 
     async def close(self) -> None:

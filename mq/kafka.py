@@ -4,7 +4,9 @@
   ``linger_ms``); keys pick the partition with the default partitioner, so order holds per key.
 * Consumers (``KafkaConsumer``) never auto-commit: an offset is committed inside ``ack``/``nack``,
   contiguously per partition. A nack republishes the message with ``x-delivery-count`` + 1 (or
-  dead-letters it at the limit), so a bad message never blocks its partition.
+  dead-letters it at the limit, or when it is too large to publish again), so a bad message
+  never blocks its partition. A dead-letter copy always fits ``max_message_bytes`` (the
+  payload is cut to fit, with the original's size and SHA-256 in headers).
 * Redeliveries caused by a crash or a rebalance come from the log and keep their delivery count:
   only nacks increment it.
 * An unreachable cluster raises ``BrokerUnavailable`` within ``request_timeout_ms``.
@@ -26,7 +28,7 @@ from mq.headers import (
     DEFAULT_MAX_DELIVERIES,
     DEFAULT_MAX_MESSAGE_BYTES,
     check_payload_size,
-    dead_letter_headers,
+    dead_letter_message,
     dead_letter_topic,
 )
 from mq.kafka_codec import encode_headers, encode_key
@@ -248,14 +250,19 @@ class KafkaBroker:
         await delivery.ack()
 
     async def publish_dead_letter(self, delivery: Delivery, reason: str) -> None:
-        """Publish the dead-letter copy of ``delivery`` (does not settle it)."""
-        logger.warning("dead-lettering a message of %r: %s", delivery.topic, reason)
-        await self.publish(
-            dead_letter_topic(delivery.topic),
-            delivery.payload,
-            key=delivery.key,
-            headers=dead_letter_headers(delivery, reason),
+        """Publish the dead-letter copy of ``delivery`` (does not settle it). The copy always
+        fits ``max_message_bytes`` (``mq.headers.dead_letter_message``: the payload is cut
+        to fit; its original size and SHA-256 go along), so a message too large to forward
+        is still dead-lettered, once, and its offset moves on."""
+        letter = dead_letter_message(delivery, reason, max_message_bytes=self.max_message_bytes)
+        logger.warning(
+            "dead-lettering a message of %r (%d bytes%s): %s",
+            delivery.topic,
+            len(delivery.payload),
+            ", truncated" if len(letter.payload) < len(delivery.payload) else "",
+            reason,
         )
+        await self.publish_batch(dead_letter_topic(delivery.topic), [letter])
 
     async def close(self) -> None:
         """Close consumers (unacked deliveries go back to their groups), flush and disconnect."""

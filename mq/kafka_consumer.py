@@ -76,7 +76,11 @@ class KafkaDelivery(Delivery):
             return
         self.check_live()
         verdict = dead_letter_verdict(
-            self, requeue=requeue, reason=reason, max_deliveries=self._consumer.max_deliveries
+            self,
+            requeue=requeue,
+            reason=reason,
+            max_deliveries=self._consumer.max_deliveries,
+            max_message_bytes=self._consumer.broker.max_message_bytes,
         )
         self.settled = True
         try:

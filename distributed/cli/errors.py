@@ -17,7 +17,9 @@ from ..errors import (
     ExecutionExists,
     ExecutionFinal,
     ExecutionNotFound,
+    InvalidExecutionId,
     InvalidSettings,
+    LimitExceeded,
     NotRecoverable,
     WaitTimeout,
 )
@@ -36,6 +38,8 @@ _BY_TYPE: tuple[tuple[type[BaseException], int], ...] = (
     (InvalidStoreURL, EXIT_USAGE),
     (InvalidBrokerURL, EXIT_USAGE),
     (ExecutionNotFound, EXIT_USAGE),
+    (InvalidExecutionId, EXIT_USAGE),  # a NUL, a control character, a '/', too long
+    (LimitExceeded, EXIT_USAGE),  # inputs over max_inputs_bytes
     (ExecutionExists, EXIT_USAGE),
     (UnknownWorkflow, EXIT_USAGE),
     (ProviderError, EXIT_USAGE),

@@ -8,7 +8,9 @@ code  name                    meaning
                               execution's state (cancel/pause a finished one, recover a
                               running one), or ``validate`` found problems
 2     ``EXIT_USAGE``          a usage mistake or bad input: unknown option, workflow or
-                              execution id, malformed JSON or blueprint, missing inputs
+                              execution id, an invalid execution id (``distributed.ids``),
+                              malformed JSON or blueprint, missing inputs, inputs over
+                              the size limit (``FLOWLOOM_MAX_INPUTS_BYTES``)
 3     ``EXIT_CANCELLED``      the execution was cancelled
 4     ``EXIT_TIMED_OUT``      the execution timed out, or ``--timeout`` passed while waiting
 5     ``EXIT_UNAVAILABLE``    a service cannot be reached or opened (Redis, Kafka, a LevelDB
@@ -45,7 +47,7 @@ EXIT_INTERRUPTED = 130
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "completed / ok",
     EXIT_FAILED: "failed, or refused in the execution's state",
-    EXIT_USAGE: "usage mistake or bad input",
+    EXIT_USAGE: "usage mistake or bad input (an invalid id, inputs over the limit, ...)",
     EXIT_CANCELLED: "cancelled",
     EXIT_TIMED_OUT: "timed out (the execution, or waiting for it)",
     EXIT_UNAVAILABLE: "a service is unavailable",

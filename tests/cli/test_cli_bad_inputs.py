@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -65,6 +66,18 @@ BAD_INPUTS = [
      EXIT_USAGE, "workers: Input should be greater than or equal to 1 (got '-1') "
      "[from FLOWLOOM_WORKERS]"),
     ("validate finds problems", ["validate", "{bad}"], EXIT_FAILED, "nodes.0.uses: Field required"),
+    ("an execution id with a slash", ["status", "a/b", "--store", "memory://"],
+     EXIT_USAGE, "invalid execution id 'a/b': contains '/' (store keys use it as the separator)"),
+    ("an execution id with a control character", ["cancel", "a\x01b", "--store", "memory://"],
+     EXIT_USAGE, "invalid execution id 'a\\x01b': contains a control character (U+0001)"),
+    ("an execution id that is not UTF-8", ["pause", "a\udcffb", "--store", "memory://"],
+     EXIT_USAGE, "invalid execution id 'a\\udcffb': contains a lone surrogate (not UTF-8)"),
+    ("an execution id too long", ["events", "x" * 4097, "--store", "memory://"],
+     EXIT_USAGE, "is 4097 characters long, over the limit of 4096"),
+    ("inputs over the size limit",
+     ["run", "100", "--blueprints", BLOG, "--input", "@{bad}/../big.json"],
+     EXIT_USAGE, "inputs of workflow '100' are 585.9 KiB (600012 bytes) as JSON, over the limit "
+     "of 512 KiB set by max_inputs_bytes / FLOWLOOM_MAX_INPUTS_BYTES"),
 ]  # fmt: skip
 
 
@@ -87,6 +100,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, CompletedPro
     bad = tmp / "bad"
     bad.mkdir()
     (bad / "x.json").write_text('{"nodes": [{"id": "a"}], "edges": [{"source": "a"}]}')
+    (bad.parent / "big.json").write_text(json.dumps({"topic": "x" * 600_000}))
 
     def run(case: tuple[str, list[str], int, str]) -> CompletedProcess[str]:
         args, env = _argv_and_env(case[1], bad)
