@@ -56,6 +56,10 @@ class TaskRunner(Protocol):
         """Start ``task`` now if a slot is free; False if busy or stopping."""
         ...
 
+    def take_when_free(self, task: Task) -> bool:
+        """Run ``task`` in the next slot that frees up; False if stopping."""
+        ...
+
 
 _TaskKey = tuple[str, str, int, float]
 _V = TypeVar("_V")
@@ -92,16 +96,28 @@ class LocalDispatch:
         """True if the runner is alive in this process."""
         return runner_id in self._runners
 
-    def offer(self, tasks: Sequence[Task], carried: Mapping[str, Carried] | None = None) -> int:
+    def offer(
+        self,
+        tasks: Sequence[Task],
+        carried: Mapping[str, Carried] | None = None,
+        *,
+        wait: bool = False,
+    ) -> int:
         """Start each task on a runner with a free slot, round robin, with what its
         predecessor ``carried`` to it (by node id); return how many started. What a task not
-        started carried is kept for its queued copy, in case a worker here receives it."""
+        started carried is kept for its queued copy, in case a worker here receives it.
+        ``wait``: a task no slot is free for runs in the next one that frees up (the recovery
+        sweep's: its queued copy may sit on a dead worker's partition until a rebalance)."""
         runners = list(self._runners.values())
         started = 0
         for task in tasks:
             hint = (carried or {}).get(task.node_id)
             if self._start(runners, task, hint):
                 started += 1
+            elif wait and runners:
+                runner = runners[self._next % len(runners)]
+                self._next += 1
+                started += runner.take_when_free(task)
             elif hint is not None and runners:
                 _remember(self._waiting, _key(task), hint)
         return started

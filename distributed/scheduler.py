@@ -81,7 +81,7 @@ class Scheduler:
             for n in node_ids
         ]
         await self.queue.enqueue_many(tasks)
-        self.context.dispatch.offer(tasks, carried)
+        self.context.dispatch.offer(tasks, carried, wait=reason == "recovered")
 
     def sole_successors(self, graph: Graph, source: str, edges: Mapping[str, bool]) -> list[str]:
         """The targets of ``source``'s taken ``edges`` that have no other incoming edge: their

@@ -247,6 +247,15 @@ class Worker:
         handler.add_done_callback(self._handlers.discard)
         return True
 
+    def take_when_free(self, task: Task) -> bool:
+        """Run ``task`` in the next slot that frees up (slots are handed out in order)."""
+        if not self._fetching.is_set():
+            return False
+        handler = asyncio.create_task(self._take(task, None))
+        self._handlers.add(handler)
+        handler.add_done_callback(self._handlers.discard)
+        return True
+
     async def _take(self, task: Task, carried: Carried | None) -> None:
         async with self._slots:
             handoff = _Handoff(self, [(task, carried)])
@@ -325,7 +334,8 @@ class Worker:
         except Exception as exc:
             reraise_if_cancelling(exc)  # stopping: leave the delivery unacked
             log.exception("task failed on infrastructure; redelivering")
-            await _settle(item.delivery.nack(requeue=True, reason="worker error"))
+            reason = f"worker error: {type(exc).__name__}: {exc}"[:500]
+            await _settle(item.delivery.nack(requeue=True, reason=reason))
             return
         failpoint("before-ack")
         await _settle(item.ack())
