@@ -353,7 +353,7 @@ class _EntrySweep:
             return
         eid, node = self.record.execution_id, self.entry.node_id
         await self.manager.persistence.schedule(eid, [node], self.now)
-        await self.manager.scheduler.enqueue(self.record, [node], "requeued")
+        await self.manager.scheduler.enqueue(self.record, [node], "requeued", wait_for_slot=True)
         self.report.requeued += 1
 
     async def _advance(self, version: VersionedStep) -> None:
@@ -425,7 +425,7 @@ class _EntrySweep:
         eid = self.record.execution_id
         if await self.manager.persistence.swap_step(eid, version, new) is None:
             return False
-        await self.manager.scheduler.enqueue(self.record, [new.node_id], reason)
+        await self.manager.scheduler.enqueue(self.record, [new.node_id], reason, wait_for_slot=True)
         return True
 
 

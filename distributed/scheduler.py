@@ -72,16 +72,19 @@ class Scheduler:
         reason: TaskReason = "scheduled",
         *,
         carried: Mapping[str, Carried] | None = None,
+        wait_for_slot: bool = False,
     ) -> None:
         """Enqueue tasks of steps that are already on the agenda, and start them at once on
-        this process's workers that have a free slot (eager dispatch)."""
+        this process's workers that have a free slot (eager dispatch), or with
+        ``wait_for_slot`` in the next slot that frees up (the recovery sweep's: the queued copy
+        of a task taken from a dead worker may wait for the broker group to rebalance)."""
         eid, generation = record.execution_id, record.generation
         tasks = [
             Task(execution_id=eid, node_id=n, reason=reason, generation=generation)
             for n in node_ids
         ]
         await self.queue.enqueue_many(tasks)
-        self.context.dispatch.offer(tasks, carried, wait=reason == "recovered")
+        self.context.dispatch.offer(tasks, carried, wait=wait_for_slot)
 
     def sole_successors(self, graph: Graph, source: str, edges: Mapping[str, bool]) -> list[str]:
         """The targets of ``source``'s taken ``edges`` that have no other incoming edge: their
