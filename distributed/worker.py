@@ -139,6 +139,7 @@ class Worker:
         self.committer = StepCommitter(context)
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._slots = asyncio.Semaphore(self.config.concurrency)
+        self._urgent = 0  # tasks of the recovery sweep waiting for a slot (take_when_free)
         self._handlers: set[asyncio.Task[None]] = set()
         self._running: dict[_Key, asyncio.Task[StepOutcome]] = {}
         self._cancelled: dict[_Key, str] = {}  # running steps we cancelled, and why
@@ -237,7 +238,12 @@ class Worker:
         if not self._fetching.is_set():
             return False
         handoff = _handoff.get()
-        if handoff is not None and handoff.worker is self and not handoff.tasks:
+        if (
+            handoff is not None
+            and handoff.worker is self
+            and not handoff.tasks
+            and not self._urgent
+        ):
             handoff.tasks.append((task, carried))
             return True
         if self._slots.locked():
@@ -248,19 +254,27 @@ class Worker:
         return True
 
     def take_when_free(self, task: Task) -> bool:
-        """Run ``task`` in the next slot that frees up (slots are handed out in order)."""
+        """Run ``task`` in the next slot that frees up: slots are handed out in order, and no
+        step hands its slot on to a successor while such a task waits."""
         if not self._fetching.is_set():
             return False
-        handler = asyncio.create_task(self._take(task, None))
+        handler = asyncio.create_task(self._take(task, None, urgent=True))
         self._handlers.add(handler)
         handler.add_done_callback(self._handlers.discard)
         return True
 
-    async def _take(self, task: Task, carried: Carried | None) -> None:
-        async with self._slots:
+    async def _take(self, task: Task, carried: Carried | None, *, urgent: bool = False) -> None:
+        self._urgent += urgent
+        try:
+            await self._slots.acquire()
+        finally:
+            self._urgent -= urgent
+        try:
             handoff = _Handoff(self, [(task, carried)])
             _handoff.set(handoff)
             await self._run_handed_on(handoff)
+        finally:
+            self._slots.release()
 
     async def _run_handed_on(self, handoff: _Handoff) -> None:
         """Run the tasks handed on to this slot, one after another (each may hand on one)."""
