@@ -9,10 +9,10 @@ offsets the store assigns atomically, so several processes append to one log saf
 Hooks are synchronous and must not block, so the recorder only queues an event; a background
 task appends the queue ``flush_interval`` (50 ms) after the first event queued, in batches (one
 ``log_append`` per execution and batch), so a busy worker pays one store call per execution and
-interval instead of one per event. A
-store error is logged and the batch dropped: the log observes execution, it never breaks it.
-Events a process queued but had not appended when it was SIGKILLed are lost; ``flush`` (called
-by ``DistributedEngine.close``) appends what is queued.
+interval instead of one per event; events queued while a batch is being appended wait for the
+next interval. A store error is logged and the batch dropped: the
+log observes execution, it never breaks it. Events a process queued but had not appended when it
+was SIGKILLed are lost; ``flush`` (called by ``DistributedEngine.close``) appends what is queued.
 
 Event types::
 
@@ -21,15 +21,27 @@ Event types::
     step.started (attempt, worker)   step.finished (outcome completed|fallback, duration)
     step.failed           step.waiting           step.retrying (delay, error)
     step.interrupted (outcome cancelled|lease_lost|released)      step.lease_expired
+    step.skipped          (no attempt: the step never ran)
     step.progress (message, and the data a step passed to ``ctx.emit(message, **data)``)
+    step.token (text: a chunk of what an LLM streamed during the attempt)
 
-``ctx.emit`` reaches the log through ``orchestration.context.current_emitter``: the recorder
-sets it in ``step_started``, which the worker calls in the task that then starts the attempt
-(whose task inherits it), and clears it in ``step_finished``.
+``ctx.emit`` reaches the log through ``orchestration.context.current_emitter``, and an LLM's
+streamed text through ``current_token_emitter``: the recorder sets both in ``step_started``,
+which the worker calls in the task that then starts the attempt (whose task inherits them), and
+clears them in ``step_finished``. Token events are on unless the recorder was built with
+``tokens=False`` (every execution it records), the step's ``StepStarted.tokens`` is False (the
+execution turned them off) or the node did (``params.streamTokens: false``); with them off the
+provider is not even asked to stream. Chunks queued back to back for one attempt are merged into
+one ``step.token`` event (up to ``token_chars`` characters), and a batch holding only tokens is
+appended ``token_interval`` (200 ms) after its first chunk rather than 50 ms, so a stream costs
+one event and one append per execution every 200 ms, however fast its chunks come.
 
 Every step event carries the attempt, so events of an attempt that was retried or re-run after a
-crash can be told apart from the final attempt's. The log keeps the newest ``max_len`` events
-and expires with the execution's retention once the execution is final.
+crash can be told apart from the final attempt's. ``AttemptTracker`` (and ``drop_superseded``,
+``streamed_text``) applies the rule readers use for tokens: a step's tokens are superseded once
+a newer attempt of the step started (see ``docs/events.md``). The log keeps the newest
+``max_len`` events, drops the events older than ``max_age`` (24 h) as it appends, and expires
+with the execution's retention once the execution is final.
 """
 
 from __future__ import annotations
@@ -39,11 +51,11 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from orchestration.context import Emitter, current_emitter
+from orchestration.context import Emitter, TokenEmitter, current_emitter, current_token_emitter
 from store import KVStore
 
 from .hooks import (
@@ -54,15 +66,28 @@ from .hooks import (
     LeaseExpired,
     RetryScheduled,
     StepFinished,
+    StepSkipped,
     StepStarted,
 )
 from .keys import Keys
 
-__all__ = ["DEFAULT_MAX_EVENTS", "EventRecorder", "ExecutionEvent", "read_events"]
+__all__ = [
+    "DEFAULT_MAX_AGE",
+    "DEFAULT_MAX_EVENTS",
+    "TOKEN",
+    "AttemptTracker",
+    "EventRecorder",
+    "ExecutionEvent",
+    "drop_superseded",
+    "read_events",
+    "streamed_text",
+]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_EVENTS = 10_000
+DEFAULT_MAX_AGE = 24 * 3600.0
+TOKEN = "step.token"
 _BATCH = 200
 _STEP_TYPES = {
     "completed": "step.finished",
@@ -127,17 +152,26 @@ class EventRecorder(Hooks):
         keys: Keys,
         *,
         max_len: int = DEFAULT_MAX_EVENTS,
+        max_age: float | None = DEFAULT_MAX_AGE,
         retention: float | None = None,
         clock: Callable[[], float] = time.time,
         flush_interval: float = 0.05,
+        tokens: bool = True,
+        token_interval: float = 0.2,
+        token_chars: int = 4096,
     ) -> None:
         self.store = store
         self.flush_interval = flush_interval
+        self.token_interval = token_interval
         self.keys = keys
         self.max_len = max_len
+        self.max_age = max_age
         self.retention = retention
+        self.tokens = tokens
+        self.token_chars = token_chars
         self.clock = clock
         self._queue: list[ExecutionEvent] = []
+        self._token_tail: dict[tuple[str, str], int] = {}  # a step's last queued token event
         self._expire: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -150,9 +184,11 @@ class EventRecorder(Hooks):
         self.record(event.execution_id, "execution.submitted", data=data)
 
     def step_started(self, event: StepStarted) -> None:
-        data = {"worker_id": event.worker_id}
-        self.record(event.execution_id, "step.started", event.step_id, event.attempt, data)
-        current_emitter.set(self._emitter(event.execution_id, event.step_id, event.attempt))
+        eid, step, attempt = event.execution_id, event.step_id, event.attempt
+        self.record(eid, "step.started", step, attempt, {"worker_id": event.worker_id})
+        current_emitter.set(self._emitter(eid, step, attempt))
+        tokens = self.tokens and event.tokens
+        current_token_emitter.set(self._token_emitter(eid, step, attempt) if tokens else None)
 
     def _emitter(self, execution_id: str, step_id: str, attempt: int) -> Emitter:
         def emit(message: str, data: Mapping[str, Any]) -> None:
@@ -161,12 +197,22 @@ class EventRecorder(Hooks):
 
         return emit
 
+    def _token_emitter(self, execution_id: str, step_id: str, attempt: int) -> TokenEmitter:
+        def emit(text: str) -> None:
+            self.record_token(execution_id, step_id, attempt, text)
+
+        return emit
+
     def step_finished(self, event: StepFinished) -> None:
         current_emitter.set(None)
+        current_token_emitter.set(None)
         kind = _STEP_TYPES.get(event.outcome)
         if kind is not None:
             data = {"outcome": event.outcome, "duration": round(event.duration, 6)}
             self.record(event.execution_id, kind, event.step_id, event.attempt, data)
+
+    def step_skipped(self, event: StepSkipped) -> None:
+        self.record(event.execution_id, "step.skipped", event.step_id)
 
     def retry_scheduled(self, event: RetryScheduled) -> None:
         data = {"delay": event.delay, "error": event.error}
@@ -211,14 +257,43 @@ class EventRecorder(Hooks):
             data=dict(data or {}),
         )
         self._queue.append(event)
-        if self._timer is None:  # drains take turns (a lock), so one may start while one runs
-            with contextlib.suppress(RuntimeError):  # no loop here: flush() appends it later
-                loop = asyncio.get_running_loop()
-                self._timer = loop.call_later(self.flush_interval, self._start_drain)
+        if step_id is not None:  # where a step's next chunk of text may go
+            if type == TOKEN:
+                self._token_tail[(execution_id, step_id)] = len(self._queue) - 1
+            else:
+                self._token_tail.pop((execution_id, step_id), None)
+        self._schedule(self.token_interval if type == TOKEN else self.flush_interval)
+
+    def _schedule(self, delay: float) -> None:
+        """Drain ``delay`` seconds from now, unless a drain is due sooner already."""
+        with contextlib.suppress(RuntimeError):  # no loop here: flush() appends it later
+            loop = asyncio.get_running_loop()
+            due = loop.time() + delay
+            if self._timer is not None:
+                if self._timer.when() <= due:
+                    return
+                self._timer.cancel()  # a token drain, and now an event that should go sooner
+            # drains take turns (a lock), so one may start while one runs
+            self._timer = loop.call_at(due, self._start_drain)
+
+    def record_token(self, execution_id: str, step_id: str, attempt: int, text: str) -> None:
+        """Queue a chunk of streamed text of an attempt as a ``step.token`` event, appended to
+        the attempt's last queued token event when nothing else of that step was queued after
+        it (up to ``token_chars`` characters per event)."""
+        if not isinstance(text, str) or not text:
+            return
+        index = self._token_tail.get((execution_id, step_id))
+        if index is not None:
+            queued = self._queue[index]
+            data = cast("dict[str, Any]", queued.data)
+            if queued.attempt == attempt and len(data["text"]) + len(text) <= self.token_chars:
+                data["text"] += text
+                return
+        self.record(execution_id, TOKEN, step_id, attempt, {"text": text})
 
     def _start_drain(self) -> None:
         self._timer = None
-        self._task = asyncio.get_running_loop().create_task(self._drain())
+        self._task = asyncio.get_running_loop().create_task(self._drain(until_empty=False))
 
     async def flush(self) -> None:
         """Append every queued event now (and wait for the background append in flight)."""
@@ -229,11 +304,20 @@ class EventRecorder(Hooks):
             await asyncio.shield(self._task)
         await self._drain()
 
-    async def _drain(self) -> None:
+    async def _drain(self, *, until_empty: bool = True) -> None:
+        """Append the queued events, ``_BATCH`` at a time. A background drain appends what was
+        queued when it began; what comes meanwhile waits for the next one (whose timer runs from
+        the first such event), so a busy process appends about once per ``flush_interval``
+        however slow the store, and a stream's chunks merge over that long. ``flush`` drains
+        until nothing is left."""
         async with self._lock:  # one drain at a time keeps each process's events in order
             while self._queue:
-                batch, self._queue = self._queue[:_BATCH], self._queue[_BATCH:]
-                await self._append(batch)
+                taken, self._queue = self._queue, []
+                self._token_tail.clear()  # its indexes pointed into the queue taken
+                for start in range(0, len(taken), _BATCH):
+                    await self._append(taken[start : start + _BATCH])
+                if not until_empty:
+                    break
             expire, self._expire = self._expire, set()
             for execution_id in expire:
                 if self.retention is not None:
@@ -244,9 +328,10 @@ class EventRecorder(Hooks):
         by_execution: dict[str, list[bytes]] = {}
         for event in batch:
             by_execution.setdefault(event.execution_id, []).append(event.encode())
-        for execution_id, entries in by_execution.items():
-            key = self.keys.events(execution_id)
-            await self._guard(self.store.log_append(key, entries, max_len=self.max_len))
+        for execution_id, entries in by_execution.items():  # one after another: side by side
+            key = self.keys.events(execution_id)  # costs a Redis client more CPU (measured)
+            append = self.store.log_append(key, entries, max_len=self.max_len, max_age=self.max_age)
+            await self._guard(append)
 
     @staticmethod
     async def _guard(call: Any) -> None:
@@ -302,3 +387,57 @@ async def read_events(
             final_seen = quiet_since = None
         await asyncio.sleep(min(interval, linger) if final_seen else interval)
         interval = min(interval * 1.5, max_poll_interval)
+
+
+# -- superseded attempts --------------------------------------------------------------------------
+
+
+class AttemptTracker:
+    """Which attempt of each step is current, from the events seen so far, in log order.
+
+    Feed it every event (``observe``); ``superseded(event)`` then tells whether a step event
+    belongs to an attempt that a newer one replaced: a newer ``step.started`` of the same step
+    came later in the log (a retry, a re-run after a crash, a recovered execution's new
+    generation, whose attempts count from 1 again), or the step's latest ``step.started`` has a
+    higher attempt (the late events of a hung worker whose lease was taken over). Readers apply
+    it to ``step.token`` events: only the current attempt's text is the step's output. While
+    following, an event can be found superseded only later, when the newer attempt starts."""
+
+    def __init__(self) -> None:
+        self._latest: dict[str, tuple[int, int]] = {}  # step -> (offset, attempt) last started
+
+    def observe(self, event: ExecutionEvent) -> bool:
+        """Take ``event`` into account; True if it starts a newer attempt of a step that
+        had started before (so that step's earlier events are superseded from here on)."""
+        if event.type != "step.started" or event.step_id is None or event.attempt is None:
+            return False
+        again = event.step_id in self._latest
+        self._latest[event.step_id] = (event.offset, event.attempt)
+        return again
+
+    def superseded(self, event: ExecutionEvent) -> bool:
+        """Whether ``event`` (of a step, with an attempt) belongs to a superseded attempt."""
+        if event.step_id is None or event.attempt is None:
+            return False
+        latest = self._latest.get(event.step_id)
+        if latest is None:
+            return False
+        offset, attempt = latest
+        return offset > event.offset or attempt > event.attempt
+
+
+def drop_superseded(events: Iterable[ExecutionEvent]) -> list[ExecutionEvent]:
+    """``events`` (in log order) without the ``step.token`` events of superseded attempts."""
+    kept, tracker = list(events), AttemptTracker()
+    for event in kept:
+        tracker.observe(event)
+    return [e for e in kept if not (e.type == TOKEN and tracker.superseded(e))]
+
+
+def streamed_text(events: Iterable[ExecutionEvent]) -> dict[str, str]:
+    """What each step's current attempt streamed: its ``step.token`` texts joined, by step."""
+    text: dict[str, list[str]] = {}
+    for event in drop_superseded(events):
+        if event.type == TOKEN and event.step_id is not None:
+            text.setdefault(event.step_id, []).append(str(event.data.get("text", "")))
+    return {step: "".join(parts) for step, parts in text.items()}

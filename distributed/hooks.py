@@ -9,6 +9,8 @@ Where each event fires, across a cluster:
 
 - ``execution_submitted``: in the process that created the execution (once).
 - ``step_started`` / ``step_finished``: in the worker that ran the attempt (once per attempt).
+- ``step_skipped``: in the process whose advance skipped the step (dead-path elimination: no
+  edge into it was taken), once per step.
 - ``retry_scheduled``: in the worker whose attempt failed and will run again later.
 - ``lease_expired``: in the recovery sweep (or worker) that reclaimed a dead worker's step.
 - ``dead_lettered``: in the worker that dead-lettered a message.
@@ -36,6 +38,7 @@ __all__ = [
     "LeaseExpired",
     "RetryScheduled",
     "StepFinished",
+    "StepSkipped",
     "StepStarted",
     "WorkerStarted",
     "WorkerStopped",
@@ -63,6 +66,7 @@ class StepStarted:
     attempt: int
     worker_id: str
     dispatch_latency: float  # seconds from enqueue to start
+    tokens: bool = True  # the execution's LLM token events are on (see distributed.events)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,6 +78,13 @@ class StepFinished:
     worker_id: str
     outcome: StepOutcomeName
     duration: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepSkipped:
+    execution_id: str
+    workflow_id: str
+    step_id: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,6 +156,9 @@ class Hooks:
     def step_finished(self, event: StepFinished) -> None:
         """An attempt ended: its outcome and how long it ran."""
 
+    def step_skipped(self, event: StepSkipped) -> None:
+        """A step will never run: no edge into it was taken (its branch was not chosen)."""
+
     def retry_scheduled(self, event: RetryScheduled) -> None:
         """A failed attempt will run again after ``delay`` seconds."""
 
@@ -191,6 +205,9 @@ class HookSet(Hooks):
 
     def step_finished(self, event: StepFinished) -> None:
         self._emit("step_finished", event)
+
+    def step_skipped(self, event: StepSkipped) -> None:
+        self._emit("step_skipped", event)
 
     def retry_scheduled(self, event: RetryScheduled) -> None:
         self._emit("retry_scheduled", event)

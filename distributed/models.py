@@ -60,12 +60,14 @@ class ExecutionOptions(_Model):
     process on the local engine (recorded when it ends; not durable). ``timeout``: the
     execution's deadline in seconds, after which it is ``timed_out``. ``checkpoints``: a
     distributed execution always checkpoints each step, so ``checkpoints=False`` is accepted
-    only with ``distributed=False``.
+    only with ``distributed=False``. ``tokens``: record LLM token events (``step.token``) in
+    the execution's event log.
     """
 
     distributed: bool = True
     timeout: float | None = Field(default=None, gt=0, description="execution deadline, seconds")
     checkpoints: bool = True
+    tokens: bool = Field(default=True, description="record LLM token events (step.token)")
 
     @model_validator(mode="after")
     def _checkpoints_with_distributed(self) -> ExecutionOptions:

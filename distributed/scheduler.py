@@ -28,7 +28,7 @@ from orchestration import (
 
 from .dispatch import Carried
 from .failpoints import failpoint
-from .hooks import ExecutionFinished, ExecutionSubmitted
+from .hooks import ExecutionFinished, ExecutionSubmitted, StepSkipped
 from .models import ExecutionRecord, FinalStatus, StepRecord, Task, TaskReason
 from .snapshot import execution_state
 
@@ -181,7 +181,9 @@ class Scheduler:
     async def _skip(self, eid: str, graph: Graph, node_id: str, resolution: _Resolution) -> None:
         """Dead-path elimination: the node is skipped and so is every edge out of it."""
         skipped = StepRecord(node_id=node_id).skip(self.context.clock())
-        await self.persistence.swap_step(eid, None, skipped)
+        if await self.persistence.swap_step(eid, None, skipped) is not None:
+            event = StepSkipped(execution_id=eid, workflow_id=graph.id, step_id=node_id)
+            self.context.hooks.step_skipped(event)
         outgoing = {e.key: False for e in graph.outgoing(node_id)}
         await self._resolve(eid, graph, node_id, outgoing, resolution)
 

@@ -461,6 +461,7 @@ class Worker:
                 attempt=step.current_attempt,
                 worker_id=self.id,
                 dispatch_latency=max(started - task.enqueued_at, 0.0),
+                tokens=record.options.tokens,
             )
         )
         outcome: StepOutcomeName = "lease_lost"

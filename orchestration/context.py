@@ -16,21 +16,41 @@ if TYPE_CHECKING:
     from orchestration.routing import NodeResult
 
 __all__ = [
+    "STREAM_TOKENS",
     "Emitter",
     "NodeContext",
     "NodeType",
     "Services",
+    "TokenEmitter",
     "current_context",
     "current_emitter",
     "current_node_id",
+    "current_token_emitter",
+    "current_token_sink",
 ]
+
+log = logging.getLogger(__name__)
 
 Emitter = Callable[[str, Mapping[str, JSON]], None]
 """Receives a step's progress events: ``(message, data)``. Must not block or raise."""
 
+TokenEmitter = Callable[[str], None]
+"""Receives the text an LLM streams during a step's attempt, chunk by chunk, in order. Must not
+block or raise."""
+
+STREAM_TOKENS = "streamTokens"
+"""The node parameter that turns token events off for one node: ``"streamTokens": false``."""
+
 current_emitter: ContextVar[Emitter | None] = ContextVar("flowloom_current_emitter", default=None)
 """Where ``NodeContext.emit`` sends events when the context has no ``emitter`` of its own: set
 by whatever runs the attempt (the distributed engine's event log sets it as a step starts)."""
+
+current_token_emitter: ContextVar[TokenEmitter | None] = ContextVar(
+    "flowloom_current_token_emitter", default=None
+)
+"""Where the running attempt's LLM text chunks go when its context has no ``token_emitter`` of
+its own; set beside ``current_emitter`` (None: nobody listens, or token events are off for the
+execution), so providers stream only when it is set."""
 
 current_node_id: ContextVar[str | None] = ContextVar("flowloom_current_node_id", default=None)
 """Id of the node whose attempt is running in this task (set by ``Engine.run_node``)."""
@@ -59,6 +79,7 @@ class NodeContext:
     attempt: int = 1
     idempotency_key: str = ""
     emitter: Emitter | None = None
+    token_emitter: TokenEmitter | None = None
 
     def __post_init__(self) -> None:
         if not self.idempotency_key:
@@ -74,7 +95,34 @@ class NodeContext:
         try:
             emitter(message, data)
         except Exception:  # an observer never breaks a step
-            logging.getLogger(__name__).warning("progress event dropped", exc_info=True)
+            log.warning("progress event dropped", exc_info=True)
+
+    def token_sink(self) -> TokenEmitter | None:
+        """Where this attempt's LLM text chunks go (``step.token`` events in a distributed run),
+        or None: nobody listens, or the node turned them off (``params.streamTokens: false``).
+        LLM node types pass it to the provider (``complete_with_tokens``), which streams only
+        when it is not None."""
+        if self.node.params.get(STREAM_TOKENS) is False:
+            return None
+        return self.token_emitter or current_token_emitter.get()
+
+    def emit_token(self, text: str) -> None:
+        """Hand one chunk of streamed text to the token sink, if any (a node type that streams
+        by itself). Never raises."""
+        sink = self.token_sink()
+        if sink is None or not text:
+            return
+        try:
+            sink(text)
+        except Exception:  # an observer never breaks a step
+            log.warning("token chunk dropped", exc_info=True)
+
+
+def current_token_sink() -> TokenEmitter | None:
+    """The token sink of the attempt running in this task (see ``NodeContext.token_sink``), for
+    code that is not handed the context (an ``Agent`` called from a step); None outside one."""
+    ctx = current_context.get()
+    return ctx.token_sink() if ctx is not None else current_token_emitter.get()
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,10 @@
 
 Every LLM node renders ``params["promptTemplate"]`` (see ``state.render_template``) and sends
 it as the user message (``params["system"]`` as the system message, ``params["model"]`` and
-``params["temperature"]`` when given). A node type may offer ``validate(node) -> list[str]``
-to report parameter problems at registration.
+``params["temperature"]`` when given). Where someone listens for tokens (the distributed event
+log) and the provider streams, the reply is streamed as ``step.token`` events while it arrives;
+``params["streamTokens"]: false`` turns that off for the node (the reply is the same). A node
+type may offer ``validate(node) -> list[str]`` to report parameter problems at registration.
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from orchestration.context import NodeContext, Services
+from orchestration.context import STREAM_TOKENS, NodeContext, Services
 from orchestration.errors import OrchestrationError
 from orchestration.graph import Node
 from orchestration.loops import LOOP, LoopSpec
-from orchestration.providers.base import Message
+from orchestration.providers.base import Message, complete_with_tokens
 from orchestration.registry import NodeTypeRegistry
 from orchestration.routing import NodeResult
 from orchestration.state import DEFAULT_OUTPUT_KEY, output_key, render_template, resolve_inputs
@@ -56,11 +58,14 @@ def _template_problems(node: Node, *, required: bool) -> list[str]:
         problems.append("params.promptTemplate is required")
     elif template is not None and not isinstance(template, str):
         problems.append("params.promptTemplate must be a string")
+    if not isinstance(node.params.get(STREAM_TOKENS, True), bool):
+        problems.append(f"params.{STREAM_TOKENS} must be true or false")
     return problems
 
 
 async def ask(node: Node, ctx: NodeContext, services: Services) -> str:
-    """Render the node's prompt, call the provider, return the stripped reply."""
+    """Render the node's prompt, call the provider (streaming to the attempt's token sink, if
+    any), return the stripped reply."""
     prompt = render_template(
         str(node.params.get("promptTemplate", "")), node.params, ctx.state, ctx.outputs
     )
@@ -71,11 +76,13 @@ async def ask(node: Node, ctx: NodeContext, services: Services) -> str:
     messages.append({"role": "user", "content": prompt})
     model = node.params.get("model")
     temperature = node.params.get("temperature")
-    completion = await services.provider.complete(
+    completion = await complete_with_tokens(
+        services.provider,
         messages,
         model=model if isinstance(model, str) else services.default_model,
         temperature=float(temperature) if isinstance(temperature, int | float) else None,
         timeout=services.llm_timeout,
+        on_token=ctx.token_sink(),
     )
     return completion.text.strip()
 

@@ -144,18 +144,44 @@ return removed
 """
 )
 
-# KEYS[1] = the log's stream; ARGV: max_len ('' = none), ttl_ms ('' = none), entries...
-# -> the offset of the last entry. Entry ids are "<offset>-0", so offsets are the stream's ids;
-# a trimmed stream keeps at least one entry, which carries the last offset.
+# KEYS[1] = the log's stream; ARGV: max_len ('' = none), ttl_ms ('' = none), max_age_ms
+# ('' = none), entries... -> the offset of the last entry. Entry ids are "<offset>-0", so offsets
+# are the stream's ids; each entry holds its value ('v') and when it was appended ('t', ms by the
+# Redis clock). A trimmed stream keeps at least one entry, which carries the last offset (an
+# entry just appended is never older than max_age). Trimming by age reads the oldest entries
+# until the first young one (just the oldest when nothing is old): an append pays for what it
+# trims.
 LOG_APPEND = """
 local last = 0
 local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 if top[1] then last = tonumber(string.match(top[1][1], '^(%d+)')) end
-for i = 3, #ARGV do
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 4, #ARGV do
   last = last + 1
-  redis.call('XADD', KEYS[1], string.format('%d-0', last), 'v', ARGV[i])
+  redis.call('XADD', KEYS[1], string.format('%d-0', last), 'v', ARGV[i], 't', now)
 end
 if ARGV[1] ~= '' then redis.call('XTRIM', KEYS[1], 'MAXLEN', tonumber(ARGV[1])) end
+if ARGV[3] ~= '' then
+  local cutoff = now - tonumber(ARGV[3])
+  local young = nil
+  local count = 1  -- usually the oldest entry is young: read just it
+  while not young do
+    local page = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', count)
+    count = 64
+    local old = {}
+    for _, entry in ipairs(page) do
+      local at = 0
+      for j = 1, #entry[2], 2 do
+        if entry[2][j] == 't' then at = tonumber(entry[2][j + 1]) end
+      end
+      if at >= cutoff then young = entry[1] break end
+      old[#old + 1] = entry[1]
+    end
+    if #old > 0 then redis.call('XDEL', KEYS[1], unpack(old)) end
+    if not page[1] then break end
+  end
+end
 if ARGV[2] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return last
 """

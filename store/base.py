@@ -8,8 +8,9 @@ Each backend also keeps **logs**: append-only, ordered sequences of ``bytes`` en
 key, with offsets 1, 2, 3, ... assigned atomically by the store (so several processes may append to
 one log). Log keys follow the key rules but live in their own namespace: a log and a value may share
 a name, and ``scan`` never yields logs. A log is bounded by length (``max_len`` on append drops the
-oldest entries) and by age (``ttl`` on append or :meth:`KVStore.log_expire` expires the whole log);
-a log that expired or was deleted starts again at offset 1.
+oldest entries), by the age of its entries (``max_age`` on append drops those appended longer
+ago, by the store's clock) and as a whole (``ttl`` on append or :meth:`KVStore.log_expire` expires
+the whole log); a log that expired or was deleted starts again at offset 1.
 
 Every backend validates all arguments (for ``batch``: every operation) *before* it writes anything,
 raising ``TypeError``/``ValueError``; that is what makes a rejected batch leave no trace.
@@ -108,11 +109,15 @@ class KVStore(Protocol):
         *,
         max_len: int | None = None,
         ttl: float | None = None,
+        max_age: float | None = None,
     ) -> int:
         """Append ``entries`` (at least one) to the log ``key`` in one atomic step; return the
         offset of the last one. Their offsets are contiguous and follow the log's last offset.
-        ``max_len`` then keeps only the newest ``max_len`` entries; ``ttl`` makes the log expire
-        ``ttl`` seconds from now (without it the log's expiry is unchanged)."""
+        ``max_len`` then keeps only the newest ``max_len`` entries; ``max_age`` (seconds) drops
+        the entries appended more than ``max_age`` seconds ago (never the ones just appended;
+        the trim reads only what it drops and one entry more, so it costs an append little);
+        ``ttl`` makes the log expire ``ttl`` seconds from now (without it the log's expiry is
+        unchanged). Trimming never changes the offsets of the entries kept."""
         ...
 
     async def log_read(

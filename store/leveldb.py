@@ -6,7 +6,10 @@ On-disk layout (one LevelDB directory, keys are bytes)::
                                              0 = never) + value
     b"x" + expiry (8 bytes) + utf8(key)   -> b""   expiry index, ordered by expiry time
     b"m" + utf8(log key)                  -> expiry (8 bytes) + first offset (8) + last offset (8)
+                                             + time of the first entry (8, ms; absent: unknown)
     b"l" + utf8(log key) + b"\x00" + offset (8 bytes, big-endian) -> entry    a log's entries
+    b"t" + utf8(log key) + b"\x00" + offset (8 bytes) -> time (8 bytes, ms)   a log's time marks:
+                                             when the append whose first entry has that offset ran
     b"x" + expiry (8 bytes) + b"\x00" + utf8(log key) -> b""   a log's expiry (keys have no NUL)
 
 Expired values are hidden on read (wall clock, so TTLs survive a restart). The expiry index lets a
@@ -67,6 +70,7 @@ _DATA = b"d"
 _INDEX = b"x"
 _LOG = b"l"
 _LOG_META = b"m"
+_LOG_TIMES = b"t"
 _SWEEP_LIMIT = 10_000
 
 Mutation = tuple[bytes, bytes | None]  # (raw key, raw value or None to delete)
@@ -98,6 +102,19 @@ def _log_meta(raw: bytes | None, now_ms: int) -> tuple[int, int, int] | None:
         return None
     expiry, first, last = (int.from_bytes(raw[i : i + 8], "big") for i in (0, 8, 16))
     return None if expiry and expiry <= now_ms else (expiry, first, last)
+
+
+def _log_oldest(raw: bytes) -> int:
+    """When a log's first entry was appended (ms; 0 when its meta record predates the field)."""
+    return int.from_bytes(raw[24:32], "big") if len(raw) >= 32 else 0
+
+
+def _log_mark_prefix(key: str) -> bytes:
+    return _LOG_TIMES + key.encode("utf-8") + b"\x00"
+
+
+def _log_mark(key: str, offset: int) -> bytes:
+    return _log_mark_prefix(key) + offset.to_bytes(8, "big")
 
 
 def _log_range(key: str, first: int, stop: int) -> list[Mutation]:
@@ -298,11 +315,13 @@ class LevelDBStore(StoreContextMixin):
         *,
         max_len: int | None = None,
         ttl: float | None = None,
+        max_age: float | None = None,
     ) -> int:
         check_key(key)
         values = check_log_entries(entries)
         check_max_len(max_len)
         check_optional_ttl(ttl)
+        check_optional_ttl(max_age)
         with self._writing() as now:
             raw_meta = self._db.get(_LOG_META + key.encode("utf-8"))
             meta = _log_meta(raw_meta, now)
@@ -310,17 +329,29 @@ class LevelDBStore(StoreContextMixin):
             if meta is None:
                 if raw_meta is not None:  # expired, not swept yet: start again at 1
                     mutations += self._log_purge(key, raw_meta)
-                meta = (0, 1, 0)
+                meta, oldest = (0, 1, 0), now
+            else:
+                oldest = _log_oldest(raw_meta or b"")
             expiry, first, last = meta
-            for offset, value in enumerate(values, start=last + 1):
+            new = last + 1
+            mutations.append((_log_mark(key, new), now.to_bytes(8, "big")))
+            for offset, value in enumerate(values, start=new):
                 mutations.append((_log_entry_key(key, offset), value))
             last += len(values)
+            keep = first
             if max_len is not None and last - first + 1 > max_len:
-                mutations += _log_range(key, first, last - max_len + 1)
-                first = last - max_len + 1
+                keep = last - max_len + 1
+            cutoff = None if max_age is None else now - ttl_to_ms(max_age)
+            if cutoff is not None and oldest < cutoff:  # else nothing is old: no read at all
+                keep = max(keep, self._log_young(key, cutoff, new))
+            if keep > first:
+                mutations += _log_range(key, first, keep)
+                dropped, oldest = self._log_drop_marks(key, keep, new, now)
+                mutations += dropped
+                first = keep
             if ttl is not None:
                 expiry = _expiry(ttl, now)
-            mutations += self._log_meta_record(key, expiry, first, last)
+            mutations += self._log_meta_record(key, expiry, first, last, oldest)
             self._apply(mutations)
             return last
 
@@ -344,10 +375,12 @@ class LevelDBStore(StoreContextMixin):
         check_key(key)
         check_ttl(ttl)
         with self._writing() as now:
-            meta = _log_meta(self._db.get(_LOG_META + key.encode("utf-8")), now)
-            if meta is None:
+            raw_meta = self._db.get(_LOG_META + key.encode("utf-8"))
+            meta = _log_meta(raw_meta, now)
+            if meta is None or raw_meta is None:
                 return False
-            self._apply(self._log_meta_record(key, _expiry(ttl, now), meta[1], meta[2]))
+            oldest = _log_oldest(raw_meta)
+            self._apply(self._log_meta_record(key, _expiry(ttl, now), meta[1], meta[2], oldest))
             return True
 
     async def log_delete(self, key: str) -> bool:
@@ -399,19 +432,59 @@ class LevelDBStore(StoreContextMixin):
                 else:
                     batch.put(raw_key, raw_value)
 
-    def _log_meta_record(self, key: str, expiry: int, first: int, last: int) -> list[Mutation]:
-        meta = b"".join(number.to_bytes(8, "big") for number in (expiry, first, last))
+    def _log_meta_record(
+        self, key: str, expiry: int, first: int, last: int, oldest: int
+    ) -> list[Mutation]:
+        numbers = (expiry, first, last, oldest)
+        meta = b"".join(number.to_bytes(8, "big") for number in numbers)
         mutations: list[Mutation] = [(_LOG_META + key.encode("utf-8"), meta)]
         if expiry:
             mutations.append((_index_key(expiry, "\x00" + key), b""))
         return mutations
 
     def _log_purge(self, key: str, raw_meta: bytes) -> list[Mutation]:
-        """The mutations that delete a log (its meta record and every entry)."""
+        """The mutations that delete a log (its meta record, every entry and time mark)."""
         mutations: list[Mutation] = [(_LOG_META + key.encode("utf-8"), None)]
-        with self._db.iterator(prefix=_log_prefix(key), include_value=False) as iterator:
-            mutations += [(raw_key, None) for raw_key in iterator]
+        for prefix in (_log_prefix(key), _log_mark_prefix(key)):
+            with self._db.iterator(prefix=prefix, include_value=False) as iterator:
+                mutations += [(raw_key, None) for raw_key in iterator]
         return mutations
+
+    def _log_young(self, key: str, cutoff_ms: int, new: int) -> int:
+        """The first offset of the log appended at ``cutoff_ms`` or later (``new``, the first
+        one being appended, if none): the first time mark not older than the cutoff. Entries
+        before the oldest mark (written without marks) count as old. Called only when the meta
+        record says the first entry is old; reads the old marks (which the trim then deletes,
+        but the one dating the first entry kept) and one more."""
+        with self._db.iterator(prefix=_log_mark_prefix(key)) as iterator:
+            for raw_key, raw_time in iterator:
+                if int.from_bytes(raw_time, "big") >= cutoff_ms:
+                    return int.from_bytes(raw_key[-8:], "big")
+        return new
+
+    def _log_drop_marks(
+        self, key: str, first: int, new: int, now: int
+    ) -> tuple[list[Mutation], int]:
+        """Deletions of the time marks no entry from ``first`` on needs any more (every mark
+        below ``first``, but the newest when ``first`` has no mark of its own, as that one dates
+        the entries from ``first`` on), and when the entry at ``first`` was appended (``now``
+        when it is being appended: ``first`` is ``new`` or beyond)."""
+        if first >= new:
+            below = self._log_marks(key, new)  # every stored mark: all older than ``new``
+            return [(raw_key, None) for raw_key, _ in below], now
+        own = self._db.get(_log_mark(key, first))
+        below = self._log_marks(key, first)
+        if own is None and below:
+            dating, below = below[0], below[1:]
+            own = dating[1]
+        return [(raw_key, None) for raw_key, _ in below], int.from_bytes(own or b"", "big")
+
+    def _log_marks(self, key: str, stop: int) -> list[tuple[bytes, bytes]]:
+        """The stored time marks of the log below offset ``stop``, newest first."""
+        with self._db.iterator(
+            start=_log_mark_prefix(key), stop=_log_mark(key, stop), reverse=True
+        ) as iterator:
+            return list(iterator)
 
     def _sweep_log(self, index_key: bytes) -> list[Mutation]:
         """Delete the log an expiry-index entry names, if that expiry is still its own."""

@@ -54,14 +54,20 @@ class _Entry:
 
 
 class _Log:
-    """One log: its newest entries (offsets contiguous), the last offset given, its expiry."""
+    """One log: its newest entries (offsets contiguous), when each was appended (``times``,
+    monotonic, in step with ``entries``), the last offset given, its expiry."""
 
-    __slots__ = ("entries", "expires_at", "last")
+    __slots__ = ("entries", "expires_at", "last", "times")
 
     def __init__(self) -> None:
         self.entries: deque[tuple[int, bytes]] = deque()
+        self.times: deque[float] = deque()
         self.last = 0
         self.expires_at: float | None = None
+
+    def drop_oldest(self) -> None:
+        self.entries.popleft()
+        self.times.popleft()
 
     def live(self, now: float) -> bool:
         return self.expires_at is None or self.expires_at > now
@@ -210,11 +216,13 @@ class MemoryStore(StoreContextMixin):
         *,
         max_len: int | None = None,
         ttl: float | None = None,
+        max_age: float | None = None,
     ) -> int:
         check_key(key)
         values = check_log_entries(entries)
         check_max_len(max_len)
         check_optional_ttl(ttl)
+        check_optional_ttl(max_age)
         with self._writing() as now:
             log = self._logs.get(key)
             if log is None or not log.live(now):
@@ -222,8 +230,12 @@ class MemoryStore(StoreContextMixin):
             for value in values:
                 log.last += 1
                 log.entries.append((log.last, value))
+                log.times.append(now)
             while max_len is not None and len(log.entries) > max_len:
-                log.entries.popleft()
+                log.drop_oldest()
+            if max_age is not None:  # what was just appended is never older than max_age
+                while log.times[0] < now - max_age:
+                    log.drop_oldest()
             if ttl is not None:
                 self._expire_log(key, log, now + ttl)
             return log.last

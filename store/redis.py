@@ -266,12 +266,14 @@ class RedisStore(StoreContextMixin):
         *,
         max_len: int | None = None,
         ttl: float | None = None,
+        max_age: float | None = None,
     ) -> int:
         log_key = self._log_key(key)
         values = check_log_entries(entries)
         limit = check_max_len(max_len)
         args: list[str | bytes] = ["" if limit is None else str(limit)]
-        args += [_ttl_arg(check_optional_ttl(ttl)), *values]
+        args += [_ttl_arg(check_optional_ttl(ttl)), _ttl_arg(check_optional_ttl(max_age))]
+        args += values
         with self._errors():
             return int(await self._scripts["LOG_APPEND"](keys=[log_key], args=args))
 

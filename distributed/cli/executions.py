@@ -35,7 +35,7 @@ from .options import (
     settings_from,
 )
 from .output import emit_json, format_status, human, note, where_settings
-from .progress import Progress, follow
+from .progress import Progress, follow, follow_events
 
 __all__ = ["register", "submit_and_wait"]
 
@@ -66,7 +66,11 @@ def register(
     mode = run.add_mutually_exclusive_group()
     mode.add_argument("--detach", action="store_true", help="print the id and return")
     mode.add_argument("--wait", action="store_true", help="wait for the result (the default)")
-    run.add_argument("--follow", action="store_true", help="show each step's output as it ends")
+    run.add_argument(
+        "--follow",
+        action="store_true",
+        help="print what steps stream (LLM text) as it arrives, and each step's output as it ends",
+    )
     run.add_argument("--timeout", type=positive_float, metavar="S", help="stop waiting after S")
     run.add_argument(
         "--deadline",
@@ -212,9 +216,11 @@ def _announce(settings: Settings, engine: Engine, args: argparse.Namespace, eid:
 
 
 async def _wait(runtime: Runtime, args: argparse.Namespace, eid: str) -> ExecutionSnapshot:
-    progress = None
-    if not args.json:
-        progress = Progress(sys.stderr, live=sys.stderr.isatty(), outputs=args.follow)
+    if args.json:
+        return await follow(runtime.engine, eid, None, timeout=args.timeout)
+    progress = Progress(sys.stderr, live=sys.stderr.isatty(), outputs=args.follow)
+    if args.follow:  # streamed text and progress live, from the execution's event log
+        return await follow_events(runtime.engine, eid, progress, timeout=args.timeout)
     return await follow(runtime.engine, eid, progress, timeout=args.timeout)
 
 

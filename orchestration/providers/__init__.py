@@ -1,6 +1,15 @@
-"""LLM providers: the protocol, the offline rule-based provider, scripted and OpenAI ones."""
+"""LLM providers: the protocol (and the optional streaming one), the offline rule-based
+provider, scripted and OpenAI ones."""
 
-from orchestration.providers.base import Completion, LLMProvider, Message, prompt_text
+from orchestration.providers.base import (
+    Completion,
+    LLMProvider,
+    Message,
+    StreamingProvider,
+    TokenSink,
+    complete_with_tokens,
+    prompt_text,
+)
 from orchestration.providers.offline import OfflineProvider
 from orchestration.providers.openai_provider import OpenAIProvider
 from orchestration.providers.scripted import ScriptedCall, ScriptedProvider
@@ -13,5 +22,8 @@ __all__ = [
     "OpenAIProvider",
     "ScriptedCall",
     "ScriptedProvider",
+    "StreamingProvider",
+    "TokenSink",
+    "complete_with_tokens",
     "prompt_text",
 ]

@@ -5,17 +5,23 @@ its model name ``offline-rules``. Each rule recognises one kind of prompt by its
 (the four example use cases: blog post, job application, customer review, content
 moderation) and answers from the text the prompt carries, with small keyword lists and a
 PII regex. Anything it does not recognise gets a short, clearly labelled echo.
+
+It streams too (``stream``): the same answer in chunks of ``words_per_chunk`` words (with the
+whitespace after them, so the chunks join into the answer exactly), ``chunk_delay`` seconds
+apart (default 0: the chunks come at once, which is what tests want; a demo sets a small delay
+to look like a model typing).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable, Sequence
 
-from orchestration.providers.base import Completion, Message, prompt_text
+from orchestration.providers.base import Completion, Message, TokenSink, prompt_text
 
-__all__ = ["OfflineProvider", "contains_pii", "offline_answer", "redact_pii"]
+__all__ = ["OfflineProvider", "chunks_of", "contains_pii", "offline_answer", "redact_pii"]
 
 PII_PATTERNS = (
     re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
@@ -406,11 +412,29 @@ def offline_answer(prompt: str) -> str:
     return _echo(prompt)
 
 
+def chunks_of(text: str, words: int = 3) -> list[str]:
+    """``text`` in chunks of ``words`` words, each with the whitespace that follows it (the
+    first also with any leading whitespace): ``"".join(chunks_of(text)) == text``."""
+    if not text:
+        return []
+    pieces = re.findall(r"\s*\S+\s*", text) or [text]  # all whitespace: one chunk
+    return ["".join(pieces[i : i + words]) for i in range(0, len(pieces), words)]
+
+
 class OfflineProvider:
-    """Deterministic rule-based provider (no network). Name ``offline``, model ``offline-rules``."""
+    """Deterministic rule-based provider (no network). Name ``offline``, model ``offline-rules``.
+
+    ``stream`` hands the answer over in chunks of ``words_per_chunk`` words, ``chunk_delay``
+    seconds apart."""
 
     name = "offline"
     model = "offline-rules"
+
+    def __init__(self, *, chunk_delay: float = 0.0, words_per_chunk: int = 3) -> None:
+        if chunk_delay < 0 or words_per_chunk < 1:
+            raise ValueError("chunk_delay must be >= 0 and words_per_chunk >= 1")
+        self.chunk_delay = chunk_delay
+        self.words_per_chunk = words_per_chunk
 
     async def complete(
         self,
@@ -422,3 +446,20 @@ class OfflineProvider:
     ) -> Completion:
         """Answer the last user message by rule; ``model`` is ignored (always offline-rules)."""
         return Completion(offline_answer(prompt_text(messages)), self.model, self.name)
+
+    async def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        model: str = "",
+        on_token: TokenSink,
+        temperature: float | None = None,
+        timeout: float | None = None,
+    ) -> Completion:
+        """The same answer as ``complete``, handed to ``on_token`` chunk by chunk."""
+        completion = await self.complete(messages, model=model)
+        for index, chunk in enumerate(chunks_of(completion.text, self.words_per_chunk)):
+            if index:
+                await asyncio.sleep(self.chunk_delay)  # 0: still lets other tasks run
+            on_token(chunk)
+        return completion

@@ -3,6 +3,11 @@
 Honours ``OPENAI_API_KEY`` and ``OPENAI_BASE_URL`` (so any OpenAI-compatible server works).
 Rate limits (429) and server errors (5xx) are retried by the client itself
 (``max_retries``, with its backoff); what still fails becomes a ``ProviderError``.
+
+``stream`` asks for the answer with ``stream=True`` (server-sent events) and hands each text
+delta to ``on_token`` as it arrives, returning the whole text as the completion. A stream that
+breaks off midway (the connection drops, the server sends an error event, a read times out)
+is a ``ProviderError`` too: the chunks already handed over stay with the attempt that failed.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Any
 import openai
 
 from orchestration.errors import ProviderError
-from orchestration.providers.base import Completion, Message
+from orchestration.providers.base import Completion, Message, TokenSink
 
 __all__ = ["OpenAIProvider"]
 
@@ -53,11 +58,7 @@ class OpenAIProvider:
         timeout: float | None = None,
     ) -> Completion:
         """One chat completion; raises ``ProviderError`` once the client gives up."""
-        options: dict[str, Any] = {}
-        if temperature is not None:
-            options["temperature"] = temperature
-        if timeout is not None:
-            options["timeout"] = timeout
+        options = _options(temperature, timeout)
         try:
             response = await self._client.chat.completions.create(
                 model=model, messages=[dict(m) for m in messages], **options
@@ -68,3 +69,47 @@ class OpenAIProvider:
             raise ProviderError("OpenAI response has no choices")
         text = response.choices[0].message.content or ""
         return Completion(text=text, model=str(response.model or model), provider=self.name)
+
+    async def stream(
+        self,
+        messages: Sequence[Message],
+        *,
+        model: str,
+        on_token: TokenSink,
+        temperature: float | None = None,
+        timeout: float | None = None,
+    ) -> Completion:
+        """One streamed chat completion (``stream=True``): ``on_token`` gets each text delta
+        as it arrives; the completion holds them joined. Raises ``ProviderError`` once the
+        client gives up, or when the stream breaks off."""
+        options = _options(temperature, timeout)
+        parts: list[str] = []
+        served, choices = model, False
+        try:
+            stream = await self._client.chat.completions.create(
+                model=model, messages=[dict(m) for m in messages], stream=True, **options
+            )
+            async with stream:
+                async for chunk in stream:
+                    served = chunk.model or served
+                    for choice in chunk.choices:
+                        choices = True
+                        delta = getattr(choice, "delta", None)  # lenient: compatible servers
+                        text = getattr(delta, "content", None) if choice.index == 0 else None
+                        if text:
+                            parts.append(text)
+                            on_token(text)
+        except openai.OpenAIError as exc:
+            raise ProviderError(f"OpenAI stream failed: {type(exc).__name__}: {exc}") from exc
+        if not choices:
+            raise ProviderError("OpenAI stream has no choices")
+        return Completion(text="".join(parts), model=str(served), provider=self.name)
+
+
+def _options(temperature: float | None, timeout: float | None) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    if temperature is not None:
+        options["temperature"] = temperature
+    if timeout is not None:
+        options["timeout"] = timeout
+    return options
