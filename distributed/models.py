@@ -377,8 +377,8 @@ class Task(_Model):
     execution_id: str
     node_id: str
     reason: TaskReason = "scheduled"
-    generation: int = 1
-    enqueued_at: float = Field(default_factory=time.time)
+    generation: int = Field(default=1, ge=1)
+    enqueued_at: float = Field(default_factory=time.time, allow_inf_nan=False)
 
 
 class AgendaEntry(_Model):

@@ -172,8 +172,9 @@ class Scheduler:
         resolved = await self.persistence.edge_states(eid, [e.key for e in incoming])
         decision = join_decision(graph.nodes[node_id], incoming, resolved)
         if decision is JoinDecision.WAIT:
-            resolution.waiting = True
+            resolution.waiting.add(node_id)
             return decision
+        resolution.waiting.discard(node_id)  # decided later in the same advance (a cascade)
         fire, made = await self.persistence.decide_join(eid, node_id, decision is JoinDecision.FIRE)
         resolution.newly_fired |= fire and made
         return JoinDecision.FIRE if fire else JoinDecision.SKIP
@@ -261,13 +262,13 @@ class _Resolution:
 
     fired: list[str] = field(default_factory=list)
     newly_fired: bool = False  # a join decision made here fired a node
-    waiting: bool = False  # a join still waits for other edges
+    waiting: set[str] = field(default_factory=set)  # joins still waiting for other edges
 
     @property
     def pending(self) -> bool:
         """Something is left to run, so the execution cannot be complete yet (and whatever
         finishes it checks completion itself)."""
-        return self.waiting or self.newly_fired
+        return bool(self.waiting) or self.newly_fired
 
     def unscheduled(self, committed: Sequence[str] | None) -> list[str]:
         """The fired nodes not already put on the agenda by the step's commit."""

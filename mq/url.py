@@ -9,10 +9,15 @@
 Credentials in the userinfo become ``sasl_plain_username``/``sasl_plain_password``; they never
 reach a bootstrap address, a ``repr`` or a log line, and every URL an error shows is masked
 (``mask_url``). ``SSL``/``SASL_SSL`` get a default TLS context unless ``ssl_context`` is given.
+
+Every problem with a URL is an ``InvalidBrokerURL``: a port that is not a number in 1-65535, a
+numeric option that is not a whole number in its range (Kafka's are 32-bit; sizes, counts and
+timeouts must be positive), text that is not UTF-8 or holds a control character.
 """
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
@@ -47,6 +52,8 @@ _INT_OPTIONS = frozenset(
         "replication_factor",
     }
 )
+_ZERO_ALLOWED = frozenset({"fetch_max_wait_ms", "linger_ms"})  # the others must be positive
+_MAX_INT_OPTION = 2**31 - 1  # Kafka's sizes and timeouts are 32-bit
 _STR_OPTIONS = frozenset({"security_protocol", "sasl_mechanism", "client_id"})
 KAFKA_URL_OPTIONS = _INT_OPTIONS | _STR_OPTIONS
 """``KafkaBroker`` options a ``kafka://`` URL may carry as query parameters."""
@@ -85,6 +92,7 @@ def check_broker_url(url: str) -> str:
     """Check ``url`` without connecting; return its scheme. Raises ``InvalidBrokerURL``."""
     if not isinstance(url, str):
         raise InvalidBrokerURL(f"a broker URL must be a str, not {type(url).__name__}")
+    _check_text(url)
     scheme, sep, _ = url.partition("://")
     if not sep:
         raise InvalidBrokerURL(
@@ -102,6 +110,7 @@ def check_broker_url(url: str) -> str:
 
 def parse_kafka_url(url: str) -> KafkaURL:
     """Hosts and options of ``kafka://[user:password@]host[:port][,host…][?option=value…]``."""
+    _check_text(url)
     shown = mask_url(url)
     rest = url.partition("://")[2]
     if "#" in rest:
@@ -122,17 +131,37 @@ def _credentials(url: str, userinfo: str) -> dict[str, Any]:
     if not user or not sep:  # a lone word may be a token: show none of it
         hidden = url.replace(userinfo + "@", "***@", 1)
         raise InvalidBrokerURL(f"kafka URL {hidden!r}: credentials must be user:password@")
+    hidden = url.replace(userinfo + "@", "***@", 1)
     return {
-        "sasl_plain_username": unquote(user),
-        "sasl_plain_password": unquote(password),
+        "sasl_plain_username": _decoded(hidden, "the user name", user),
+        "sasl_plain_password": _decoded(hidden, "the password", password),
         "sasl_mechanism": "PLAIN",
         "security_protocol": "SASL_PLAINTEXT",
     }
 
 
+def _decoded(hidden: str, what: str, text: str) -> str:
+    """``text`` percent-decoded: UTF-8 without control characters (SASL PLAIN separates its
+    fields with NUL), or ``InvalidBrokerURL`` naming ``what`` (never showing it)."""
+    try:
+        value = unquote(text, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidBrokerURL(f"kafka URL {hidden!r}: {what} is not UTF-8 once decoded") from None
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise InvalidBrokerURL(f"kafka URL {hidden!r}: {what} holds a control character")
+    return value
+
+
 def _query_options(shown: str, query: str) -> dict[str, Any]:
     options: dict[str, Any] = {}
-    for name, value in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        problem = "a parameter is not UTF-8 once decoded"
+        raise InvalidBrokerURL(f"kafka URL {shown!r}: {problem}") from None
+    for name, value in pairs:
+        if any(unicodedata.category(char) == "Cc" for char in name + value):
+            raise InvalidBrokerURL(f"kafka URL {shown!r}: a parameter holds a control character")
         if name not in KAFKA_URL_OPTIONS:
             known = ", ".join(sorted(KAFKA_URL_OPTIONS))
             raise InvalidBrokerURL(
@@ -143,10 +172,26 @@ def _query_options(shown: str, query: str) -> dict[str, Any]:
     return options
 
 
+def _check_text(url: str) -> None:
+    """A URL is printable UTF-8 text: no lone surrogates, no control characters (NUL, newline).
+    The message does not echo the URL: it may hold a password the mask cannot find."""
+    for index, char in enumerate(url):
+        category = unicodedata.category(char)
+        if category in ("Cs", "Cc"):
+            what = "a lone surrogate (not UTF-8)" if category == "Cs" else "a control character"
+            raise InvalidBrokerURL(
+                f"broker URL holds {what} (U+{ord(char):04X}) at position {index}"
+            )
+
+
 def _option_value(shown: str, name: str, value: str) -> Any:
     if name in _INT_OPTIONS:
-        if not value.isdigit():
-            raise InvalidBrokerURL(f"kafka URL {shown!r}: {name} must be a whole number")
+        low = 0 if name in _ZERO_ALLOWED else 1
+        if not (value.isascii() and value.isdigit()) or not low <= int(value) <= _MAX_INT_OPTION:
+            raise InvalidBrokerURL(
+                f"kafka URL {shown!r}: {name} must be a whole number from {low} to "
+                f"{_MAX_INT_OPTION}"
+            )
         return int(value)
     if name == "security_protocol" and value.upper() not in _PROTOCOLS:
         known = ", ".join(sorted(_PROTOCOLS))
@@ -166,7 +211,8 @@ def _with_tls(options: dict[str, Any]) -> dict[str, Any]:
 
 def mask_url(url: str) -> str:
     """Return ``url`` with every password in it (userinfo or a ``password=`` style query
-    parameter) replaced by ``***``; a URL that cannot be parsed is not echoed at all.
+    parameter) replaced by ``***``; a URL that cannot be parsed, or has an ``@`` before its
+    query that is not in a userinfo urllib recognises, is not echoed at all.
 
     The same rule as ``store.errors.mask_url`` (``mq`` imports nothing of Flowloom's own).
     """
@@ -174,6 +220,10 @@ def mask_url(url: str) -> str:
         parts = urlsplit(url)
         password = parts.password
     except ValueError:
+        return "<unparseable url>"
+    if parts.username is None and "@" in url.partition("?")[0].partition("#")[0]:
+        # An @ outside the authority urlsplit found (a scheme missing or mistyped, like
+        # "://user:pw@host" or "user:pw@host"): what precedes it may be a password.
         return "<unparseable url>"
     netloc = parts.netloc
     if password:
@@ -195,8 +245,10 @@ def _mask_parameter(parameter: str) -> str:
 
 def _with_port(shown: str, host: str) -> str:
     name, sep, port = host.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):  # [::1]: an IPv6 address without a port
+        return f"{host}:{_DEFAULT_KAFKA_PORT}"
     if not sep:
         return f"{host}:{_DEFAULT_KAFKA_PORT}"
-    if not name or not port.isdigit():
-        raise InvalidBrokerURL(f"bad host:port {host!r} in {shown!r}")
+    if not name or not (port.isascii() and port.isdigit()) or not 0 < int(port) <= 65535:
+        raise InvalidBrokerURL(f"bad host:port {host!r} in {shown!r} (a port is 1-65535)")
     return host

@@ -23,6 +23,11 @@ camelCase              snake_case                    meaning
 
 ``retry``: ``maxAttempts``, ``initialInterval`` (ms), ``backoffCoefficient``, ``maxInterval``
 (ms), ``jitter`` (fraction), ``nonRetryableErrorTypes`` (class names), or snake_case.
+
+Whatever is wrong with a document -- not a JSON object, a field of the wrong type, NaN or an
+infinity, a string that is not Unicode text, nesting deeper than ``MAX_JSON_DEPTH``, an id with
+a control character -- is reported in one ``BlueprintValidationError``; nothing else escapes
+``load_blueprint``/``parse_blueprint``. Ids follow ``validation.id_problem``.
 """
 
 from __future__ import annotations
@@ -32,11 +37,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from orchestration.errors import BlueprintValidationError, Problem
 from orchestration.graph import Edge, JoinPolicy, Node, RetryPolicy
-from orchestration.jsonvalue import JSON
+from orchestration.jsonvalue import JSON, json_problem
+from orchestration.validation import id_problem
 
 __all__ = [
     "Blueprint",
@@ -56,7 +62,7 @@ def _alias(camel: str, snake: str, **constraints: Any) -> Any:
 class RetryConfig(BaseModel):
     """A full retry policy (durations in ms)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_attempts: int | None = _alias("maxAttempts", "max_attempts", ge=1)
     initial_interval: float | None = _alias("initialInterval", "initial_interval", ge=0)
@@ -71,7 +77,7 @@ class RetryConfig(BaseModel):
 class NodeConfig(BaseModel):
     """A node's ``config`` (see the module docstring for keys and units)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_retries: int | None = Field(
         default=None, ge=1, validation_alias=AliasChoices("maxRetries", "max_retries")
@@ -124,6 +130,15 @@ class BlueprintNode(BaseModel):
     params: dict[str, JSON] = Field(default_factory=dict)
     config: NodeConfig = Field(default_factory=NodeConfig)
 
+    @field_validator("params")
+    @classmethod
+    def _params_are_json(cls, params: dict[str, JSON]) -> dict[str, JSON]:
+        found = json_problem(params)
+        if found is not None:
+            path, message = found
+            raise ValueError(f"{path}: {message}" if path else message)
+        return params
+
     def to_node(self) -> Node:
         """This node in the graph model."""
         timeout = self.config.timeout / 1000 if self.config.timeout is not None else None
@@ -164,6 +179,14 @@ class Blueprint(BaseModel):
     nodes: list[BlueprintNode]
     edges: list[BlueprintEdge] = Field(default_factory=list)
 
+    @field_validator("id")
+    @classmethod
+    def _id_is_an_id(cls, value: str | None) -> str | None:
+        problem = None if value is None else id_problem(value)
+        if problem is not None:
+            raise ValueError(f"blueprint id {problem}")
+        return value
+
     def graph_id(self) -> str:
         """The blueprint id (required by now)."""
         if not self.id:
@@ -182,15 +205,85 @@ def _problems(error: ValidationError) -> list[Problem]:
     ]
 
 
+def _shown_id(data: Mapping[str, Any], default_id: str | None) -> str:
+    """The id to name in an error: the document's, if it is a usable string."""
+    given = data.get("id")
+    if isinstance(given, str) and given and id_problem(given) is None:
+        return given
+    return default_id or "?"
+
+
 def parse_blueprint(data: Mapping[str, Any], default_id: str | None = None) -> Blueprint:
-    """Validate ``data``; every schema problem is reported in one ``BlueprintValidationError``."""
+    """Validate ``data``; every problem is reported in one ``BlueprintValidationError``.
+
+    ``data`` must be a JSON object as ``json.loads`` gives it: anything else (not a mapping,
+    a tuple or a set, NaN, a lone surrogate, deeper than ``MAX_JSON_DEPTH``) is a problem too.
+    """
+    if not isinstance(data, Mapping):
+        found = type(data).__name__
+        raise BlueprintValidationError(
+            default_id or "?", [Problem("blueprint", f"must be a JSON object, not {found}")]
+        )
+    graph_id = _shown_id(data, default_id)
+    not_json = json_problem(dict(data))
+    if not_json is not None:
+        path, message = not_json
+        raise BlueprintValidationError(graph_id, [Problem(path or "blueprint", message)])
     try:
         model = Blueprint.model_validate(dict(data))
     except ValidationError as exc:
-        raise BlueprintValidationError(str(data.get("id") or default_id), _problems(exc)) from None
-    if model.id is None:
+        raise BlueprintValidationError(graph_id, _problems(exc)) from None
+    if model.id is None and default_id is not None:
+        problem = id_problem(default_id)
+        if problem is not None:
+            raise BlueprintValidationError("?", [Problem("id", f"blueprint id {problem}")])
         model.id = default_id
+    if model.id is not None and model.id in child_blueprints(model):
+        raise BlueprintValidationError(model.id, _cycle_problems([model.id]))
     return model
+
+
+_CHILD_PARAMETER = {"subflow": "blueprintId", "loop": "body"}
+
+
+def child_blueprints(model: Blueprint) -> set[str]:
+    """The blueprints ``model``'s subflow and loop nodes start as child executions."""
+    children = (node.params.get(_CHILD_PARAMETER.get(node.uses, "")) for node in model.nodes)
+    return {child for child in children if isinstance(child, str)}
+
+
+def _cycle_problems(cycle: list[str]) -> list[Problem]:
+    path = " -> ".join([*cycle, cycle[0]])
+    return [
+        Problem(
+            "nodes",
+            f"blueprint {path}: a subflow or loop that starts its own blueprint again "
+            "would never end (use a loop node with a body blueprint to repeat work)",
+        )
+    ]
+
+
+def _reference_cycle(models: list[Blueprint]) -> list[str] | None:
+    """A cycle of blueprints starting each other as children (subflow/loop), if any."""
+    children = {model.graph_id(): sorted(child_blueprints(model)) for model in models}
+    done: set[str] = set()
+    for root in children:
+        path: list[str] = []
+        stack: list[tuple[str, int]] = [(root, 0)]
+        while stack:
+            node, index = stack.pop()
+            if index == 0:
+                if node in path:
+                    return path[path.index(node) :]
+                if node in done or node not in children:
+                    continue
+                path.append(node)
+            if index < len(children[node]):
+                stack.append((node, index + 1))
+                stack.append((children[node][index], 0))
+            else:
+                done.add(path.pop())
+    return None
 
 
 def _read(path: Path) -> Blueprint:
@@ -198,13 +291,17 @@ def _read(path: Path) -> Blueprint:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise BlueprintValidationError(path.stem, [Problem(str(path), str(exc))]) from None
+    except RecursionError:
+        problem = Problem(str(path), "JSON nested too deeply to read")
+        raise BlueprintValidationError(path.stem, [problem]) from None
     if not isinstance(data, dict):
         raise BlueprintValidationError(path.stem, [Problem(str(path), "not a JSON object")])
     return parse_blueprint(data, default_id=path.stem)
 
 
 def load_blueprint(source: Blueprint | Mapping[str, Any] | str | Path) -> Blueprint:
-    """A ``Blueprint`` from a model, a mapping or a path to a JSON file."""
+    """A ``Blueprint`` from a model, a mapping or a path to a JSON file; anything else is a
+    ``BlueprintValidationError`` too."""
     if isinstance(source, Blueprint):
         return source
     if isinstance(source, str | Path):
@@ -213,5 +310,10 @@ def load_blueprint(source: Blueprint | Mapping[str, Any] | str | Path) -> Bluepr
 
 
 def load_directory(directory: str | Path) -> list[Blueprint]:
-    """Every ``*.json`` blueprint of ``directory`` (sorted by file name)."""
-    return [_read(path) for path in sorted(Path(directory).glob("*.json"))]
+    """Every ``*.json`` blueprint of ``directory`` (sorted by file name); blueprints starting
+    each other in a cycle (``a`` runs ``b`` as a subflow, ``b`` runs ``a``) are refused."""
+    models = [_read(path) for path in sorted(Path(directory).glob("*.json"))]
+    cycle = _reference_cycle(models)
+    if cycle is not None:
+        raise BlueprintValidationError(str(directory), _cycle_problems(cycle))
+    return models

@@ -15,6 +15,12 @@ Names resolve against the mapping given to ``evaluate`` (see ``routing.route`` f
 an edge condition sees). A missing name or path segment is ``null``. Ordering comparisons
 between values that cannot be ordered (``null < 3``) are false, never an error. ``x in y``
 tests substring for strings, membership for lists and key presence for objects.
+
+Errors: anything outside the grammar (or longer than ``MAX_LENGTH``, or nested deeper than
+``MAX_DEPTH``, or not a string) is a ``ConditionError`` from ``compile_condition`` -- at load
+time, for edge conditions and loop ``while`` clauses. Evaluating never fails on the values it
+meets (a mismatch has the defined results above); only values nested too deeply to compare
+(deeper than any JSON value an engine keeps) give a ``ConditionError``.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ _TOKEN = re.compile(
     )""",
     re.VERBOSE,
 )
+_INDEXES = re.compile(r"\d+\.\d+")
 _KEYWORDS = {"and", "or", "not", "in", "true", "false", "null"}
 _LITERALS: dict[str, Any] = {"true": True, "false": False, "null": None}
 
@@ -232,6 +239,8 @@ class _Parser:
             token = self._take()
             if token.kind == "name" or (token.kind == "number" and token.text.isdigit()):
                 parts.append(token.text)
+            elif token.kind == "number" and _INDEXES.fullmatch(token.text):
+                parts += token.text.split(".")  # items.0.1 reads 0.1 as one number token
             else:
                 self.index -= 1
                 self._fail("expected a name after '.'")
@@ -257,16 +266,25 @@ class Condition:
 
     def evaluate(self, names: Mapping[str, Any]) -> bool:
         """Truth value of the expression with ``names`` as the variables."""
-        return bool(self._evaluator(names))
+        try:
+            return bool(self._evaluator(names))
+        except RecursionError:
+            raise ConditionError(
+                f"values too deeply nested to compare in {self.source!r}"
+            ) from None
 
 
-@lru_cache(maxsize=1024)
 def compile_condition(source: str) -> Condition:
     """Parse ``source``; raises ``ConditionError`` for anything outside the grammar."""
     if not isinstance(source, str) or not source.strip():
         raise ConditionError("a condition must be a non-empty string")
     if len(source) > MAX_LENGTH:
         raise ConditionError(f"a condition is limited to {MAX_LENGTH} characters")
+    return _compile(source)
+
+
+@lru_cache(maxsize=1024)
+def _compile(source: str) -> Condition:
     return Condition(source, _Parser(source).parse())
 
 

@@ -12,6 +12,8 @@ The tree::
     ├── ProviderError                 the LLM call failed (after the client's own retries)
     ├── SubflowFailed                 a child execution did not complete
     ├── SignalRefused                 a signal no open wait can take (unknown, or already used)
+    ├── InvalidJSONValue              a value (inputs, a step's result) that is not JSON; also a
+    │                                 TypeError and a ValueError, as ``json.dumps`` would raise
     └── NonRetryableError             raise it from a step to fail without retrying
         ├── NotJSONSerializable       a step returned an output or state that is not JSON
         └── WaitTimedOut              a wait without an ``onTimeout`` action timed out
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 __all__ = [
     "BlueprintValidationError",
     "ConditionError",
+    "InvalidJSONValue",
     "NonRetryableError",
     "NotJSONSerializable",
     "OrchestrationError",
@@ -47,12 +50,27 @@ class OrchestrationError(Exception):
     """Base class of every error raised by ``orchestration``."""
 
 
+def _printable(text: str) -> str:
+    """``text`` with any lone surrogate written as an escape (``\\ud800``), so that it can be
+    encoded -- printed, logged, sent -- as UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 @dataclass(frozen=True)
 class Problem:
-    """One problem found in a graph definition, located by a readable path."""
+    """One problem found in a graph definition, located by a readable path (both texts are
+    printable: a lone surrogate from the definition is written as an escape)."""
 
     location: str
     message: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "location", _printable(str(self.location)))
+        object.__setattr__(self, "message", _printable(str(self.message)))
 
     def __str__(self) -> str:
         return f"{self.location}: {self.message}"
@@ -98,6 +116,15 @@ class UnroutableAction(OrchestrationError):
 
 class ConditionError(OrchestrationError):
     """An edge condition is outside the expression grammar (or cannot be evaluated)."""
+
+
+class InvalidJSONValue(OrchestrationError, TypeError, ValueError):
+    """A value is not JSON as both engines keep it (``jsonvalue.to_json_value``): a type JSON
+    has no form for, a non-string key, NaN or an infinity, a string that is not Unicode text (a
+    lone surrogate), an integer too long to write, or nesting deeper than ``MAX_JSON_DEPTH``.
+
+    It is a ``TypeError`` and a ``ValueError`` too, so code that caught what ``json.dumps``
+    raises still catches it."""
 
 
 class StepTimeout(OrchestrationError):

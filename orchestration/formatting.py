@@ -16,6 +16,7 @@ _MARKS = {
     "cancelled": "cancelled",
     "pending": "pending",
     "running": "running",
+    "waiting": "waiting",
 }
 
 
@@ -32,7 +33,8 @@ def _duration(result: ExecutionResult) -> str:
 
 
 def _step_line(record: StepRecord, name_width: int) -> str:
-    line = f"  {record.node_id:<{name_width}}  {_MARKS[record.status]:<9}"
+    mark = _MARKS.get(record.status, str(record.status))
+    line = f"  {record.node_id:<{name_width}}  {mark:<9}"
     if record.attempts > 1:
         line += f" ({record.attempts} attempts)"
     if record.action is not None:

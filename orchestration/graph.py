@@ -191,10 +191,16 @@ class Graph:
         return self._outgoing.get(node_id, ())
 
     def fallback_only_nodes(self) -> frozenset[str]:
-        """Nodes that are some node's fallback and have no incoming edge: they run only in
-        place of a failed primary, never on their own."""
+        """Nodes that are some node's fallback and have no edge at all: they run only in place
+        of a failed primary (whose outgoing edges they take), never on their own. A fallback
+        with an edge is a node of the graph as well: with outgoing edges only, it is a start
+        node (otherwise its edges would never be resolved and what follows never decided)."""
         fallbacks = {node.fallback for node in self.nodes.values() if node.fallback}
-        return frozenset(n for n in fallbacks if n in self.nodes and not self.incoming(n))
+        return frozenset(
+            n
+            for n in fallbacks
+            if n in self.nodes and not self.incoming(n) and not self.outgoing(n)
+        )
 
     def start_nodes(self) -> tuple[str, ...]:
         """Nodes with no incoming edge (fallback-only nodes excluded), in definition order."""
