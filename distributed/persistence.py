@@ -20,6 +20,7 @@ from .models import AgendaEntry, ExecutionRecord, FinalStatus, SignalRecord, Ste
 __all__ = ["KVPersistence", "SweepView", "TaskView", "VersionedStep", "WorkflowPersistence"]
 
 _FIRE, _SKIP = "fire", "skip"
+_TOLD = b"\x00told"  # never a claimer id
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,8 @@ class WorkflowPersistence(Protocol):
     async def finals(self, eids: Sequence[str]) -> list[FinalStatus | None]: ...
     async def sweep_views(self, agenda: Mapping[str, Sequence[str]]) -> dict[str, SweepView]: ...
     async def set_final(self, eid: str, final: FinalStatus) -> tuple[FinalStatus, bool]: ...
-    async def claim_announcement(self, eid: str, generation: int) -> bool: ...
+    async def claim_announcement(self, eid: str, generation: int, claimer: str) -> bool: ...
+    async def mark_announced(self, eid: str, generation: int) -> None: ...
     async def steps(self, eid: str) -> dict[str, VersionedStep]: ...
     async def step(self, eid: str, node_id: str) -> VersionedStep | None: ...
     async def steps_of(
@@ -204,13 +206,25 @@ class KVPersistence:
             return final, False
         return current, False
 
-    async def claim_announcement(self, eid: str, generation: int) -> bool:
-        """True for exactly one caller per generation: the one that announces its final status
-        (to the hooks, to a subflow's parent). Separate from ``set_final`` so that a writer
-        whose answer was lost -- its status written, an error heard -- is not the only one who
-        could have announced it: whoever finalizes next does."""
+    async def claim_announcement(self, eid: str, generation: int, claimer: str) -> bool:
+        """True for one claimer per generation: the one that announces its final status (to
+        the hooks, to a subflow's parent). Separate from ``set_final`` so that a writer whose
+        answer was lost -- its status written, an error heard -- is not the only one who could
+        have announced it: whoever finalizes next does. A claim whose own answer was lost is
+        read back, so its claimer (same ``claimer`` id) can still tell, until it is
+        ``mark_announced``."""
+        key, me = self.keys.announced(eid, generation), claimer.encode()
+        try:
+            if await self.store.set_if_absent(key, me, ttl=self.retention):
+                return True
+        except Exception:  # the claim may be written though its answer was lost: read it
+            pass
+        return await self.store.get(key) == me
+
+    async def mark_announced(self, eid: str, generation: int) -> None:
+        """The claimer told: nobody claims this generation's announcement again."""
         key = self.keys.announced(eid, generation)
-        return await self.store.set_if_absent(key, b"", ttl=self.retention)
+        await self.store.put(key, _TOLD, ttl=self.retention)
 
     async def steps(self, eid: str) -> dict[str, VersionedStep]:
         prefix = self.keys.steps(eid)

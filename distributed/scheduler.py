@@ -15,6 +15,7 @@ first-writer-wins, and a re-enqueued task of a step that has already run is drop
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -47,6 +48,7 @@ class Scheduler:
 
     def __init__(self, context: RuntimeContext) -> None:
         self.context = context
+        self.id = uuid.uuid4().hex  # claims announcements (see ``announce``)
         self.persistence = context.persistence
         self.queue = context.queue
 
@@ -246,10 +248,11 @@ class Scheduler:
         eid = record.execution_id
         if final.generation != record.generation:
             return  # a later generation's
-        if not await self.persistence.claim_announcement(eid, record.generation):
+        if not await self.persistence.claim_announcement(eid, record.generation, self.id):
             return
         log.info("execution %s %s", eid, final.status, extra={"execution_id": eid})
         self.context.hooks.execution_final(_finished(record, final))
+        await self.persistence.mark_announced(eid, record.generation)
         if record.parent is not None:
             parent = await self.persistence.record(record.parent.execution_id)
             if parent is not None:
