@@ -25,17 +25,15 @@ import asyncio
 import copy
 import json
 import math
-import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
-from datetime import timedelta
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from fuzz_support import Target, run_target, stateless
 from hypothesis import strategies as st
 
 from orchestration import (
@@ -53,55 +51,6 @@ from orchestration.graph import Edge, Node
 from orchestration.jsonvalue import MAX_JSON_DEPTH, to_json_value
 from orchestration.validation import graph_problems
 from orchestration.waits import WAIT
-
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
-
-
-# -- the harness (the same in every test_fuzz_* file; benchmarks/fuzz.py drives TARGETS) ----------
-
-
-class Target(NamedTuple):
-    """A fuzz target: each value of ``strategy`` goes to the check ``session()`` yields, which
-    returns the outcome's name (counted by ``benchmarks/fuzz.py``) or fails the property."""
-
-    name: str
-    strategy: st.SearchStrategy[Any]
-    session: Callable[[], AbstractContextManager[Callable[[Any], str]]]
-    examples: int  # in the test suite
-    deadline_ms: int | None = 2000
-
-
-def fuzz_settings(examples: int, deadline_ms: int | None, derandomize: bool = IN_CI) -> settings:
-    return settings(
-        max_examples=examples,
-        deadline=None if deadline_ms is None else timedelta(milliseconds=deadline_ms),
-        database=None,
-        derandomize=derandomize,
-        print_blob=True,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
-
-
-def run_target(target: Target, examples: int | None = None, **overrides: Any) -> None:
-    """Run ``target`` under hypothesis (``examples`` and settings ``overrides`` for long runs)."""
-    chosen = fuzz_settings(examples or target.examples, target.deadline_ms)
-    with target.session() as check:
-
-        @settings(chosen, **overrides)
-        @given(target.strategy)
-        def property_holds(value: Any) -> None:
-            check(value)
-
-        property_holds()
-
-
-def stateless(check: Callable[[Any], str]) -> Callable[[], AbstractContextManager[Any]]:
-    @contextmanager
-    def session() -> Iterator[Callable[[Any], str]]:
-        yield check
-
-    return session
-
 
 # -- seeds: the reference use cases ---------------------------------------------------------------
 
