@@ -61,8 +61,12 @@ class WorkflowPersistence(Protocol):
     async def task_view(self, eid: str, node_id: str) -> TaskView: ...
     async def finals(self, eids: Sequence[str]) -> list[FinalStatus | None]: ...
     async def sweep_views(self, agenda: Mapping[str, Sequence[str]]) -> dict[str, SweepView]: ...
-    async def set_final(self, eid: str, final: FinalStatus) -> tuple[FinalStatus, bool]: ...
-    async def claim_announcement(self, eid: str, generation: int, claimer: str) -> bool: ...
+    async def set_final(
+        self, eid: str, final: FinalStatus, claimer: str
+    ) -> tuple[FinalStatus, bool]: ...
+    async def claim_announcement(
+        self, eid: str, generation: int, claimer: str, *, take_over: bool = False
+    ) -> bool: ...
     async def mark_announced(self, eid: str, generation: int) -> None: ...
     async def steps(self, eid: str) -> dict[str, VersionedStep]: ...
     async def step(self, eid: str, node_id: str) -> VersionedStep | None: ...
@@ -188,11 +192,16 @@ class KVPersistence:
         raws = await self.store.get_many([self.keys.final(eid) for eid in eids])
         return [None if raw is None else FinalStatus.from_bytes(raw) for raw in raws]
 
-    async def set_final(self, eid: str, final: FinalStatus) -> tuple[FinalStatus, bool]:
-        """First writer wins: return the status in force and whether this call set it."""
+    async def set_final(
+        self, eid: str, final: FinalStatus, claimer: str
+    ) -> tuple[FinalStatus, bool]:
+        """First writer wins: return the status in force and whether this call set it. The
+        winner also claims its announcement (``claim_announcement``) in the same write, so
+        no other finalizer tells it first."""
         keys = self.keys
         ops: list[Put | Delete] = [
             Put(keys.final(eid), final.to_bytes()),
+            Put(keys.announced(eid, final.generation), claimer.encode(), ttl=self.retention),
             Delete(keys.active(eid)),
             Delete(keys.deadline(eid)),
         ]
@@ -206,20 +215,25 @@ class KVPersistence:
             return final, False
         return current, False
 
-    async def claim_announcement(self, eid: str, generation: int, claimer: str) -> bool:
+    async def claim_announcement(
+        self, eid: str, generation: int, claimer: str, *, take_over: bool = False
+    ) -> bool:
         """True for one claimer per generation: the one that announces its final status (to
-        the hooks, to a subflow's parent). Separate from ``set_final`` so that a writer whose
-        answer was lost -- its status written, an error heard -- is not the only one who could
-        have announced it: whoever finalizes next does. A claim whose own answer was lost is
-        read back, so its claimer (same ``claimer`` id) can still tell, until it is
-        ``mark_announced``."""
+        the hooks, to a subflow's parent). ``set_final`` claims it for its winner, which is
+        read back here, so a winner whose answer was lost -- its status written, an error
+        heard -- still tells when it finalizes again (same ``claimer`` id), until it is
+        ``mark_announced``. ``take_over`` moves a claim nobody told to ``claimer`` (the sweep,
+        once the winner had time enough to tell: it died)."""
         key, me = self.keys.announced(eid, generation), claimer.encode()
         try:
             if await self.store.set_if_absent(key, me, ttl=self.retention):
                 return True
         except Exception:  # the claim may be written though its answer was lost: read it
             pass
-        return await self.store.get(key) == me
+        holder = await self.store.get(key)
+        if holder in (me, None) or holder == _TOLD or not take_over:
+            return holder == me
+        return await self.store.compare_and_set(key, holder, me, ttl=self.retention)
 
     async def mark_announced(self, eid: str, generation: int) -> None:
         """The claimer told: nobody claims this generation's announcement again."""

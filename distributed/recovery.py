@@ -26,7 +26,9 @@ every execution. For each agenda entry, by the step's status:
 - pending retry or fallback whose delay has passed: enqueued (delayed retries hold no slot);
   pending longer than ``requeue_after`` without being picked up: enqueued again;
 - waiting on a subflow whose child is final, or on a signal that arrived or timed out: woken;
-- of an execution that is final: taken off the agenda.
+- of an execution that is final: taken off the agenda, once the status is ``settle_time`` old
+  (its finalizer clears its own entries; if it died before telling the status to its hooks, the
+  sweep takes the announcement over and tells it).
 
 Executions past their deadline become ``timed_out``. Every action is a compare-and-set or an
 idempotent enqueue, so a sweep that overlaps a live worker (or a second sweeper, during a
@@ -255,8 +257,10 @@ class RecoveryManager:
         for execution_id, entries in by_execution.items():
             view = views[execution_id]
             if view.record is None or view.final is not None:
-                if view.record is not None and view.final is not None:  # its finalizer died
-                    await self.scheduler.announce(view.record, view.final)
+                if view.record is not None and view.final is not None:
+                    if now - view.final.finished_at < self.config.settle_time:
+                        continue  # its finalizer is still clearing up
+                    await self.scheduler.announce(view.record, view.final, take_over=True)
                 for entry in entries:
                     await self.persistence.unschedule(execution_id, entry.node_id)
                     report.cleared += 1

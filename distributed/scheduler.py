@@ -232,23 +232,33 @@ class Scheduler:
         self, record: ExecutionRecord, final: FinalStatus
     ) -> tuple[FinalStatus, bool]:
         """Set the sticky final status (first writer wins); return the status in force and
-        whether this call set it. Once per generation (``claim_announcement``: the winner,
-        or whoever finalizes next if the winner's answer was lost) the status is told to the
-        hooks and wakes a subflow's parent."""
+        whether this call set it. Once per generation (``claim_announcement``: by the winner,
+        also when its answer was lost and it finalizes again) the status is told to the hooks
+        and wakes a subflow's parent."""
         final = final.model_copy(update={"generation": record.generation})
         eid = record.execution_id
-        current, won = await self.persistence.set_final(eid, final)
+        current, won = await self.persistence.set_final(eid, final, self.id)
         if won or current is not final:  # not when the execution is gone
-            await self.announce(record, current)
+            await self.announce(record, current, claimed=won)
         return current, won
 
-    async def announce(self, record: ExecutionRecord, final: FinalStatus) -> None:
+    async def announce(
+        self,
+        record: ExecutionRecord,
+        final: FinalStatus,
+        *,
+        claimed: bool = False,
+        take_over: bool = False,
+    ) -> None:
         """Tell the hooks the execution's final status and wake a subflow's parent, once per
-        generation (``claim_announcement``), whoever of its finalizers gets here first."""
+        generation, if this scheduler won it (``claimed``: it knows; otherwise it asks
+        ``claim_announcement``), or if it takes over a claim whose holder never told."""
         eid = record.execution_id
         if final.generation != record.generation:
             return  # a later generation's
-        if not await self.persistence.claim_announcement(eid, record.generation, self.id):
+        if not claimed and not await self.persistence.claim_announcement(
+            eid, record.generation, self.id, take_over=take_over
+        ):
             return
         log.info("execution %s %s", eid, final.status, extra={"execution_id": eid})
         self.context.hooks.execution_final(_finished(record, final))

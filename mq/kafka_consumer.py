@@ -1,13 +1,18 @@
-"""``KafkaConsumer``: deliveries from one (topic, group) with per-ack, contiguous commits.
+"""``KafkaConsumer``: deliveries from one (topic, group) with contiguous, batched commits.
 
-Offsets are committed only inside ``ack``/``nack`` and only up to the lowest unsettled offset of
-each partition (``OffsetTracker``). When a rebalance takes a partition away, its unsettled
-deliveries are revoked (settling them raises ``DeliveryRevoked``) and the new owner receives
-them again from the last committed offset.
+Offsets are committed only after ``ack``/``nack`` and only up to the lowest unsettled offset of
+each partition (``OffsetTracker``). With ``commit_interval_ms`` (the broker's; default 100) an
+ack only marks its offset settled and a background flush commits every partition's position
+on that timer, one request for all the acks in between; at 0 each ack commits before it
+returns. Either way a crash re-delivers what was settled but not yet committed (at least
+once). When a rebalance takes a partition away, what is settled is committed first, then its
+unsettled deliveries are revoked (settling them raises ``DeliveryRevoked``) and the new owner
+receives them again from the last committed offset.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections import deque
@@ -136,6 +141,8 @@ class KafkaConsumer:
         self._pending: dict[TopicPartition, int] = {}
         self._commit_lock = broker.new_lock()
         self._start_lock = broker.new_lock()
+        self._commit_interval = broker.commit_interval_ms / 1000
+        self._flusher: asyncio.Task[None] | None = None
         self._closed = False
 
     async def start(self) -> None:
@@ -198,12 +205,30 @@ class KafkaConsumer:
             delivery.check_live()
         self._inflight[tp].pop(delivery.offset, None)
         position = tracker.done(delivery.offset)
-        if position is not None:
-            self._pending[tp] = position
-            await self._commit_through(tracker, position)
-            if tracker.committed < position:
-                delivery.revoked = True
-                delivery.check_live()
+        if position is None:
+            return
+        self._pending[tp] = position
+        if self._commit_interval > 0:
+            self._start_flusher()
+            return
+        await self._commit_through(tracker, position)
+        if tracker.committed < position:
+            delivery.revoked = True
+            delivery.check_live()
+
+    def _start_flusher(self) -> None:
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush(), name=f"commit:{self.topic}")
+
+    async def _flush(self) -> None:
+        """Commit pending positions every ``commit_interval``, until nothing is pending."""
+        while self._pending:
+            await asyncio.sleep(self._commit_interval)
+            async with self._commit_lock:
+                try:
+                    await self._commit_pending()
+                except BrokerError as exc:  # kept pending: the next tick tries again
+                    logger.warning("committing offsets of %r failed: %s", self.topic, exc)
 
     async def _commit_through(self, tracker: OffsetTracker, position: int) -> None:
         """Make sure ``position`` is committed; concurrent acks share one commit request."""
@@ -284,6 +309,10 @@ class KafkaConsumer:
         self.broker.forget(self)
         async with self._start_lock:
             client = self._client
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
         if client is None:
             return
         await self.revoke(set(self._trackers))

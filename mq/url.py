@@ -45,6 +45,7 @@ _INT_OPTIONS = frozenset(
         "heartbeat_interval_ms",
         "max_poll_interval_ms",
         "fetch_max_wait_ms",
+        "commit_interval_ms",
         "linger_ms",
         "max_batch_size",
         "max_deliveries",
@@ -52,7 +53,9 @@ _INT_OPTIONS = frozenset(
         "replication_factor",
     }
 )
-_ZERO_ALLOWED = frozenset({"fetch_max_wait_ms", "linger_ms"})  # the others must be positive
+_ZERO_ALLOWED = frozenset(
+    {"fetch_max_wait_ms", "commit_interval_ms", "linger_ms"}
+)  # the others must be positive
 _MAX_INT_OPTION = 2**31 - 1  # Kafka's sizes and timeouts are 32-bit
 _STR_OPTIONS = frozenset({"security_protocol", "sasl_mechanism", "client_id"})
 KAFKA_URL_OPTIONS = _INT_OPTIONS | _STR_OPTIONS

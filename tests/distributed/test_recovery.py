@@ -16,9 +16,11 @@ from scenario_support import FAST_POOL, RuntimeFactory
 from support import assert_eventually
 
 from distributed import (
+    ExecutionFinished,
     ExecutionNotFound,
     ExecutionRecord,
     FinalStatus,
+    Hooks,
     NotRecoverable,
     RecoveryConfig,
     Runtime,
@@ -244,7 +246,10 @@ async def test_recovery_finishes_the_advance_of_a_step_cut_short_by_the_failure(
         result = TaskResult(output="fetch ok", state_updates={"fetch": "ok"}, taken=taken, seq=1)
         await lease.swap(lease.record.complete(result, time.time()))
         failed = FinalStatus.failed("RuntimeError: elsewhere", "other")
-        await runtime.engine.scheduler.finalize(record, failed)
+        settled = time.time() - runtime.recovery.config.settle_time  # a while ago
+        await runtime.engine.scheduler.finalize(
+            record, failed.model_copy(update={"finished_at": settled})
+        )
         await runtime.recovery.sweep()  # clears the agenda of the final execution
         assert [e async for e in persistence.agenda("cut-short")] == []
 
@@ -287,3 +292,43 @@ async def test_a_commit_that_succeeded_while_the_client_saw_an_error_is_advanced
         "right": 1,
         "join": 1,
     }
+
+
+class Told(Hooks):
+    """The final statuses told to this process's hooks, in order."""
+
+    def __init__(self) -> None:
+        self.finals: list[str] = []
+
+    def execution_final(self, event: ExecutionFinished) -> None:
+        self.finals.append(event.execution_id)
+
+
+async def test_a_final_status_is_told_by_its_winner_and_by_the_sweep_only_if_the_winner_died(
+    make_runtime: RuntimeFactory, engine: Engine, switch: Switch
+) -> None:
+    """The winner of the final status claims its announcement in the same write: another
+    finalizer (here: this runtime's) does not tell it first. If the winner dies before telling,
+    the sweep tells it, once, after ``settle_time`` -- not while the winner may still be at it."""
+    graph = engine.graph("flaky")
+    record = ExecutionRecord(
+        execution_id="untold", workflow_id="flaky", graph_version=graph.version, inputs={}
+    )
+    told = Told()
+    async with make_runtime(engine, QUICK) as runtime:
+        runtime.engine.context.hooks.add(told)
+        persistence = runtime.engine.persistence
+        assert await persistence.create_execution(record, ["fetch"])
+        failed = FinalStatus.failed("RuntimeError: elsewhere", "fetch")
+        # a winner in another process, which dies before telling (its claim stays)
+        assert (await persistence.set_final("untold", failed, "dead-process"))[1]
+        assert not (await runtime.engine.scheduler.finalize(record, FinalStatus.cancelled()))[1]
+        await runtime.recovery.sweep()
+        assert told.finals == [], "told before the winner had time to"
+        assert [e.node_id async for e in persistence.agenda("untold")] == ["fetch"]
+
+        await assert_eventually(lambda: told.finals, timeout=WAIT)
+        assert [e async for e in persistence.agenda("untold")] == []
+        await runtime.recovery.sweep()
+        await runtime.engine.scheduler.finalize(record, FinalStatus.cancelled())
+    assert told.finals == ["untold"]
