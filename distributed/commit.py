@@ -9,17 +9,18 @@ sweep enqueues it when due (it is on the agenda), so it holds no worker slot whi
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from orchestration import Graph, NodeResult, UnroutableAction, route
 from orchestration.attempts import FallBack, RetryLater
 
 from .context import RuntimeContext
-from .dispatch import Carried
+from .dispatch import Carried, HandOn
 from .failpoints import failpoint
 from .hooks import RetryScheduled, StepOutcomeName
 from .lease import StepLease
-from .models import ExecutionRecord, FinalStatus, TaskResult
+from .models import ExecutionRecord, FinalStatus, StepRecord, Task, TaskResult
+from .persistence import VersionedStep
 from .snapshot import Snapshot, commit_seq
 from .steps import StepOutcome
 
@@ -45,13 +46,16 @@ class StepCommitter:
         snapshot: Snapshot,
         *,
         recorded: Callable[[StepOutcomeName], None] = lambda _: None,
+        hand_on: HandOn | None = None,
     ) -> StepOutcomeName:
         """Record the outcome of a step that ran with ``snapshot``; return its name.
         ``recorded(name)`` is called as soon as the step's record is written, before the
-        execution moves on (so observers see a step end before its successors start). Raises
-        ``LeaseLost`` when the step moved."""
+        execution moves on (so observers see a step end before its successors start).
+        ``hand_on``: the slot takes the first successor the step alone decides, leased to it
+        in the same commit (``dispatch.HandOn``). Raises ``LeaseLost`` when the step moved."""
         if outcome.result is not None:
-            return await self._complete(record, graph, held, outcome.result, snapshot, recorded)
+            result = outcome.result
+            return await self._complete(record, graph, held, result, snapshot, recorded, hand_on)
         decision, error = outcome.decision, outcome.describe_error()
         if isinstance(decision, RetryLater):
             await self._retry(record, held, error, decision.delay)
@@ -75,6 +79,7 @@ class StepCommitter:
         result: NodeResult,
         snapshot: Snapshot,
         recorded: Callable[[StepOutcomeName], None],
+        hand_on: HandOn | None,
     ) -> StepOutcomeName:
         node_id = held.record.node_id
         now = self.context.clock()
@@ -96,11 +101,24 @@ class StepCommitter:
         edges = {key: True for key in outcome.taken} | {key: False for key in outcome.skipped}
         fired = self.scheduler.sole_successors(graph, node_id, edges)
         completed = held.record.complete(outcome, now)
-        await held.commit(completed, edges=edges, fired=fired, now=now)
+        started = _first_attempt(record, fired, hand_on, now)
+        handed = await held.commit(completed, edges=edges, fired=fired, now=now, hand_on=started)
         recorded("completed")
         failpoint("after-commit")
         carried = Carried(record, graph, after)
-        await self.scheduler.advance(record, graph, held.record, committed=fired, carried=carried)
+        running = None
+        if handed and hand_on is not None and started is not None:
+            running = started.record.node_id
+            task = Task(
+                execution_id=record.execution_id,
+                node_id=running,
+                generation=record.generation,
+                enqueued_at=now,
+            )
+            hand_on.take(task, carried, started)
+        await self.scheduler.advance(
+            record, graph, held.record, committed=fired, carried=carried, running=running
+        )
         return "completed"
 
     async def _retry(
@@ -130,3 +148,15 @@ class StepCommitter:
         await held.swap(held.record.fail(error, self.context.clock()))
         recorded("failed")
         await self.scheduler.finalize(record, FinalStatus.failed(error, node_id))
+
+
+def _first_attempt(
+    record: ExecutionRecord, fired: Sequence[str], hand_on: HandOn | None, now: float
+) -> VersionedStep | None:
+    """The first attempt of the successor handed on to the slot, leased to it; None when
+    there is none to hand on, or the execution's deadline passed (a worker that takes it
+    from the queue times the execution out)."""
+    if hand_on is None or not fired or (record.deadline is not None and record.deadline <= now):
+        return None
+    started = StepRecord(node_id=fired[0]).start(hand_on.owner, hand_on.ttl, now)
+    return VersionedStep(started.to_bytes(), started)

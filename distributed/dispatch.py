@@ -7,6 +7,13 @@ dropped by whichever worker receives it (the step is running or done), so nothin
 would not have anyway; a worker that dies after taking an eager task is like one that dies after
 taking a delivered one (the lease expires, or its liveness lapses; the sweep re-enqueues).
 
+**Hand-on without a message.** The first successor a step alone decides goes further: the
+step's commit also writes that successor's first attempt, leased to the committing worker
+(``WorkflowPersistence.commit_step``, ``HandOn``), and the worker runs it in the same slot
+right after -- no task is published for it and no store read or lease write precedes it. It
+is as durable as any running step: it is on the agenda, and if its worker dies before or while
+running it, the sweep reclaims it from the dead owner (liveness) and enqueues it.
+
 The recovery sweep enqueues through the same path, so a step it reclaims from a dead worker
 starts in the sweeper's own process at once, instead of waiting on the dead worker's partition
 for the broker group to rebalance.
@@ -20,16 +27,17 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from orchestration import Graph
 
 from .models import ExecutionRecord, Task
+from .persistence import VersionedStep
 from .snapshot import Snapshot
 
-__all__ = ["Carried", "LocalDispatch", "TaskRunner"]
+__all__ = ["Carried", "HandOn", "LocalDispatch", "TaskRunner"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,17 @@ class Carried:
     record: ExecutionRecord
     graph: Graph
     snapshot: Snapshot
+
+
+@dataclass(frozen=True)
+class HandOn:
+    """A slot that takes a successor leased to it in its predecessor's commit: ``owner`` and
+    ``ttl`` make the lease, ``take`` queues the successor to run in the slot next (the task is
+    never published), with its carried view and its leased first attempt."""
+
+    owner: str
+    ttl: float
+    take: Callable[[Task, Carried, VersionedStep], None]
 
 
 log = logging.getLogger(__name__)

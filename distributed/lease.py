@@ -66,18 +66,28 @@ class StepLease:
             return version
 
     async def commit(
-        self, new: StepRecord, *, edges: Mapping[str, bool], fired: Sequence[str], now: float
-    ) -> VersionedStep:
+        self,
+        new: StepRecord,
+        *,
+        edges: Mapping[str, bool],
+        fired: Sequence[str],
+        now: float,
+        hand_on: VersionedStep | None = None,
+    ) -> bool:
         """Record a completed step with its edges and the successors it alone fires (see
-        ``WorkflowPersistence.commit_step``), in one write; ``LeaseLost`` if the step moved."""
+        ``WorkflowPersistence.commit_step``), in one write; ``LeaseLost`` if the step moved.
+        ``hand_on``: a successor's first attempt, leased to this worker, written with it if
+        it can start (see ``commit_step``; if not, the step is committed without it). True if
+        it was."""
         async with self._lock:
-            version = await self.persistence.commit_step(
-                self.eid, self.version, new, edges=edges, fired=fired, now=now
-            )
-            if version is None:
-                raise LeaseLost(self.eid, self.record.node_id)
-            self.version = version
-            return version
+            for started in (hand_on, None) if hand_on is not None else (None,):
+                version = await self.persistence.commit_step(
+                    self.eid, self.version, new, edges=edges, fired=fired, now=now, started=started
+                )
+                if version is not None:
+                    self.version = version
+                    return started is not None
+            raise LeaseLost(self.eid, self.record.node_id)
 
     async def extend(self) -> None:
         if self.record.status != "running":

@@ -87,6 +87,7 @@ class WorkflowPersistence(Protocol):
         edges: Mapping[str, bool],
         fired: Sequence[str],
         now: float,
+        started: VersionedStep | None = None,
     ) -> VersionedStep | None: ...
     async def decide_join(self, eid: str, node_id: str, fire: bool) -> tuple[bool, bool]: ...
     async def start_fresh(self, eid: str, started: StepRecord) -> VersionedStep | None: ...
@@ -290,19 +291,28 @@ class KVPersistence:
         edges: Mapping[str, bool],
         fired: Sequence[str],
         now: float,
+        started: VersionedStep | None = None,
     ) -> VersionedStep | None:
         """Record a step's outcome in one atomic write, if the step is still ``expected``:
         the new record, its outgoing ``edges`` resolved, and the successors it alone decides
         (``fired``: one incoming edge, taken) fired and on the agenda. None if the step moved.
+        ``started``: the first attempt of one of ``fired``, leased to the committing worker,
+        written too -- then only if that successor has no record and the execution is neither
+        final nor paused (the conditions of ``start_fresh``); None if they do not hold either.
 
         Edges are plain writes: only the one commit of their source that wins resolves them,
         and a re-run advance writes the same values."""
         keys, raw = self.keys, new.to_bytes()
+        expect: dict[str, bytes | None] = {keys.step(eid, new.node_id): expected.raw}
         ops: list[Put | Delete] = [Put(keys.step(eid, new.node_id), raw)]
         ops += [Put(keys.edge(eid, key), b"1" if taken else b"0") for key, taken in edges.items()]
         ops += [Put(keys.join(eid, node), _FIRE.encode()) for node in fired]
         ops += self._agenda_puts(eid, fired, now)
-        won = await self.store.batch_if({keys.step(eid, new.node_id): expected.raw}, ops)
+        if started is not None:
+            successor = keys.step(eid, started.record.node_id)
+            expect |= {successor: None, keys.final(eid): None, keys.paused(eid): None}
+            ops.append(Put(successor, started.raw))
+        won = await self.store.batch_if(expect, ops)
         return VersionedStep(raw, new) if won else None
 
     async def start_fresh(self, eid: str, started: StepRecord) -> VersionedStep | None:

@@ -109,6 +109,7 @@ class Scheduler:
         *,
         committed: Sequence[str] | None = None,
         carried: Carried | None = None,
+        running: str | None = None,
     ) -> None:
         """Resolve a completed step's edges, schedule or skip its successors, check completion
         if nothing is left to run, and only then take the step off the agenda.
@@ -116,7 +117,9 @@ class Scheduler:
         ``committed``: the step's commit already resolved its edges and fired (and put on the
         agenda) these successors (``sole_successors``); None when re-advancing a step whose
         advance was interrupted, which resolves everything again, idempotently. ``carried``:
-        what those successors start with if they run in this process (``dispatch.Carried``)."""
+        what those successors start with if they run in this process (``dispatch.Carried``).
+        ``running``: the one of them the commit leased to its own worker, which runs it next
+        (``dispatch.HandOn``): no task is enqueued for it."""
         assert step.result is not None
         eid = record.execution_id
         edges = {key: True for key in step.result.taken} | {
@@ -134,7 +137,7 @@ class Scheduler:
         now = self.context.clock()
         await self.persistence.schedule(eid, resolution.unscheduled(committed), now)
         hints = {node: carried for node in committed or ()} if carried else None
-        await self.enqueue(record, resolution.fired, carried=hints)
+        await self.enqueue(record, [n for n in resolution.fired if n != running], carried=hints)
         failpoint("after-schedule")
         if not resolution.pending:
             await self.check_completion(record, graph)

@@ -37,7 +37,7 @@ from orchestration.waits import WAIT
 
 from .commit import StepCommitter
 from .context import RuntimeContext
-from .dispatch import Carried
+from .dispatch import Carried, HandOn
 from .errors import LeaseLost
 from .failpoints import failpoint
 from .hooks import (
@@ -104,12 +104,16 @@ class WorkerConfig:
         return self.heartbeat_interval or self.lease_ttl / 3
 
 
+_HandedOn = tuple[Task, Carried | None, VersionedStep | None]  # leased in the commit, or None
+
+
 @dataclass
 class _Handoff:
-    """The task a step handed on to the slot it runs in (see ``Worker.try_take``)."""
+    """The task a step handed on to the slot it runs in (see ``Worker.try_take`` and
+    ``dispatch.HandOn``)."""
 
     worker: Worker
-    tasks: list[tuple[Task, Carried | None]] = field(default_factory=list)
+    tasks: list[_HandedOn] = field(default_factory=list)
 
 
 _handoff: ContextVar[_Handoff | None] = ContextVar("flowloom_handoff", default=None)
@@ -237,14 +241,9 @@ class Worker:
         slot; False if neither is there or the worker is stopping."""
         if not self._fetching.is_set():
             return False
-        handoff = _handoff.get()
-        if (
-            handoff is not None
-            and handoff.worker is self
-            and not handoff.tasks
-            and not self._urgent
-        ):
-            handoff.tasks.append((task, carried))
+        handoff = self._free_handoff()
+        if handoff is not None:
+            handoff.tasks.append((task, carried, None))
             return True
         if self._slots.locked():
             return False
@@ -252,6 +251,26 @@ class Worker:
         self._handlers.add(handler)
         handler.add_done_callback(self._handlers.discard)
         return True
+
+    def _free_handoff(self) -> _Handoff | None:
+        """The slot of the step running in this task, if it can take one successor next: it
+        has none yet, no task of the recovery sweep waits for a slot, the worker is not
+        stopping."""
+        handoff = _handoff.get()
+        if handoff is None or handoff.worker is not self or handoff.tasks or self._urgent:
+            return None
+        return handoff if self._fetching.is_set() else None
+
+    def _hand_on(self) -> HandOn | None:
+        """What a step's commit needs to lease its first successor to this slot."""
+        handoff = self._free_handoff() if self.config.eager else None
+        if handoff is None:
+            return None
+
+        def take(task: Task, carried: Carried, leased: VersionedStep) -> None:
+            handoff.tasks.append((task, carried, leased))
+
+        return HandOn(self.id, self.config.lease_ttl, take)
 
     def take_when_free(self, task: Task) -> bool:
         """Run ``task`` in the next slot that frees up: slots are handed out in order, and no
@@ -270,7 +289,7 @@ class Worker:
         finally:
             self._urgent -= urgent
         try:
-            handoff = _Handoff(self, [(task, carried)])
+            handoff = _Handoff(self, [(task, carried, None)])
             _handoff.set(handoff)
             await self._run_handed_on(handoff)
         finally:
@@ -279,8 +298,11 @@ class Worker:
     async def _run_handed_on(self, handoff: _Handoff) -> None:
         """Run the tasks handed on to this slot, one after another (each may hand on one)."""
         while handoff.tasks and self._fetching.is_set():
-            task, carried = handoff.tasks.pop()
+            task, carried, leased = handoff.tasks.pop()
             try:
+                if leased is not None and carried is not None:
+                    await self._run_leased(task, carried, leased)
+                    continue  # never published: no queued copy to drop
                 if carried is None or not await self._start_carried(task, carried):
                     await self._process(task)
                 self.context.dispatch.mark_done(task)
@@ -289,6 +311,9 @@ class Worker:
             except Exception as exc:
                 reraise_if_cancelling(exc)
                 log.exception("eager run of %s/%s failed", task.execution_id, task.node_id)
+        for task, carried, leased in handoff.tasks:  # stopping
+            if leased is not None and carried is not None:
+                await self._give_back(task, carried, leased)
 
     async def _start_carried(self, task: Task, carried: Carried) -> bool:
         """Run a successor with what its predecessor carried, leased in one conditional write
@@ -302,10 +327,27 @@ class Worker:
         version = await self.persistence.start_fresh(record.execution_id, started)
         if version is None:
             return False
-        lease = StepLease(self.persistence, record.execution_id, version, self.config.lease_ttl)
+        await self._run_leased(task, carried, version)
+        return True
+
+    async def _run_leased(self, task: Task, carried: Carried, leased: VersionedStep) -> None:
+        """Run a successor whose first attempt is already leased to this worker."""
+        record = carried.record
+        lease = StepLease(self.persistence, record.execution_id, leased, self.config.lease_ttl)
         failpoint("after-lease")
         await self._run(record, carried.graph, lease, task, carried.snapshot)
-        return True
+
+    async def _give_back(self, task: Task, carried: Carried, leased: VersionedStep) -> None:
+        """A successor leased to this worker that it will not run (it is stopping): hand it
+        back, due at once, and enqueue it (else the sweep would, once this worker is gone)."""
+        record = carried.record
+        lease = StepLease(self.persistence, record.execution_id, leased, self.config.lease_ttl)
+        try:
+            await lease.release(f"worker {self.id} stopped")
+            await self.scheduler.enqueue(record, [task.node_id], "requeued")
+        except Exception as exc:
+            reraise_if_cancelling(exc)
+            log.warning("could not hand back %s/%s: %r", record.execution_id, task.node_id, exc)
 
     async def _keep_alive(self) -> None:
         """Renew the liveness key; the sweep takes a worker without one for dead."""
@@ -489,7 +531,10 @@ class Worker:
             if taken is not None:
                 failpoint("before-commit")
                 commit = self.committer.commit
-                outcome = await commit(record, graph, lease, taken, snapshot, recorded=report)
+                hand_on = self._hand_on()
+                outcome = await commit(
+                    record, graph, lease, taken, snapshot, recorded=report, hand_on=hand_on
+                )
         except LeaseLost:
             log.warning("result of %s/%s discarded: its lease moved", eid, step.node_id)
         except asyncio.CancelledError:

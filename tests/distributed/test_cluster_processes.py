@@ -152,6 +152,7 @@ class AtKill:
     runs: RunLog
     committed: set[tuple[str, str]]  # (execution, step) completed in the store
     agenda: dict[str, set[str]]  # execution -> steps still on its agenda
+    recorded: dict[str, set[str]]  # execution -> steps with a record in the store
 
 
 async def submit(runtime: Runtime, count: int, log: Path) -> list[str]:
@@ -163,23 +164,29 @@ async def submit(runtime: Runtime, count: int, log: Path) -> list[str]:
 async def at_kill(runtime: Runtime, ids: list[str], log: Path) -> AtKill:
     committed: set[tuple[str, str]] = set()
     agenda: dict[str, set[str]] = {}
+    recorded: dict[str, set[str]] = {}
     for eid in ids:
         snapshot = await runtime.engine.get_execution_status(eid)
         committed |= {(eid, n) for n, s in snapshot.steps.items() if s.status == "completed"}
         agenda[eid] = {entry.node_id async for entry in runtime.engine.persistence.agenda(eid)}
-    return AtKill(run_log(log), committed, agenda)
+        recorded[eid] = set(snapshot.steps)
+    return AtKill(run_log(log), committed, agenda, recorded)
 
 
 def assert_killed_at(point: str, killed: AtKill) -> None:
     """The victim died where the failpoint says: a fan was committed and is still on the
     agenda; after-commit: its branches (which only the fan decides) were put on the agenda by
-    the commit itself, and none of them started; after-schedule: all of them scheduled."""
+    the commit itself, one of them with a first attempt leased to the victim's slot
+    (``dispatch.HandOn``; an embedded restart has handed it back already), and none of them
+    started; after-schedule: all of them scheduled."""
     assert killed.committed, f"no step was committed before the {point} kill"
     fans = {eid for eid, step in killed.committed if step == "fan"}
     assert fans and all("fan" in killed.agenda[eid] for eid in fans), killed
     if point == "after-commit":
         assert {step for _, step in killed.committed} == {"fan"}, killed.committed
         assert all(killed.agenda[eid] == {"fan", *BRANCHES} for eid in fans), killed.agenda
+        handed_on = {eid: killed.recorded[eid] & set(BRANCHES) for eid in fans}
+        assert all(len(branches) == 1 for branches in handed_on.values()), handed_on
         assert not [k for k in killed.runs if k[0] == "start" and k[2] in BRANCHES]
     else:
         assert any(killed.agenda[eid] >= {"fan", *BRANCHES} for eid in fans), killed.agenda
@@ -382,9 +389,9 @@ async def test_hooks_in_two_worker_processes_see_each_step_and_each_final_status
     assert sorted(e["execution_id"] for e in finals) == sorted(ids), "one final status each"
     assert {e["status"] for e in finals} == {"completed"}
     assert client_hooks.finals == [], "the client wrote no final status"
-    # The final status is won where the join completed it.
-    joined_in = {e["execution_id"]: e["pid"] for e in finished if e["step_id"] == "join"}
-    assert all(joined_in[e["execution_id"]] == e["pid"] for e in finals)
+    # Told once, by the worker process that won it: the join's, or one whose advance (of a
+    # branch, or of a queued copy of the join's task) found everything done first.
+    assert {e["pid"] for e in finals} <= {w.pid for w in workers}
     work = Counter(e["pid"] for e in events if e["event"] == "step_started")
     assert set(work) == {w.pid for w in workers}, f"steps per process: {dict(work)}"
     print(f"{len(ids)} executions; steps per process: {dict(work)}")

@@ -1,0 +1,95 @@
+"""The hand-on (``dispatch.HandOn``): a step's commit leases the first successor it alone decides
+to its own slot, which runs it next without a task message; on both backend pairs.
+
+What a crash does to a successor leased that way (the sweep reclaims it from the dead worker)
+is tested with real processes in ``test_cluster_processes`` (the after-commit failpoint).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import replace
+
+from scenario_support import FAST_POOL, Probe, RuntimeFactory, blueprint, plain
+from support import assert_eventually
+
+from distributed import Runtime, Task
+from orchestration import Engine
+
+WAIT = 60.0
+CHAIN = ("a", "b", "c", "d")
+DELIVERED_ONLY = replace(FAST_POOL, worker=replace(FAST_POOL.worker, eager=False))
+
+
+def published(runtime: Runtime) -> list[list[str]]:
+    """The node ids of every batch of tasks the runtime publishes from now on."""
+    batches: list[list[str]] = []
+    queue = runtime.engine.context.queue
+    enqueue_many = queue.enqueue_many
+
+    async def counted(tasks: Sequence[Task]) -> None:
+        if tasks:
+            batches.append([t.node_id for t in tasks])
+        await enqueue_many(tasks)
+
+    queue.enqueue_many = counted  # type: ignore[method-assign]  # the real queue, observed
+    return batches
+
+
+def register_chain(engine: Engine) -> None:
+    edges = list(itertools.pairwise(CHAIN))
+    engine.register_blueprint(blueprint("chain", plain(*CHAIN), edges))
+
+
+async def test_a_chain_publishes_the_task_of_its_first_step_only(
+    make_runtime: RuntimeFactory, engine: Engine, probe: Probe
+) -> None:
+    register_chain(engine)
+    async with make_runtime(engine) as runtime:
+        batches = published(runtime)
+        eid = await runtime.engine.execute_async("chain", {})
+        snapshot = await runtime.engine.wait(eid, timeout=WAIT)
+    assert snapshot.status == "completed"
+    assert probe.runs_of(eid) == dict.fromkeys(CHAIN, 1)
+    assert batches == [["a"]], "b, c and d were handed on without a message"
+
+
+async def test_without_eager_dispatch_every_step_goes_through_the_queue(
+    make_runtime: RuntimeFactory, engine: Engine, probe: Probe
+) -> None:
+    register_chain(engine)
+    async with make_runtime(engine, DELIVERED_ONLY) as runtime:
+        batches = published(runtime)
+        eid = await runtime.engine.execute_async("chain", {})
+        snapshot = await runtime.engine.wait(eid, timeout=WAIT)
+    assert snapshot.status == "completed"
+    assert probe.runs_of(eid) == dict.fromkeys(CHAIN, 1)
+    assert batches == [[node] for node in CHAIN]
+
+
+async def test_a_step_committed_while_its_execution_is_paused_hands_nothing_on(
+    make_runtime: RuntimeFactory, engine: Engine, probe: Probe
+) -> None:
+    """The commit leases the successor only if the execution is neither paused nor final;
+    otherwise the step is committed alone and the successor waits for the resume."""
+    engine.register_blueprint(blueprint("held-chain", {"a": {"gate": "a"}, "b": {}}, [("a", "b")]))
+    async with make_runtime(engine) as runtime:
+        eid = await runtime.engine.execute_async("held-chain", {})
+        await assert_eventually(lambda: (eid, "a") in probe.started, timeout=WAIT)
+        await runtime.engine.pause(eid)
+        probe.open_gate("a")
+        persistence = runtime.engine.persistence
+        await assert_eventually(
+            lambda: _status(runtime, eid, "a"), timeout=WAIT, message="a never committed"
+        )
+        assert await persistence.step(eid, "b") is None, "b was started while paused"
+        await runtime.engine.resume(eid)
+        snapshot = await runtime.engine.wait(eid, timeout=WAIT)
+    assert snapshot.status == "completed"
+    assert probe.runs_of(eid) == {"a": 1, "b": 1}
+
+
+async def _status(runtime: Runtime, eid: str, node: str) -> bool:
+    step = await runtime.engine.persistence.step(eid, node)
+    return step is not None and step.record.status == "completed"
