@@ -41,6 +41,7 @@ from .models import (
 )
 from .persistence import KVPersistence, VersionedStep, WorkflowPersistence
 from .queue import TaskQueue
+from .timebox import cancelling
 
 __all__ = ["DistributedEngine", "EngineConfig", "default_engine_config"]
 
@@ -142,11 +143,15 @@ class DistributedEngine:
 
     async def wait(self, execution_id: str, timeout: float | None = None) -> ExecutionSnapshot:
         """Poll until the execution is final; ``WaitTimeout`` after ``timeout`` seconds,
-        ``ExecutionNotFound`` if there is no such execution (or retention removed it)."""
+        ``ExecutionNotFound`` if there is no such execution (or retention removed it).
+        Cancelling the waiter ends the wait even if a store client swallowed the
+        ``CancelledError`` (Python 3.11's ``asyncio.wait_for``, which redis-py uses, can)."""
         check_execution_id(execution_id)
         deadline = None if timeout is None else time.monotonic() + timeout
         interval = self.config.poll_interval
         while await self.persistence.final(execution_id) is None:
+            if cancelling():
+                raise asyncio.CancelledError
             await self._require(execution_id)
             if deadline is not None and time.monotonic() >= deadline:
                 raise WaitTimeout(execution_id, timeout or 0.0)

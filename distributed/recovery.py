@@ -46,6 +46,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
@@ -70,6 +71,7 @@ __all__ = ["RecoveryConfig", "RecoveryManager", "SweepReport"]
 log = logging.getLogger(__name__)
 
 _ROLE = "recovery"
+_IDLE_SHARE = 9  # a sweep's pause is at least this many times its length
 
 
 @pydantic_dataclass(frozen=True, kw_only=True)
@@ -213,11 +215,17 @@ class RecoveryManager:
     # -- the sweep --------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Sweep every ``interval`` while holding the leader lease; give it up when cancelled."""
+        """Sweep every ``interval`` while holding the leader lease; give it up when cancelled.
+        A sweep that takes long (a large agenda: a backlog of thousands of executions) waits
+        ``_IDLE_SHARE`` times its own length before the next, so sweeping never takes more
+        than a tenth of the process's time from the steps it runs."""
+        pause = self.config.interval
         try:
             while True:
-                await asyncio.sleep(self.config.interval)
+                await asyncio.sleep(pause)
+                started = time.monotonic()
                 await self._sweep_as_leader()
+                pause = max(self.config.interval, _IDLE_SHARE * (time.monotonic() - started))
         finally:
             if self.leader:
                 await asyncio.shield(self._give_up())

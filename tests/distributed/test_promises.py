@@ -7,6 +7,8 @@ a ``user_properties`` entry of the test and on stdout), so a failure says by how
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -216,6 +218,51 @@ async def test_cancel_reaches_running_code_within_two_watch_intervals(
     snapshot = await runtime.engine.wait(eid, timeout=WAIT)
     assert snapshot.status == "cancelled"
     assert "next" not in probe.runs_of(eid)
+
+
+class SwallowingStore:
+    """A ``KVStore`` whose ``get``, called by the ``victim`` task, answers late and swallows a
+    cancellation that arrives meanwhile: what Python 3.11's ``asyncio.wait_for`` inside
+    redis-py does when the cancel and the answer arrive together."""
+
+    def __init__(self, inner: KVStore) -> None:
+        self.inner = inner
+        self.victim: asyncio.Future[Any] | None = None
+        self.reading = asyncio.Event()
+
+    async def get(self, key: str) -> bytes | None:
+        value = await self.inner.get(key)
+        if asyncio.current_task() is self.victim:
+            self.reading.set()
+            with contextlib.suppress(asyncio.CancelledError):  # swallowed
+                await asyncio.sleep(1)
+        return value
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_a_waiter_is_cancelled_even_when_the_store_client_swallows_the_cancel(
+    make_runtime: RuntimeFactory, engine: Engine, probe: Probe
+) -> None:
+    engine.register_blueprint(blueprint("waited-on", {"long": {"delay": 30}}, []))
+    stores: list[SwallowingStore] = []
+
+    def swallowing(inner: KVStore) -> KVStore:
+        stores.append(SwallowingStore(inner))
+        return stores[-1]  # type: ignore[return-value]
+
+    async with make_runtime(engine, wrap_store=swallowing) as runtime:
+        eid = await runtime.engine.execute_async("waited-on", {})
+        await assert_eventually(lambda: (eid, "long") in probe.started, timeout=WAIT)
+        [store] = stores
+        waiter = asyncio.ensure_future(runtime.engine.wait(eid))
+        store.victim = waiter
+        await asyncio.wait_for(store.reading.wait(), timeout=WAIT)
+        waiter.cancel()  # lands in the read, which swallows it
+        done, _ = await asyncio.wait({waiter}, timeout=5)
+        assert waiter in done and waiter.cancelled(), "the wait went on after its cancel"
+        await runtime.engine.cancel(eid)
 
 
 # -- pause and resume ----------------------------------------------------------------------------
