@@ -102,7 +102,10 @@ class StepCommitter:
         fired = self.scheduler.sole_successors(graph, node_id, edges)
         completed = held.record.complete(outcome, now)
         started = _first_attempt(record, fired, hand_on, now)
-        handed = await held.commit(completed, edges=edges, fired=fired, now=now, hand_on=started)
+        alone = list(edges.values()) == [True] and len(fired) == 1  # a link of a chain
+        handed = await held.commit(
+            completed, edges=edges, fired=fired, now=now, hand_on=started, retire=alone
+        )
         recorded("completed")
         failpoint("after-commit")
         carried = Carried(record, graph, after)
@@ -116,6 +119,8 @@ class StepCommitter:
                 enqueued_at=now,
             )
             hand_on.take(task, carried, started)
+            if alone:  # its commit did all of its advance: it is off the agenda
+                return "completed"
         await self.scheduler.advance(
             record, graph, held.record, committed=fired, carried=carried, running=running
         )

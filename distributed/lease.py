@@ -73,16 +73,24 @@ class StepLease:
         fired: Sequence[str],
         now: float,
         hand_on: VersionedStep | None = None,
+        retire: bool = False,
     ) -> bool:
         """Record a completed step with its edges and the successors it alone fires (see
         ``WorkflowPersistence.commit_step``), in one write; ``LeaseLost`` if the step moved.
         ``hand_on``: a successor's first attempt, leased to this worker, written with it if
-        it can start (see ``commit_step``; if not, the step is committed without it). True if
-        it was."""
+        it can start (see ``commit_step``; if not, the step is committed without it), and with
+        it, if ``retire``, the step leaves the agenda. True if it was."""
         async with self._lock:
             for started in (hand_on, None) if hand_on is not None else (None,):
                 version = await self.persistence.commit_step(
-                    self.eid, self.version, new, edges=edges, fired=fired, now=now, started=started
+                    self.eid,
+                    self.version,
+                    new,
+                    edges=edges,
+                    fired=fired,
+                    now=now,
+                    started=started,
+                    retire=retire and started is not None,
                 )
                 if version is not None:
                     self.version = version

@@ -88,6 +88,7 @@ class WorkflowPersistence(Protocol):
         fired: Sequence[str],
         now: float,
         started: VersionedStep | None = None,
+        retire: bool = False,
     ) -> VersionedStep | None: ...
     async def decide_join(self, eid: str, node_id: str, fire: bool) -> tuple[bool, bool]: ...
     async def start_fresh(self, eid: str, started: StepRecord) -> VersionedStep | None: ...
@@ -292,6 +293,7 @@ class KVPersistence:
         fired: Sequence[str],
         now: float,
         started: VersionedStep | None = None,
+        retire: bool = False,
     ) -> VersionedStep | None:
         """Record a step's outcome in one atomic write, if the step is still ``expected``:
         the new record, its outgoing ``edges`` resolved, and the successors it alone decides
@@ -299,6 +301,8 @@ class KVPersistence:
         ``started``: the first attempt of one of ``fired``, leased to the committing worker,
         written too -- then only if that successor has no record and the execution is neither
         final nor paused (the conditions of ``start_fresh``); None if they do not hold either.
+        ``retire`` (with ``started``): the step also leaves the agenda -- nothing is left of its
+        advance when its one successor is ``started`` by this write.
 
         Edges are plain writes: only the one commit of their source that wins resolves them,
         and a re-run advance writes the same values."""
@@ -312,6 +316,8 @@ class KVPersistence:
             successor = keys.step(eid, started.record.node_id)
             expect |= {successor: None, keys.final(eid): None, keys.paused(eid): None}
             ops.append(Put(successor, started.raw))
+            if retire:
+                ops.append(Delete(keys.agenda(eid, new.node_id)))
         won = await self.store.batch_if(expect, ops)
         return VersionedStep(raw, new) if won else None
 
