@@ -84,7 +84,9 @@ class WorkerConfig:
     steps of a worker whose key is gone without waiting for their leases to expire, so a killed
     worker's steps run again within seconds while a live worker's long step keeps its lease.
     ``eager``: take tasks this process enqueues at once when a slot is free (see
-    ``distributed.dispatch``).
+    ``distributed.dispatch``). ``settle_time``: a queued copy of a step that completed less
+    than this long ago is dropped, not advanced: the worker that committed it is advancing it
+    (should it have died, the recovery sweep finishes the advance).
     """
 
     concurrency: int = Field(default=4, ge=1)
@@ -98,6 +100,7 @@ class WorkerConfig:
     incompatible_grace: float = Field(default=30.0, ge=0)
     liveness_ttl: float = Field(default=2.0, gt=0)
     eager: bool = True
+    settle_time: float = Field(default=1.0, ge=0)
 
     @property
     def heartbeat(self) -> float:
@@ -415,8 +418,8 @@ class Worker:
         step = view.step.record if view.step else None
         now = self.context.clock()
         if step is not None and step.status == "completed":
-            if view.on_agenda:  # its advance was interrupted: finish it
-                await self.scheduler.advance(record, graph, step)
+            if view.on_agenda and not self._just_committed(task, step, now):
+                await self.scheduler.advance(record, graph, step)  # its advance was cut short
         elif view.step is not None and view.step.record.status == "waiting":
             await self._finish_waiting(record, graph, view.step, paused=view.paused)
         elif step is not None and not step.due_at(now):
@@ -434,6 +437,12 @@ class Worker:
             if lease is not None:
                 failpoint("after-lease")
                 await self._run(record, graph, lease, task)
+
+    def _just_committed(self, task: Task, step: StepRecord, now: float) -> bool:
+        """A scheduled task's copy arriving while the step's own worker is still advancing it
+        (resume, recovery and the sweep's tasks always finish the advance)."""
+        finished = step.finished_at if step.finished_at is not None else now
+        return task.reason == "scheduled" and now - finished < self.config.settle_time
 
     async def _graph(self, record: ExecutionRecord, node_id: str) -> Graph | None:
         """The definition the execution began on; None when this worker does not hold it."""
