@@ -71,7 +71,8 @@ __all__ = ["RecoveryConfig", "RecoveryManager", "SweepReport"]
 log = logging.getLogger(__name__)
 
 _ROLE = "recovery"
-_IDLE_SHARE = 9  # a sweep's pause is at least this many times its length
+_IDLE_SHARE = 9  # a sweep's pause is at least this many times its length...
+_MAX_PAUSES = 4  # ...but at most this many intervals (recovery waits for the sweep)
 
 
 @pydantic_dataclass(frozen=True, kw_only=True)
@@ -216,21 +217,25 @@ class RecoveryManager:
 
     async def run(self) -> None:
         """Sweep every ``interval`` while holding the leader lease; give it up when cancelled.
-        A sweep that takes long (a large agenda: a backlog of thousands of executions) waits
-        ``_IDLE_SHARE`` times its own length before the next, so sweeping never takes more
-        than a tenth of the process's time from the steps it runs."""
+        A sweep that took long (a large agenda: a backlog of thousands of executions) waits
+        ``_IDLE_SHARE`` times its own length before the next, up to ``_MAX_PAUSES`` intervals,
+        so a backlog does not have the process spend its time sweeping; a sweep that failed
+        (the store was down) does not stretch the pause."""
         pause = self.config.interval
         try:
             while True:
                 await asyncio.sleep(pause)
                 started = time.monotonic()
-                await self._sweep_as_leader()
-                pause = max(self.config.interval, _IDLE_SHARE * (time.monotonic() - started))
+                swept = await self._sweep_as_leader()
+                spent = time.monotonic() - started if swept else 0.0
+                pause = min(max(1.0, _IDLE_SHARE * spent / self.config.interval), _MAX_PAUSES)
+                pause *= self.config.interval
         finally:
             if self.leader:
                 await asyncio.shield(self._give_up())
 
-    async def _sweep_as_leader(self) -> None:
+    async def _sweep_as_leader(self) -> bool:
+        """Sweep if this process leads; False if the sweep failed."""
         try:
             self.leader = await self.persistence.hold_leadership(
                 _ROLE, self.id, self.config.leader_ttl
@@ -241,6 +246,8 @@ class RecoveryManager:
             reraise_if_cancelling(exc)
             self._reachable_since = self.context.clock()
             log.exception("recovery sweep failed; trying again next interval")
+            return False
+        return True
 
     async def _give_up(self) -> None:
         try:
