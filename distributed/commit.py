@@ -9,9 +9,9 @@ sweep enqueues it when due (it is on the agenda), so it holds no worker slot whi
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from orchestration import Graph, NodeResult, UnroutableAction, route
+from orchestration import Graph, JoinDecision, NodeResult, UnroutableAction, join_decision, route
 from orchestration.attempts import FallBack, RetryLater
 
 from .context import RuntimeContext
@@ -100,31 +100,72 @@ class StepCommitter:
         )
         edges = {key: True for key in outcome.taken} | {key: False for key in outcome.skipped}
         fired = self.scheduler.sole_successors(graph, node_id, edges)
+        joins = self.scheduler.join_edges(graph, node_id, edges, fired)
         completed = held.record.complete(outcome, now)
         started = _first_attempt(record, fired, hand_on, now)
         alone = list(edges.values()) == [True] and len(fired) == 1  # a link of a chain
-        handed = await held.commit(
-            completed, edges=edges, fired=fired, now=now, hand_on=started, retire=alone
+        committed = await held.commit(
+            completed,
+            edges=edges,
+            fired=fired,
+            now=now,
+            hand_on=started,
+            retire=alone,
+            read_edges=joins,
         )
         recorded("completed")
         failpoint("after-commit")
         carried = Carried(record, graph, after)
         running = None
-        if handed and hand_on is not None and started is not None:
+        if committed.handed_on and hand_on is not None and started is not None:
             running = started.record.node_id
-            task = Task(
-                execution_id=record.execution_id,
-                node_id=running,
-                generation=record.generation,
-                enqueued_at=now,
-            )
-            hand_on.take(task, carried, started)
+            hand_on.take(_task(record, running, now), carried, started)
             if alone:  # its commit did all of its advance: it is off the agenda
                 return "completed"
+        elif await self._fire_join(record, graph, node_id, committed.edges, hand_on, now):
+            return "completed"
         await self.scheduler.advance(
-            record, graph, held.record, committed=fired, carried=carried, running=running
+            record,
+            graph,
+            held.record,
+            committed=fired,
+            carried=carried,
+            running=running,
+            known=committed.edges,
         )
         return "completed"
+
+    async def _fire_join(
+        self,
+        record: ExecutionRecord,
+        graph: Graph,
+        source: str,
+        known: Mapping[str, bool],
+        hand_on: HandOn | None,
+        now: float,
+    ) -> bool:
+        """The whole advance of a step whose one edge leads into a join that its commit saw
+        complete (it was the last of the join's sources): fire the join, lease it to the
+        slot (``hand_on``) and take the step off the agenda, in one write
+        (``fire_join``). False where that does not apply; the usual advance then runs."""
+        outgoing = graph.outgoing(source)
+        if hand_on is None or len(outgoing) != 1:
+            return False
+        join = outgoing[0].target
+        incoming = graph.incoming(join)
+        if len(incoming) < 2 or not all(edge.key in known for edge in incoming):
+            return False
+        if join_decision(graph.nodes[join], incoming, known) is not JoinDecision.FIRE:
+            return False
+        started = _first_attempt(record, [join], hand_on, now)
+        eid = record.execution_id
+        if started is None or not await self.persistence.fire_join(
+            eid, join, started, retire=source, now=now
+        ):
+            return False
+        failpoint("after-schedule")
+        hand_on.take(_task(record, join, now), Carried(record, graph, None), started)
+        return True
 
     async def _retry(
         self, record: ExecutionRecord, held: StepLease, error: str, delay: float
@@ -153,6 +194,16 @@ class StepCommitter:
         await held.swap(held.record.fail(error, self.context.clock()))
         recorded("failed")
         await self.scheduler.finalize(record, FinalStatus.failed(error, node_id))
+
+
+def _task(record: ExecutionRecord, node_id: str, now: float) -> Task:
+    """The task of a successor handed on to the slot (never published)."""
+    return Task(
+        execution_id=record.execution_id,
+        node_id=node_id,
+        generation=record.generation,
+        enqueued_at=now,
+    )
 
 
 def _first_attempt(

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from .errors import LeaseLost
 from .models import StepRecord
-from .persistence import VersionedStep, WorkflowPersistence
+from .persistence import Committed, VersionedStep, WorkflowPersistence
 from .timebox import reraise_if_cancelling
 
 __all__ = ["StepLease", "acquire_lease"]
@@ -74,15 +74,17 @@ class StepLease:
         now: float,
         hand_on: VersionedStep | None = None,
         retire: bool = False,
-    ) -> bool:
+        read_edges: Sequence[str] = (),
+    ) -> Committed:
         """Record a completed step with its edges and the successors it alone fires (see
         ``WorkflowPersistence.commit_step``), in one write; ``LeaseLost`` if the step moved.
         ``hand_on``: a successor's first attempt, leased to this worker, written with it if
         it can start (see ``commit_step``; if not, the step is committed without it), and with
-        it, if ``retire``, the step leaves the agenda. True if it was."""
+        it, if ``retire``, the step leaves the agenda. ``read_edges``: edges read back after
+        the write (``Committed.edges``)."""
         async with self._lock:
             for started in (hand_on, None) if hand_on is not None else (None,):
-                version = await self.persistence.commit_step(
+                committed = await self.persistence.commit_step(
                     self.eid,
                     self.version,
                     new,
@@ -91,10 +93,11 @@ class StepLease:
                     now=now,
                     started=started,
                     retire=retire and started is not None,
+                    read_edges=read_edges,
                 )
-                if version is not None:
-                    self.version = version
-                    return started is not None
+                if committed is not None:
+                    self.version = committed.step
+                    return committed
             raise LeaseLost(self.eid, self.record.node_id)
 
     async def extend(self) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from store import Delete, KVStore, Put
@@ -17,7 +17,14 @@ from .errors import InvalidSettings
 from .keys import Keys
 from .models import AgendaEntry, ExecutionRecord, FinalStatus, SignalRecord, StepRecord
 
-__all__ = ["KVPersistence", "SweepView", "TaskView", "VersionedStep", "WorkflowPersistence"]
+__all__ = [
+    "Committed",
+    "KVPersistence",
+    "SweepView",
+    "TaskView",
+    "VersionedStep",
+    "WorkflowPersistence",
+]
 
 _FIRE, _SKIP = "fire", "skip"
 _TOLD = b"\x00told"  # never a claimer id
@@ -29,6 +36,17 @@ class VersionedStep:
 
     raw: bytes
     record: StepRecord
+
+
+@dataclass(frozen=True)
+class Committed:
+    """A step's commit that won (``commit_step``): the step's new version, whether the
+    successor leased with it was written (``handed_on``), and the edges asked for that were
+    resolved once the commit was in (``edges``: key -> taken; unresolved ones are absent)."""
+
+    step: VersionedStep
+    handed_on: bool = False
+    edges: Mapping[str, bool] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -89,7 +107,11 @@ class WorkflowPersistence(Protocol):
         now: float,
         started: VersionedStep | None = None,
         retire: bool = False,
-    ) -> VersionedStep | None: ...
+        read_edges: Sequence[str] = (),
+    ) -> Committed | None: ...
+    async def fire_join(
+        self, eid: str, node_id: str, started: VersionedStep, *, retire: str, now: float
+    ) -> bool: ...
     async def decide_join(self, eid: str, node_id: str, fire: bool) -> tuple[bool, bool]: ...
     async def start_fresh(self, eid: str, started: StepRecord) -> VersionedStep | None: ...
     async def fired_nodes(self, eid: str) -> list[str]: ...
@@ -294,7 +316,8 @@ class KVPersistence:
         now: float,
         started: VersionedStep | None = None,
         retire: bool = False,
-    ) -> VersionedStep | None:
+        read_edges: Sequence[str] = (),
+    ) -> Committed | None:
         """Record a step's outcome in one atomic write, if the step is still ``expected``:
         the new record, its outgoing ``edges`` resolved, and the successors it alone decides
         (``fired``: one incoming edge, taken) fired and on the agenda. None if the step moved.
@@ -302,7 +325,9 @@ class KVPersistence:
         written too -- then only if that successor has no record and the execution is neither
         final nor paused (the conditions of ``start_fresh``); None if they do not hold either.
         ``retire`` (with ``started``): the step also leaves the agenda -- nothing is left of its
-        advance when its one successor is ``started`` by this write.
+        advance when its one successor is ``started`` by this write. ``read_edges``: edges read
+        in the same atomic step, after the write (the edges into the joins the step's edges
+        lead to: of several commits into one join, the last sees every edge resolved).
 
         Edges are plain writes: only the one commit of their source that wins resolves them,
         and a re-run advance writes the same values."""
@@ -318,8 +343,29 @@ class KVPersistence:
             ops.append(Put(successor, started.raw))
             if retire:
                 ops.append(Delete(keys.agenda(eid, new.node_id)))
-        won = await self.store.batch_if(expect, ops)
-        return VersionedStep(raw, new) if won else None
+        wanted = [keys.edge(eid, key) for key in read_edges]
+        read = await self.store.batch_if_get(expect, ops, wanted)
+        if read is None:
+            return None
+        resolved = {k: v == b"1" for k, v in zip(read_edges, read, strict=True) if v is not None}
+        return Committed(VersionedStep(raw, new), started is not None, resolved)
+
+    async def fire_join(
+        self, eid: str, node_id: str, started: VersionedStep, *, retire: str, now: float
+    ) -> bool:
+        """Fire a join whose every incoming edge its last source's commit saw resolved, in
+        one conditional write: the decision, the join on the agenda, its first attempt
+        ``started`` (leased to that source's worker), and the source off the agenda
+        (``retire``: nothing is left of its advance). Only if the join is undecided and has
+        no record and the execution is neither final nor paused; False otherwise (then the
+        usual advance decides it, idempotently)."""
+        keys = self.keys
+        join, step = keys.join(eid, node_id), keys.step(eid, node_id)
+        expect = {join: None, step: None, keys.final(eid): None, keys.paused(eid): None}
+        ops: list[Put | Delete] = [Put(join, _FIRE.encode()), Put(step, started.raw)]
+        ops += self._agenda_puts(eid, [node_id], now)
+        ops.append(Delete(keys.agenda(eid, retire)))
+        return await self.store.batch_if(expect, ops)
 
     async def start_fresh(self, eid: str, started: StepRecord) -> VersionedStep | None:
         """Write the first attempt of a step in one conditional write: only if the step has no

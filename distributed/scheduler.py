@@ -101,6 +101,16 @@ class Scheduler:
                 fired.append(target)
         return fired
 
+    def join_edges(
+        self, graph: Graph, source: str, edges: Mapping[str, bool], fired: Sequence[str]
+    ) -> list[str]:
+        """The edges into the joins ``source``'s ``edges`` lead to (every target it does not
+        fire alone): its commit reads them back (``commit_step``), so the advance decides
+        those joins without reading them again."""
+        targets = _targets(graph, source)
+        joins = dict.fromkeys(targets[key] for key in edges if targets[key] not in fired)
+        return [edge.key for join in joins for edge in graph.incoming(join)]
+
     async def advance(
         self,
         record: ExecutionRecord,
@@ -110,6 +120,7 @@ class Scheduler:
         committed: Sequence[str] | None = None,
         carried: Carried | None = None,
         running: str | None = None,
+        known: Mapping[str, bool] | None = None,
     ) -> None:
         """Resolve a completed step's edges, schedule or skip its successors, check completion
         if nothing is left to run, and only then take the step off the agenda.
@@ -119,7 +130,9 @@ class Scheduler:
         advance was interrupted, which resolves everything again, idempotently. ``carried``:
         what those successors start with if they run in this process (``dispatch.Carried``).
         ``running``: the one of them the commit leased to its own worker, which runs it next
-        (``dispatch.HandOn``): no task is enqueued for it."""
+        (``dispatch.HandOn``): no task is enqueued for it. ``known``: the edges into the
+        other targets as the commit read them back (``join_edges``), so deciding those joins
+        reads nothing (a join decided later in a cascade of skips always reads)."""
         assert step.result is not None
         eid = record.execution_id
         edges = {key: True for key in step.result.taken} | {
@@ -133,7 +146,7 @@ class Scheduler:
             resolution.newly_fired |= bool(committed)
             targets = _targets(graph, source)
             rest = {k: v for k, v in edges.items() if targets[k] not in committed}
-            await self._decide_targets(eid, graph, source, rest, resolution)
+            await self._decide_targets(eid, graph, source, rest, resolution, known)
         now = self.context.clock()
         await self.persistence.schedule(eid, resolution.unscheduled(committed), now)
         hints = {node: carried for node in committed or ()} if carried else None
@@ -161,20 +174,29 @@ class Scheduler:
         source: str,
         edges: Mapping[str, bool],
         resolution: _Resolution,
+        known: Mapping[str, bool] | None = None,
     ) -> None:
         targets = _targets(graph, source)
         for target in dict.fromkeys(targets[key] for key in edges):
-            decision = await self._decide(eid, graph, target, resolution)
+            decision = await self._decide(eid, graph, target, resolution, known)
             if decision is JoinDecision.FIRE:
                 resolution.fired.append(target)
             elif decision is JoinDecision.SKIP:
                 await self._skip(eid, graph, target, resolution)
 
     async def _decide(
-        self, eid: str, graph: Graph, node_id: str, resolution: _Resolution
+        self,
+        eid: str,
+        graph: Graph,
+        node_id: str,
+        resolution: _Resolution,
+        known: Mapping[str, bool] | None = None,
     ) -> JoinDecision:
         incoming = graph.incoming(node_id)
-        resolved = await self.persistence.edge_states(eid, [e.key for e in incoming])
+        if known is None:
+            resolved = await self.persistence.edge_states(eid, [e.key for e in incoming])
+        else:
+            resolved = {e.key: known[e.key] for e in incoming if e.key in known}
         decision = join_decision(graph.nodes[node_id], incoming, resolved)
         if decision is JoinDecision.WAIT:
             resolution.waiting.add(node_id)

@@ -49,24 +49,31 @@ return 1
 """
 )
 
-# ARGV: prefix, number of conditions n, then per condition: key, has_expected ('0'/'1'),
-# expected; then per operation as in BATCH -> 1 if every condition held and the batch was applied
+# ARGV: prefix, number of conditions n, number of reads m, then per condition: key,
+# has_expected ('0'/'1'), expected; then m keys to read; then per operation as in BATCH
+# -> {0} if a condition failed, else {1, value of each key read after the batch (false: absent)}
+# (a table's false entries reach the client as nil; trailing ones are still counted)
 BATCH_IF = (
     _HELPERS
     + """
-local n = tonumber(ARGV[2])
-for i = 3, 2 + 3 * n, 3 do
+local n, m = tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 4, 3 + 3 * n, 3 do
   local current = redis.call('GET', ARGV[1] .. ARGV[i])
   if ARGV[i + 1] == '0' then
-    if current then return 0 end
+    if current then return {0} end
   elseif current ~= ARGV[i + 2] then
-    return 0
+    return {0}
   end
 end
-for i = 3 + 3 * n, #ARGV, 4 do
+local first_op = 4 + 3 * n + m
+for i = first_op, #ARGV, 4 do
   if ARGV[i] == 'P' then store(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]) else remove(ARGV[i + 1]) end
 end
-return 1
+local reply = {1}
+for i = 4 + 3 * n, 3 + 3 * n + m do
+  reply[#reply + 1] = redis.call('GET', ARGV[1] .. ARGV[i])
+end
+return reply
 """
 )
 

@@ -84,6 +84,18 @@ class KVStore(Protocol):
         expected value (``None``: is absent), all in one atomic step; ``True`` if applied."""
         ...
 
+    async def batch_if_get(
+        self,
+        expected: Mapping[str, bytes | None],
+        ops: Sequence[Put | Delete],
+        keys: Sequence[str],
+    ) -> list[bytes | None] | None:
+        """Like :meth:`batch_if`, and in the same atomic step read ``keys`` as the batch left
+        them: their values in order (``None`` for absent ones) if it was applied, else
+        ``None``. (So a writer learns what its own write completed, say the last of several
+        edges into a join, without a second round trip and without a race.)"""
+        ...
+
     async def compare_and_set(
         self, key: str, expected: bytes | None, new: bytes, *, ttl: float | None = None
     ) -> bool:

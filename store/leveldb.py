@@ -254,11 +254,20 @@ class LevelDBStore(StoreContextMixin):
     async def batch_if(
         self, expected: Mapping[str, bytes | None], ops: Sequence[Put | Delete]
     ) -> bool:
+        return await self.batch_if_get(expected, ops, ()) is not None
+
+    async def batch_if_get(
+        self,
+        expected: Mapping[str, bytes | None],
+        ops: Sequence[Put | Delete],
+        keys: Sequence[str],
+    ) -> list[bytes | None] | None:
         conditions, checked = check_expected(expected), check_ops(ops)
+        wanted = [_data_key(check_key(key)) for key in keys]
         with self._writing() as now:
             for key, value in conditions.items():
                 if _unpack(self._db.get(_data_key(key)), now) != value:
-                    return False
+                    return None
             mutations: list[Mutation] = []
             for op in checked:
                 if isinstance(op, Put):
@@ -266,7 +275,7 @@ class LevelDBStore(StoreContextMixin):
                 else:
                     mutations.append((_data_key(op.key), None))
             self._apply(mutations)
-            return True
+            return [_unpack(self._db.get(key), now) for key in wanted]
 
     async def compare_and_set(
         self, key: str, expected: bytes | None, new: bytes, *, ttl: float | None = None

@@ -156,16 +156,25 @@ class MemoryStore(StoreContextMixin):
     async def batch_if(
         self, expected: Mapping[str, bytes | None], ops: Sequence[Put | Delete]
     ) -> bool:
+        return await self.batch_if_get(expected, ops, ()) is not None
+
+    async def batch_if_get(
+        self,
+        expected: Mapping[str, bytes | None],
+        ops: Sequence[Put | Delete],
+        keys: Sequence[str],
+    ) -> list[bytes | None] | None:
         conditions, checked = check_expected(expected), check_ops(ops)
+        wanted = [check_key(key) for key in keys]
         with self._writing() as now:
             if any(self._live_value(k, now) != v for k, v in conditions.items()):
-                return False
+                return None
             for op in checked:
                 if isinstance(op, Put):
                     self._set(op.key, op.value, op.ttl, now)
                 else:
                     self._remove(op.key)
-            return True
+            return [self._live_value(key, now) for key in wanted]
 
     async def compare_and_set(
         self, key: str, expected: bytes | None, new: bytes, *, ttl: float | None = None

@@ -231,11 +231,23 @@ class RedisStore(StoreContextMixin):
     async def batch_if(
         self, expected: Mapping[str, bytes | None], ops: Sequence[Put | Delete]
     ) -> bool:
+        return await self.batch_if_get(expected, ops, ()) is not None
+
+    async def batch_if_get(
+        self,
+        expected: Mapping[str, bytes | None],
+        ops: Sequence[Put | Delete],
+        keys: Sequence[str],
+    ) -> list[bytes | None] | None:
         conditions, checked = check_expected(expected), check_ops(ops)
-        args: list[str | bytes] = [str(len(conditions))]
+        wanted = [check_key(key) for key in keys]
+        args: list[str | bytes] = [str(len(conditions)), str(len(wanted))]
         for key, value in conditions.items():
             args += [key, "0", b""] if value is None else [key, "1", value]
-        return bool(await self._write("BATCH_IF", *args, *_op_args(checked)))
+        reply = await self._write("BATCH_IF", *args, *wanted, *_op_args(checked))
+        if not reply[0]:
+            return None
+        return [reply[i] for i in range(1, len(wanted) + 1)]
 
     async def compare_and_set(
         self, key: str, expected: bytes | None, new: bytes, *, ttl: float | None = None

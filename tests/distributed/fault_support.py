@@ -224,6 +224,13 @@ class LyingStore:
         self._after("batch_if", _written(ops))
         return applied
 
+    async def batch_if_get(
+        self, expected: Mapping[str, bytes | None], ops: Sequence[Put | Delete], keys: Sequence[str]
+    ) -> list[bytes | None] | None:
+        read = await self.inner.batch_if_get(expected, ops, keys)
+        self._after("batch_if", _written(ops))
+        return read
+
     async def compare_and_set(
         self, key: str, expected: bytes | None, new: bytes, *, ttl: float | None = None
     ) -> bool:

@@ -1,5 +1,6 @@
 """The hand-on (``dispatch.HandOn``): a step's commit leases the first successor it alone decides
-to its own slot, which runs it next without a task message; on both backend pairs.
+to its own slot, which runs it next without a task message, and the last source of a join fires
+the join and leases it to its slot in one write; on both backend pairs.
 
 What a crash does to a successor leased that way (the sweep reclaims it from the dead worker)
 is tested with real processes in ``test_cluster_processes`` (the after-commit failpoint).
@@ -53,6 +54,23 @@ async def test_a_chain_publishes_the_task_of_its_first_step_only(
     assert snapshot.status == "completed"
     assert probe.runs_of(eid) == dict.fromkeys(CHAIN, 1)
     assert batches == [["a"]], "b, c and d were handed on without a message"
+
+
+async def test_the_last_branch_into_a_join_fires_it_and_runs_it_without_a_message(
+    make_runtime: RuntimeFactory, engine: Engine, probe: Probe
+) -> None:
+    nodes = ("a", "b", "c", "d")
+    edges = [("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")]
+    engine.register_blueprint(blueprint("diamond", plain(*nodes), edges))
+    async with make_runtime(engine) as runtime:
+        batches = published(runtime)
+        eids = [await runtime.engine.execute_async("diamond", {}) for _ in range(5)]
+        snapshots = [await runtime.engine.wait(eid, timeout=WAIT) for eid in eids]
+        agendas = [[e async for e in runtime.engine.persistence.agenda(eid)] for eid in eids]
+    assert [s.status for s in snapshots] == ["completed"] * 5
+    assert all(probe.runs_of(eid) == dict.fromkeys(nodes, 1) for eid in eids)
+    assert not any("d" in batch for batch in batches), "the join was published"
+    assert agendas == [[]] * 5, "a branch or the join was left on the agenda"
 
 
 async def test_without_eager_dispatch_every_step_goes_through_the_queue(

@@ -115,13 +115,18 @@ class CutOffStore:
     async def batch_if(
         self, expected: Mapping[str, bytes | None], ops: Sequence[Put | Delete]
     ) -> bool:
+        return await self.batch_if_get(expected, ops, ()) is not None
+
+    async def batch_if_get(
+        self, expected: Mapping[str, bytes | None], ops: Sequence[Put | Delete], keys: Sequence[str]
+    ) -> list[bytes | None] | None:
         new = next((op.value for op in ops if isinstance(op, Put) and op.key == self.key), None)
         if self.key in expected and new is not None and self._refuses(expected[self.key], new):
-            return False
-        applied = await self.inner.batch_if(expected, ops)
-        if applied and new is not None:
+            return None
+        read = await self.inner.batch_if_get(expected, ops, keys)
+        if read is not None and new is not None:
             self._observe(new)
-        return applied
+        return read
 
     def _observe(self, written: bytes) -> None:
         record = json.loads(written)

@@ -65,3 +65,49 @@ async def test_exactly_one_of_many_concurrent_batch_ifs_wins(store: KVStore) -> 
     assert sum(results) == 1
     winner = results.index(True) + 1
     assert await store.get("record") == f"v{winner}".encode()
+
+
+# -- batch_if_get: the same, reading keys as the batch left them ----------------------------------
+
+
+async def test_batch_if_get_returns_the_keys_as_its_own_batch_left_them(store: KVStore) -> None:
+    await store.put("edge/a", b"1")
+    await store.put("gone", b"x")
+    values = await store.batch_if_get(
+        {"edge/b": None},
+        [Put("edge/b", b"0"), Delete("gone")],
+        ["edge/a", "edge/b", "edge/c", "gone"],
+    )
+    assert values == [b"1", b"0", None, None]
+
+
+async def test_batch_if_get_writes_and_reads_nothing_when_a_condition_fails(
+    store: KVStore,
+) -> None:
+    await store.put("record", b"v1")
+    assert await store.batch_if_get({"record": b"v0"}, [Put("out", b"x")], ["record"]) is None
+    assert await store.get("out") is None
+
+
+async def test_batch_if_get_with_nothing_to_read_returns_an_empty_list(store: KVStore) -> None:
+    assert await store.batch_if_get({}, [Put("a", b"1")], []) == []
+    assert await store.batch_if_get({}, [], ["a", "a"]) == [b"1", b"1"]
+
+
+async def test_batch_if_get_validates_the_keys_to_read_before_writing(store: KVStore) -> None:
+    with pytest.raises(ValueError):
+        await store.batch_if_get({}, [Put("a", b"1")], ["ok", ""])
+    assert await store.get("a") is None
+
+
+async def test_concurrent_batch_if_gets_each_see_the_writes_before_them(store: KVStore) -> None:
+    """Each of n writers resolves one edge and reads all n: exactly one sees all of them
+    resolved (the last), however the writes interleave -- what decides a join once."""
+    edges = [f"edge/{i}" for i in range(8)]
+    seen = await asyncio.gather(
+        *(store.batch_if_get({}, [Put(edge, b"1")], edges) for edge in edges)
+    )
+    complete = [values for values in seen if values is not None and None not in values]
+    assert len(complete) == 1
+    counts = sorted(sum(v is not None for v in values or []) for values in seen)
+    assert counts == list(range(1, 9))
