@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["cpu_seconds", "peak_rss_mib", "rss_mib", "tree"]
+__all__ = ["anon_rss_mib", "cpu_seconds", "peak_rss_mib", "rss_mib", "tree"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -50,6 +50,12 @@ def _status_kib(pid: int, field: str) -> int:
 def rss_mib(pid: int) -> float:
     """Resident set size now (``VmRSS``), MiB."""
     return _status_kib(pid, "VmRSS") / 1024
+
+
+def anon_rss_mib(pid: int) -> float:
+    """The anonymous part of the resident set (``RssAnon``: the heap, not mapped files such
+    as LevelDB's table files, which the kernel may drop at any time), MiB."""
+    return _status_kib(pid, "RssAnon") / 1024
 
 
 def peak_rss_mib(pid: int) -> float:

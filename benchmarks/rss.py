@@ -56,7 +56,7 @@ class Sampler:
         self.done = 0
         self.started = self.last_time = time.monotonic()
         self.last_steps = 0
-        self.rows: list[tuple[int, float]] = []  # (steps, RSS MiB)
+        self.rows: list[tuple[int, float, float]] = []  # (steps, RSS MiB, anonymous RSS MiB)
 
     def add(self, steps: int) -> None:
         self.done += steps
@@ -66,11 +66,12 @@ class Sampler:
     def sample(self) -> None:
         now, pid = time.monotonic(), os.getpid()
         rate = (self.done - self.last_steps) / max(now - self.last_time, 1e-9)
-        rss = procstats.rss_mib(pid)
-        self.rows.append((self.done, rss))
+        rss, anon = procstats.rss_mib(pid), procstats.anon_rss_mib(pid)
+        self.rows.append((self.done, rss, anon))
         print(
             f"| {self.done:,} | {now - self.started:,.0f} | {rate:,.0f} | {rss:.1f} "
-            f"| {procstats.peak_rss_mib(pid):.1f} | {_size_mib(self.directory):.1f} |",
+            f"| {anon:.1f} | {procstats.peak_rss_mib(pid):.1f} "
+            f"| {_size_mib(self.directory):.1f} |",
             flush=True,
         )
         self.last_time, self.last_steps = now, self.done
@@ -113,16 +114,17 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.shape.name}, {args.in_flight} executions in flight, "
         f"a sample every {args.every:,} steps\n"
     )
-    print("| steps | seconds | steps/s | RSS MiB | peak RSS MiB | LevelDB MiB |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: |", flush=True)
+    print("| steps | seconds | steps/s | RSS MiB | anon RSS MiB | peak RSS MiB | LevelDB MiB |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |", flush=True)
     sampler = asyncio.run(run(args))
     if len(sampler.rows) >= 2:
-        (s0, r0), (s1, r1) = sampler.rows[0], sampler.rows[-1]
-        per = (r1 - r0) * 1024 / max(s1 - s0, 1) * 1000
-        print(
-            f"\nRSS {r0:.1f} -> {r1:.1f} MiB from step {s0:,} to {s1:,}: "
-            f"{per:.2f} KiB per 1,000 steps"
-        )
+        (s0, r0, a0), (s1, r1, a1) = sampler.rows[0], sampler.rows[-1]
+        for name, first, last in (("RSS", r0, r1), ("anonymous RSS", a0, a1)):
+            per = (last - first) * 1024 / max(s1 - s0, 1) * 1000
+            print(
+                f"\n{name} {first:.1f} -> {last:.1f} MiB from step {s0:,} to {s1:,}: "
+                f"{per:.2f} KiB per 1,000 steps"
+            )
     return 0
 
 

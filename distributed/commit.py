@@ -102,28 +102,36 @@ class StepCommitter:
         fired = self.scheduler.sole_successors(graph, node_id, edges)
         joins = self.scheduler.join_edges(graph, node_id, edges, fired)
         completed = held.record.complete(outcome, now)
-        started = _first_attempt(record, fired, hand_on, now)
-        alone = list(edges.values()) == [True] and len(fired) == 1  # a link of a chain
-        committed = await held.commit(
-            completed,
-            edges=edges,
-            fired=fired,
-            now=now,
-            hand_on=started,
-            retire=alone,
-            read_edges=joins,
-        )
+        slots = await self._hold_slots(record, fired, hand_on, now)
+        started = [_first_attempt(n, slot, now) for n, slot in zip(fired, slots, strict=False)]
+        # every edge fires a successor this commit starts: nothing is left of the advance
+        done = bool(started) and all(edges.values()) and len(started) == len(edges)
+        try:
+            committed = await held.commit(
+                completed,
+                edges=edges,
+                fired=fired,
+                now=now,
+                hand_on=started,
+                retire=done,
+                read_edges=joins,
+            )
+        except BaseException:
+            _release(slots)
+            raise
         recorded("completed")
         failpoint("after-commit")
         carried = Carried(record, graph, after)
-        running = None
-        if committed.handed_on and hand_on is not None and started is not None:
-            running = started.record.node_id
-            hand_on.take(_task(record, running, now), carried, started)
-            if alone:  # its commit did all of its advance: it is off the agenda
+        running = [first.record.node_id for first in started] if committed.handed_on else []
+        if running:
+            for slot, first in zip(slots, started, strict=True):
+                slot.take(_task(record, first.record.node_id, now), carried, first)
+            if done:  # its commit did all of its advance: it is off the agenda
                 return "completed"
-        elif await self._fire_join(record, graph, node_id, committed.edges, hand_on, now):
-            return "completed"
+        else:
+            _release(slots)
+            if await self._fire_join(record, graph, node_id, committed.edges, hand_on, now):
+                return "completed"
         await self.scheduler.advance(
             record,
             graph,
@@ -134,6 +142,17 @@ class StepCommitter:
             known=committed.edges,
         )
         return "completed"
+
+    async def _hold_slots(
+        self, record: ExecutionRecord, fired: Sequence[str], hand_on: HandOn | None, now: float
+    ) -> list[HandOn]:
+        """The slots the successors ``fired`` are leased to in the commit: the step's own
+        (``hand_on``) and free ones of this process held for them (``dispatch.reserve``);
+        none when the slot cannot take one or the execution's deadline passed (a worker that
+        takes the task from the queue times the execution out)."""
+        if hand_on is None or not fired or _past(record.deadline, now):
+            return []
+        return [hand_on, *await self.context.dispatch.reserve(len(fired) - 1)]
 
     async def _fire_join(
         self,
@@ -149,7 +168,7 @@ class StepCommitter:
         slot (``hand_on``) and take the step off the agenda, in one write
         (``fire_join``). False where that does not apply; the usual advance then runs."""
         outgoing = graph.outgoing(source)
-        if hand_on is None or len(outgoing) != 1:
+        if hand_on is None or len(outgoing) != 1 or _past(record.deadline, now):
             return False
         join = outgoing[0].target
         incoming = graph.incoming(join)
@@ -157,11 +176,9 @@ class StepCommitter:
             return False
         if join_decision(graph.nodes[join], incoming, known) is not JoinDecision.FIRE:
             return False
-        started = _first_attempt(record, [join], hand_on, now)
+        started = _first_attempt(join, hand_on, now)
         eid = record.execution_id
-        if started is None or not await self.persistence.fire_join(
-            eid, join, started, retire=source, now=now
-        ):
+        if not await self.persistence.fire_join(eid, join, started, retire=source, now=now):
             return False
         failpoint("after-schedule")
         hand_on.take(_task(record, join, now), Carried(record, graph, None), started)
@@ -206,13 +223,16 @@ def _task(record: ExecutionRecord, node_id: str, now: float) -> Task:
     )
 
 
-def _first_attempt(
-    record: ExecutionRecord, fired: Sequence[str], hand_on: HandOn | None, now: float
-) -> VersionedStep | None:
-    """The first attempt of the successor handed on to the slot, leased to it; None when
-    there is none to hand on, or the execution's deadline passed (a worker that takes it
-    from the queue times the execution out)."""
-    if hand_on is None or not fired or (record.deadline is not None and record.deadline <= now):
-        return None
-    started = StepRecord(node_id=fired[0]).start(hand_on.owner, hand_on.ttl, now)
+def _first_attempt(node_id: str, slot: HandOn, now: float) -> VersionedStep:
+    """A successor's first attempt, leased to ``slot``."""
+    started = StepRecord(node_id=node_id).start(slot.owner, slot.ttl, now)
     return VersionedStep(started.to_bytes(), started)
+
+
+def _release(slots: Sequence[HandOn]) -> None:
+    for slot in slots:
+        slot.release()
+
+
+def _past(deadline: float | None, now: float) -> bool:
+    return deadline is not None and deadline <= now

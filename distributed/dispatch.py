@@ -7,12 +7,14 @@ dropped by whichever worker receives it (the step is running or done), so nothin
 would not have anyway; a worker that dies after taking an eager task is like one that dies after
 taking a delivered one (the lease expires, or its liveness lapses; the sweep re-enqueues).
 
-**Hand-on without a message.** The first successor a step alone decides goes further: the
-step's commit also writes that successor's first attempt, leased to the committing worker
-(``WorkflowPersistence.commit_step``, ``HandOn``), and the worker runs it in the same slot
-right after -- no task is published for it and no store read or lease write precedes it. It
-is as durable as any running step: it is on the agenda, and if its worker dies before or while
-running it, the sweep reclaims it from the dead owner (liveness) and enqueues it.
+**Hand-on without a message.** The successors a step alone decides go further: the step's
+commit also writes their first attempts, the first leased to the committing slot, which runs
+it right after, the others to free slots of this process held for them (``reserve``)
+(``WorkflowPersistence.commit_step``, ``HandOn``) -- no task is published for them and no
+store read or lease write precedes them. The last source of a join fires it and leases it to
+its own slot the same way (``fire_join``). A successor leased so is as durable as any running
+step: it is on the agenda, and if its worker dies before or while running it, the sweep
+reclaims it from the dead owner (liveness) and enqueues it.
 
 The recovery sweep enqueues through the same path, so a step it reclaims from a dead worker
 starts in the sweeper's own process at once, instead of waiting on the dead worker's partition
@@ -57,11 +59,13 @@ class Carried:
 class HandOn:
     """A slot that takes a successor leased to it in its predecessor's commit: ``owner`` and
     ``ttl`` make the lease, ``take`` queues the successor to run in the slot next (the task is
-    never published), with its carried view and its leased first attempt."""
+    never published), with its carried view and its leased first attempt. ``release`` gives
+    the slot back untaken (a slot held for the commit by ``LocalDispatch.reserve``)."""
 
     owner: str
     ttl: float
     take: Callable[[Task, Carried, VersionedStep], None]
+    release: Callable[[], None] = lambda: None
 
 
 log = logging.getLogger(__name__)
@@ -78,6 +82,10 @@ class TaskRunner(Protocol):
 
     def take_when_free(self, task: Task) -> bool:
         """Run ``task`` in the next slot that frees up; False if stopping."""
+        ...
+
+    async def reserve(self) -> HandOn | None:
+        """Hold a free slot for a successor a commit leases to this runner; None if busy."""
         ...
 
 
@@ -141,6 +149,18 @@ class LocalDispatch:
             elif hint is not None and runners:
                 _remember(self._waiting, _key(task), hint)
         return started
+
+    async def reserve(self, wanted: int) -> list[HandOn]:
+        """Hold up to ``wanted`` free slots of this process's runners, round robin, for the
+        successors a commit leases to them (``HandOn``); each is taken or released."""
+        runners, held = list(self._runners.values()), list[HandOn]()
+        for i in range(len(runners)):
+            runner = runners[(self._next + i) % len(runners)]
+            while len(held) < wanted and (slot := await runner.reserve()) is not None:
+                held.append(slot)
+            if len(held) == wanted:
+                break
+        return held
 
     def carried(self, task: Task) -> Carried | None:
         """What the predecessor of a delivered task carried, if it was enqueued here."""

@@ -72,18 +72,18 @@ class StepLease:
         edges: Mapping[str, bool],
         fired: Sequence[str],
         now: float,
-        hand_on: VersionedStep | None = None,
+        hand_on: Sequence[VersionedStep] = (),
         retire: bool = False,
         read_edges: Sequence[str] = (),
     ) -> Committed:
         """Record a completed step with its edges and the successors it alone fires (see
         ``WorkflowPersistence.commit_step``), in one write; ``LeaseLost`` if the step moved.
-        ``hand_on``: a successor's first attempt, leased to this worker, written with it if
-        it can start (see ``commit_step``; if not, the step is committed without it), and with
-        it, if ``retire``, the step leaves the agenda. ``read_edges``: edges read back after
-        the write (``Committed.edges``)."""
+        ``hand_on``: successors' first attempts, leased to workers of this process, written
+        with it if they can start (see ``commit_step``; if not, the step is committed without
+        them), and with them, if ``retire``, the step leaves the agenda. ``read_edges``: edges
+        read back after the write (``Committed.edges``)."""
         async with self._lock:
-            for started in (hand_on, None) if hand_on is not None else (None,):
+            for started in (hand_on, ()) if hand_on else ((),):
                 committed = await self.persistence.commit_step(
                     self.eid,
                     self.version,
@@ -92,7 +92,7 @@ class StepLease:
                     fired=fired,
                     now=now,
                     started=started,
-                    retire=retire and started is not None,
+                    retire=retire and bool(started),
                     read_edges=read_edges,
                 )
                 if committed is not None:

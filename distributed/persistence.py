@@ -105,7 +105,7 @@ class WorkflowPersistence(Protocol):
         edges: Mapping[str, bool],
         fired: Sequence[str],
         now: float,
-        started: VersionedStep | None = None,
+        started: Sequence[VersionedStep] = (),
         retire: bool = False,
         read_edges: Sequence[str] = (),
     ) -> Committed | None: ...
@@ -314,18 +314,19 @@ class KVPersistence:
         edges: Mapping[str, bool],
         fired: Sequence[str],
         now: float,
-        started: VersionedStep | None = None,
+        started: Sequence[VersionedStep] = (),
         retire: bool = False,
         read_edges: Sequence[str] = (),
     ) -> Committed | None:
         """Record a step's outcome in one atomic write, if the step is still ``expected``:
         the new record, its outgoing ``edges`` resolved, and the successors it alone decides
         (``fired``: one incoming edge, taken) fired and on the agenda. None if the step moved.
-        ``started``: the first attempt of one of ``fired``, leased to the committing worker,
-        written too -- then only if that successor has no record and the execution is neither
-        final nor paused (the conditions of ``start_fresh``); None if they do not hold either.
-        ``retire`` (with ``started``): the step also leaves the agenda -- nothing is left of its
-        advance when its one successor is ``started`` by this write. ``read_edges``: edges read
+        ``started``: the first attempts of some of ``fired``, each leased to a worker of the
+        committing process, written too -- then only if those successors have no record and
+        the execution is neither final nor paused (the conditions of ``start_fresh``); None if
+        they do not hold either. ``retire`` (with ``started``): the step also leaves the
+        agenda -- nothing is left of its advance when its successors are ``started`` by this
+        write. ``read_edges``: edges read
         in the same atomic step, after the write (the edges into the joins the step's edges
         lead to: of several commits into one join, the last sees every edge resolved).
 
@@ -337,10 +338,12 @@ class KVPersistence:
         ops += [Put(keys.edge(eid, key), b"1" if taken else b"0") for key, taken in edges.items()]
         ops += [Put(keys.join(eid, node), _FIRE.encode()) for node in fired]
         ops += self._agenda_puts(eid, fired, now)
-        if started is not None:
-            successor = keys.step(eid, started.record.node_id)
-            expect |= {successor: None, keys.final(eid): None, keys.paused(eid): None}
-            ops.append(Put(successor, started.raw))
+        if started:
+            expect |= {keys.final(eid): None, keys.paused(eid): None}
+            for first in started:
+                successor = keys.step(eid, first.record.node_id)
+                expect[successor] = None
+                ops.append(Put(successor, first.raw))
             if retire:
                 ops.append(Delete(keys.agenda(eid, new.node_id)))
         wanted = [keys.edge(eid, key) for key in read_edges]
@@ -348,7 +351,7 @@ class KVPersistence:
         if read is None:
             return None
         resolved = {k: v == b"1" for k, v in zip(read_edges, read, strict=True) if v is not None}
-        return Committed(VersionedStep(raw, new), started is not None, resolved)
+        return Committed(VersionedStep(raw, new), bool(started), resolved)
 
     async def fire_join(
         self, eid: str, node_id: str, started: VersionedStep, *, retire: str, now: float

@@ -119,7 +119,7 @@ class Scheduler:
         *,
         committed: Sequence[str] | None = None,
         carried: Carried | None = None,
-        running: str | None = None,
+        running: Sequence[str] = (),
         known: Mapping[str, bool] | None = None,
     ) -> None:
         """Resolve a completed step's edges, schedule or skip its successors, check completion
@@ -129,8 +129,8 @@ class Scheduler:
         agenda) these successors (``sole_successors``); None when re-advancing a step whose
         advance was interrupted, which resolves everything again, idempotently. ``carried``:
         what those successors start with if they run in this process (``dispatch.Carried``).
-        ``running``: the one of them the commit leased to its own worker, which runs it next
-        (``dispatch.HandOn``): no task is enqueued for it. ``known``: the edges into the
+        ``running``: those of them the commit leased to slots of this process, which run them
+        next (``dispatch.HandOn``): no task is enqueued for them. ``known``: the edges into the
         other targets as the commit read them back (``join_edges``), so deciding those joins
         reads nothing (a join decided later in a cascade of skips always reads)."""
         assert step.result is not None
@@ -150,7 +150,7 @@ class Scheduler:
         now = self.context.clock()
         await self.persistence.schedule(eid, resolution.unscheduled(committed), now)
         hints = {node: carried for node in committed or ()} if carried else None
-        await self.enqueue(record, [n for n in resolution.fired if n != running], carried=hints)
+        await self.enqueue(record, [n for n in resolution.fired if n not in running], carried=hints)
         failpoint("after-schedule")
         if not resolution.pending:
             await self.check_completion(record, graph)

@@ -285,14 +285,37 @@ class Worker:
         handler.add_done_callback(self._handlers.discard)
         return True
 
+    async def reserve(self) -> HandOn | None:
+        """Hold a free slot for a successor another step's commit leases to this worker
+        (``LocalDispatch.reserve``): None if no slot is free, a task of the recovery sweep
+        waits for one, or the worker is stopping. ``take`` runs the successor in the slot,
+        ``release`` frees it untaken."""
+        if not self.config.eager or not self._fetching.is_set() or self._urgent:
+            return None
+        if self._slots.locked():
+            return None
+        await self._slots.acquire()  # a free slot: taken at once, without yielding
+
+        def take(task: Task, carried: Carried, leased: VersionedStep) -> None:
+            handler = asyncio.create_task(
+                self._run_in_slot(_Handoff(self, [(task, carried, leased)]))
+            )
+            self._handlers.add(handler)
+            handler.add_done_callback(self._handlers.discard)
+
+        return HandOn(self.id, self.config.lease_ttl, take, self._slots.release)
+
     async def _take(self, task: Task, carried: Carried | None, *, urgent: bool = False) -> None:
         self._urgent += urgent
         try:
             await self._slots.acquire()
         finally:
             self._urgent -= urgent
+        await self._run_in_slot(_Handoff(self, [(task, carried, None)]))
+
+    async def _run_in_slot(self, handoff: _Handoff) -> None:
+        """Run what was handed to a slot this task holds, then free the slot."""
         try:
-            handoff = _Handoff(self, [(task, carried, None)])
             _handoff.set(handoff)
             await self._run_handed_on(handoff)
         finally:
