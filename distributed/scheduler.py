@@ -165,6 +165,7 @@ class Scheduler:
         resolution: _Resolution,
     ) -> None:
         await self.persistence.resolve_edges(eid, edges)
+        resolution.resolved |= edges.keys()
         await self._decide_targets(eid, graph, source, edges, resolution)
 
     async def _decide_targets(
@@ -193,7 +194,8 @@ class Scheduler:
         known: Mapping[str, bool] | None = None,
     ) -> JoinDecision:
         incoming = graph.incoming(node_id)
-        if known is None:
+        # what the commit read is stale for a join this advance resolved edges into since
+        if known is None or any(e.key in resolution.resolved for e in incoming):
             resolved = await self.persistence.edge_states(eid, [e.key for e in incoming])
         else:
             resolved = {e.key: known[e.key] for e in incoming if e.key in known}
@@ -301,6 +303,7 @@ class _Resolution:
     fired: list[str] = field(default_factory=list)
     newly_fired: bool = False  # a join decision made here fired a node
     waiting: set[str] = field(default_factory=set)  # joins still waiting for other edges
+    resolved: set[str] = field(default_factory=set)  # edges resolved here (skip propagation)
 
     @property
     def pending(self) -> bool:

@@ -549,3 +549,27 @@ def test_an_execution_whose_steps_are_all_done_is_finalized() -> None:
         engine = embedded.runtime.engine
         snapshot = embedded.run(engine.execute_sync("skip-cascade", {"x": 0}, timeout=2))
         assert snapshot.status == "completed"
+
+
+def test_a_join_skipped_in_a_cascade_is_not_judged_by_the_edges_the_commit_read() -> None:
+    """Found by distributed-blueprint: 'b' commits last, skipping its edges into 'c' and 'd';
+    'c' is skipped, which skips c->d and then 'd' in the same advance; the advance then judged
+    'd' again by the edges b's commit had read (without c->d): WAIT, so nobody checked
+    completion -- every step done, the execution 'running' forever."""
+    nodes = ("a", "b", "c", "d")
+    blueprint = {
+        "id": "stale-join",
+        "nodes": [{"id": node, "uses": "output", "params": {}} for node in nodes],
+        "edges": [
+            {"source": source, "target": target, "condition": "x > 0.5"}
+            for source, target in (("a", "c"), ("b", "c"), ("a", "d"), ("b", "d"), ("c", "d"))
+        ],
+    }
+    local = Engine()
+    local.register_blueprint(blueprint)
+    assert local_outputs(local, "stale-join", {"x": 0}).status == "completed"
+    with Embedded(local) as embedded:
+        engine = embedded.runtime.engine
+        for _ in range(10):  # whichever of a and b commits last
+            snapshot = embedded.run(engine.execute_sync("stale-join", {"x": 0}, timeout=5))
+            assert snapshot.status == "completed"
