@@ -38,40 +38,56 @@ PUT = _HELPERS + "store(ARGV[2], ARGV[3], ARGV[4])\nreturn 1\n"
 # ARGV: prefix, key -> 1 if it existed
 DELETE = _HELPERS + "return remove(ARGV[2])\n"
 
-# ARGV: prefix, then per operation: 'P', key, value, ttl_ms  |  'D', key, '', ''
-BATCH = (
-    _HELPERS
-    + """
-for i = 2, #ARGV, 4 do
-  if ARGV[i] == 'P' then store(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]) else remove(ARGV[i + 1]) end
+# Batches pass their operations, conditions and keys to read packed into one argument each
+# (``RedisStore``'s ``_pack_*``), so a commit of many keys is a handful of arguments: encoding
+# dozens of small arguments was most of the client's cost of a write. Lengths are 4-byte
+# big-endian; ``struct.unpack`` (Redis's Lua) reads them. An operation: 'P', key, value,
+# ttl_ms ('' = none) | 'D', key. A condition: key, has_expected ('0'/'1'), expected.
+_BATCH_HELPERS = """
+local function apply_ops(blob)
+  local pos, n = 1, #blob
+  while pos <= n do
+    local kind, key
+    kind, key, pos = struct.unpack('>c1I4c0', blob, pos)
+    if kind == 'P' then
+      local value, ttl
+      value, ttl, pos = struct.unpack('>I4c0I4c0', blob, pos)
+      store(key, value, ttl)
+    else
+      remove(key)
+    end
+  end
 end
-return 1
 """
-)
 
-# ARGV: prefix, number of conditions n, number of reads m, then per condition: key,
-# has_expected ('0'/'1'), expected; then m keys to read; then per operation as in BATCH
+# ARGV: prefix, operations
+BATCH = _HELPERS + _BATCH_HELPERS + "apply_ops(ARGV[2])\nreturn 1\n"
+
+# ARGV: prefix, conditions, keys to read, operations
 # -> {0} if a condition failed, else {1, value of each key read after the batch (false: absent)}
 # (a table's false entries reach the client as nil; trailing ones are still counted)
 BATCH_IF = (
     _HELPERS
+    + _BATCH_HELPERS
     + """
-local n, m = tonumber(ARGV[2]), tonumber(ARGV[3])
-for i = 4, 3 + 3 * n, 3 do
-  local current = redis.call('GET', ARGV[1] .. ARGV[i])
-  if ARGV[i + 1] == '0' then
+local pos, n = 1, #ARGV[2]
+while pos <= n do
+  local key, has_expected, expected
+  key, has_expected, expected, pos = struct.unpack('>I4c0c1I4c0', ARGV[2], pos)
+  local current = redis.call('GET', ARGV[1] .. key)
+  if has_expected == '0' then
     if current then return {0} end
-  elseif current ~= ARGV[i + 2] then
+  elseif current ~= expected then
     return {0}
   end
 end
-local first_op = 4 + 3 * n + m
-for i = first_op, #ARGV, 4 do
-  if ARGV[i] == 'P' then store(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]) else remove(ARGV[i + 1]) end
-end
+apply_ops(ARGV[4])
 local reply = {1}
-for i = 4 + 3 * n, 3 + 3 * n + m do
-  reply[#reply + 1] = redis.call('GET', ARGV[1] .. ARGV[i])
+pos, n = 1, #ARGV[3]
+while pos <= n do
+  local key
+  key, pos = struct.unpack('>I4c0', ARGV[3], pos)
+  reply[#reply + 1] = redis.call('GET', ARGV[1] .. key)
 end
 return reply
 """

@@ -20,6 +20,7 @@ Redis >= 6.2.
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -109,15 +110,32 @@ def _ttl_arg(ttl: float | None) -> str:
     return "" if ttl is None else str(ttl_to_ms(ttl))
 
 
-def _op_args(ops: Sequence[Put | Delete]) -> list[str | bytes]:
-    """The ARGV of the BATCH script: 'P', key, value, ttl_ms | 'D', key, '', '' per operation."""
-    args: list[str | bytes] = []
+_LENGTH = struct.Struct(">I").pack
+
+
+def _packed(*parts: bytes) -> bytes:
+    """Length-prefixed byte strings, as the batch scripts' ``struct.unpack('>I4c0')`` reads."""
+    return b"".join(_LENGTH(len(part)) + part for part in parts)
+
+
+def _pack_ops(ops: Sequence[Put | Delete]) -> bytes:
+    """The operations of a batch, packed into one script argument (``_redis_scripts``)."""
+    packed = []
     for op in ops:
+        key = op.key.encode("utf-8")
         if isinstance(op, Put):
-            args += ["P", op.key, op.value, _ttl_arg(op.ttl)]
+            packed.append(b"P" + _packed(key, op.value, _ttl_arg(op.ttl).encode("ascii")))
         else:
-            args += ["D", op.key, "", ""]
-    return args
+            packed.append(b"D" + _packed(key))
+    return b"".join(packed)
+
+
+def _pack_conditions(conditions: Mapping[str, bytes | None]) -> bytes:
+    packed = []
+    for key, value in conditions.items():
+        flag = b"0" if value is None else b"1"
+        packed.append(_packed(key.encode("utf-8")) + flag + _packed(value or b""))
+    return b"".join(packed)
 
 
 def _lex_range(prefix: bytes) -> tuple[bytes, bytes]:
@@ -222,9 +240,9 @@ class RedisStore(StoreContextMixin):
         return bool(await self._write("DELETE", check_key(key)))
 
     async def batch(self, ops: Sequence[Put | Delete]) -> None:
-        args = _op_args(check_ops(ops))
-        if args:
-            await self._write("BATCH", *args)
+        checked = check_ops(ops)
+        if checked:
+            await self._write("BATCH", _pack_ops(checked))
         else:
             self._check_open()
 
@@ -240,11 +258,9 @@ class RedisStore(StoreContextMixin):
         keys: Sequence[str],
     ) -> list[bytes | None] | None:
         conditions, checked = check_expected(expected), check_ops(ops)
-        wanted = [check_key(key) for key in keys]
-        args: list[str | bytes] = [str(len(conditions)), str(len(wanted))]
-        for key, value in conditions.items():
-            args += [key, "0", b""] if value is None else [key, "1", value]
-        reply = await self._write("BATCH_IF", *args, *wanted, *_op_args(checked))
+        wanted = [check_key(key).encode("utf-8") for key in keys]
+        packed = (_pack_conditions(conditions), _packed(*wanted), _pack_ops(checked))
+        reply = await self._write("BATCH_IF", *packed)
         if not reply[0]:
             return None
         return [reply[i] for i in range(1, len(wanted) + 1)]
