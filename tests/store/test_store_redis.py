@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -117,3 +118,38 @@ def test_a_prefix_given_both_in_the_url_and_as_an_argument_must_agree() -> None:
 def test_decode_responses_cannot_be_turned_on() -> None:
     with pytest.raises(ValueError, match="bytes"):
         RedisStore("redis://127.0.0.1:6379/0", decode_responses=True)
+
+
+async def test_callers_beyond_max_connections_wait_for_a_free_connection(
+    redis_prefix: tuple[str, str],
+) -> None:
+    """The pool opens at most ``max_connections``; a burst of callers queues for them."""
+    url, prefix = redis_prefix
+    store = RedisStore(url, prefix=prefix, max_connections=2)
+    try:
+        await asyncio.gather(*(store.put(f"k{i}", b"v") for i in range(50)))
+        values = await asyncio.gather(*(store.get(f"k{i}") for i in range(50)))
+        assert values == [b"v"] * 50
+        pool = store._client.connection_pool
+        assert len(pool._available_connections) + len(pool._in_use_connections) <= 2
+        assert not pool._in_use_connections, "every connection was given back"
+    finally:
+        await store.close()
+
+
+async def test_a_caller_that_waits_longer_than_pool_timeout_gets_store_unavailable(
+    redis_prefix: tuple[str, str],
+) -> None:
+    url, prefix = redis_prefix
+    store = RedisStore(url, prefix=prefix, max_connections=1, pool_timeout=0.2)
+    try:
+        blocked = asyncio.create_task(store._client.blpop([f"{prefix}never"], timeout=2))
+        await asyncio.sleep(0.1)  # the one connection is now held by the blocked call
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="No connection available"):
+            await store.get("k")
+        assert time.monotonic() - started < 1.5
+        await blocked
+        assert await store.get("k") is None, "the connection is free again"
+    finally:
+        await store.close()
