@@ -80,7 +80,7 @@ class WorkflowPersistence(Protocol):
     async def finals(self, eids: Sequence[str]) -> list[FinalStatus | None]: ...
     async def sweep_views(self, agenda: Mapping[str, Sequence[str]]) -> dict[str, SweepView]: ...
     async def set_final(
-        self, eid: str, final: FinalStatus, claimer: str
+        self, eid: str, final: FinalStatus, claimer: str, *, retire: str | None = None
     ) -> tuple[FinalStatus, bool]: ...
     async def claim_announcement(
         self, eid: str, generation: int, claimer: str, *, take_over: bool = False
@@ -217,11 +217,12 @@ class KVPersistence:
         return [None if raw is None else FinalStatus.from_bytes(raw) for raw in raws]
 
     async def set_final(
-        self, eid: str, final: FinalStatus, claimer: str
+        self, eid: str, final: FinalStatus, claimer: str, *, retire: str | None = None
     ) -> tuple[FinalStatus, bool]:
         """First writer wins: return the status in force and whether this call set it. The
         winner also claims its announcement (``claim_announcement``) in the same write, so
-        no other finalizer tells it first."""
+        no other finalizer tells it first, and takes the step ``retire`` off the agenda (the
+        last step, whose advance ends with this completion)."""
         keys = self.keys
         ops: list[Put | Delete] = [
             Put(keys.final(eid), final.to_bytes()),
@@ -229,6 +230,8 @@ class KVPersistence:
             Delete(keys.active(eid)),
             Delete(keys.deadline(eid)),
         ]
+        if retire is not None:
+            ops.append(Delete(keys.agenda(eid, retire)))
         won = await self.store.batch_if({keys.final(eid): None}, ops)
         if won:
             if self.retention is not None:

@@ -152,9 +152,8 @@ class Scheduler:
         hints = {node: carried for node in committed or ()} if carried else None
         await self.enqueue(record, [n for n in resolution.fired if n not in running], carried=hints)
         failpoint("after-schedule")
-        if not resolution.pending:
-            await self.check_completion(record, graph)
-        await self.persistence.unschedule(eid, step.node_id)
+        if resolution.pending or not await self.check_completion(record, graph, step.node_id):
+            await self.persistence.unschedule(eid, step.node_id)
 
     async def _resolve(
         self,
@@ -217,17 +216,21 @@ class Scheduler:
         outgoing = {e.key: False for e in graph.outgoing(node_id)}
         await self._resolve(eid, graph, node_id, outgoing, resolution)
 
-    async def check_completion(self, record: ExecutionRecord, graph: Graph) -> None:
-        """Complete the execution once every node is completed or skipped."""
+    async def check_completion(
+        self, record: ExecutionRecord, graph: Graph, retire: str | None = None
+    ) -> bool:
+        """Complete the execution once every node is completed or skipped; True if this call
+        did, and then the step ``retire`` (whose advance checked) left the agenda with it."""
         eid = record.execution_id
         steps = await self.persistence.steps(eid)
         done = {n for n, v in steps.items() if v.record.status in ("completed", "skipped")}
         if not set(graph.nodes) - graph.fallback_only_nodes() <= done:
-            return
+            return False
         state, outputs = execution_state(record, steps)
         completed = [n for n, v in steps.items() if v.record.status == "completed"]
         result = final_outputs(graph, outputs, state, completed)
-        await self.finalize(record, FinalStatus.completed(result))
+        _, won = await self.finalize(record, FinalStatus.completed(result), retire=retire)
+        return won
 
     async def reschedule(self, record: ExecutionRecord, reason: TaskReason) -> list[str]:
         """Enqueue every step on the agenda again (resume, restart). Workers drop what already
@@ -256,15 +259,16 @@ class Scheduler:
         return True
 
     async def finalize(
-        self, record: ExecutionRecord, final: FinalStatus
+        self, record: ExecutionRecord, final: FinalStatus, *, retire: str | None = None
     ) -> tuple[FinalStatus, bool]:
         """Set the sticky final status (first writer wins); return the status in force and
         whether this call set it. Once per generation (``claim_announcement``: by the winner,
         also when its answer was lost and it finalizes again) the status is told to the hooks
-        and wakes a subflow's parent."""
+        and wakes a subflow's parent. ``retire``: a step that leaves the agenda if this call
+        sets it (``set_final``)."""
         final = final.model_copy(update={"generation": record.generation})
         eid = record.execution_id
-        current, won = await self.persistence.set_final(eid, final, self.id)
+        current, won = await self.persistence.set_final(eid, final, self.id, retire=retire)
         if won or current is not final:  # not when the execution is gone
             await self.announce(record, current, claimed=won)
         return current, won
