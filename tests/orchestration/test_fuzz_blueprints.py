@@ -757,18 +757,6 @@ def test_validation_is_linear_in_the_size_of_the_graph() -> None:
 # -- found by fuzzing, in code this part does not own (orchestration/engine.py, runner.py) --------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Engine.add_graph does not look for child-blueprint cycles across registered graphs: "
-        "re-registering 'b' to run 'a' (which runs 'b') is accepted, and running 'a' then "
-        "starts child executions forever; asyncio timeouts do not stop it (the run cannot "
-        "cancel the chain as fast as it grows). Proposed fix: in add_graph, walk the child "
-        "references (subflow blueprintId, loop body) of the new graph through self._graphs "
-        "and refuse a cycle with a BlueprintValidationError (blueprint.load_directory does "
-        "this for a directory, parse_blueprint for a blueprint naming itself)."
-    ),
-)
 def test_re_registering_a_blueprint_into_a_subflow_cycle_is_refused() -> None:
     engine = Engine()
     engine.register_blueprint({"id": "b", "nodes": [{"id": "o", "uses": "output"}]})
@@ -781,15 +769,21 @@ def test_re_registering_a_blueprint_into_a_subflow_cycle_is_refused() -> None:
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "A code workflow whose LoopStep body is the workflow itself registers (graph_problems "
-        "cannot tell the graph's own id from the others in `graphs`), and running it nests "
-        "child executions without end. Proposed fix: as above, a cycle check in "
-        "Engine.add_graph over the child references, with the new graph's id."
-    ),
-)
+def test_a_directory_closing_a_subflow_cycle_with_a_registered_blueprint_is_refused(
+    tmp_path: Path,
+) -> None:
+    engine = Engine()
+    engine.register_blueprint({"id": "b", "nodes": [{"id": "o", "uses": "output"}]})
+    engine.register_blueprint(
+        {"id": "a", "nodes": [{"id": "s", "uses": "subflow", "params": {"blueprintId": "b"}}]}
+    )
+    doc = {"nodes": [{"id": "l", "uses": "loop", "params": {"body": "a", "maxIterations": 2}}]}
+    (tmp_path / "b.json").write_text(json.dumps(doc))
+    with pytest.raises(BlueprintValidationError, match="b -> a -> b"):
+        engine.load_blueprints(tmp_path)
+    assert engine.graph("b").nodes.keys() == {"o"}  # nothing registered
+
+
 def test_a_code_workflow_looping_over_itself_is_refused() -> None:
     workflow = Workflow("self-loop").add_step(LoopStep("again", "self-loop", max_iterations=2))
     with pytest.raises(BlueprintValidationError):
