@@ -252,11 +252,8 @@ def check_run(graph: Graph, result: ExecutionResult) -> str:
     assert result.workflow_id == graph.id and result.graph_version == graph.version
     statuses = {node: step.status for node, step in result.steps.items()}
     assert set(result.route) <= set(graph.nodes)
-    # Known bug (test_a_node_that_is_also_a_fallback_keeps_its_own_record, xfail): a node that
-    # ran as itself and later as a fallback has its record overwritten by the second run.
-    standins = {node.fallback for node in graph.nodes.values() if node.fallback}
     wrong = [n for n in result.route if statuses.get(n, "completed") != "completed"]
-    assert set(wrong) <= standins, f"routed nodes not completed: {wrong}"
+    assert not wrong, f"routed nodes not completed: {wrong}"
     if result.status == "completed":
         left = {n: s for n, s in statuses.items() if s not in ("completed", "skipped")}
         assert not left, f"completed with steps left behind: {left}"
@@ -269,9 +266,6 @@ def check_run(graph: Graph, result: ExecutionResult) -> str:
         )
         assert statuses.get(result.failed_step or "") in ("failed", "completed"), statuses
     running = {node for node, status in statuses.items() if status == "running"}
-    # Known bug (test_a_fallback_stopped_with_its_run_is_not_left_running, xfail): a fallback
-    # running when the run stops stays "running" while its primary is marked cancelled.
-    running -= {s.fallback for s in result.steps.values() if s.status == "cancelled"}
     assert not running, f"a final result with steps still running: {running}"
     assert to_json_value(result.state) == result.state
     assert to_json_value(result.outputs) == result.outputs
@@ -790,17 +784,6 @@ def test_a_code_workflow_looping_over_itself_is_refused() -> None:
         Engine().register_workflow(workflow)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "LocalRun: when a run fails while a fallback is running in place of its primary (here "
-        "in its retry delay), _cancel_running marks the primary 'cancelled' but the "
-        "fallback's StepRecord stays 'running' in the final result. Proposed fix in "
-        "orchestration/runner.py: in _run_fallback, on asyncio.CancelledError set the "
-        "fallback record's status to 'cancelled' and its finished_at before re-raising (or "
-        "have _cancel_running close the records of the running tasks' fallbacks too)."
-    ),
-)
 def test_a_fallback_stopped_with_its_run_is_not_left_running() -> None:
     blueprint = {
         "id": "stopped-fallback",
@@ -853,19 +836,6 @@ def test_the_offline_pii_redaction_is_linear_and_misses_no_address() -> None:
     assert redact_pii("bob@x.com.+ann@y.org, call") == "[REDACTED][REDACTED], call"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "LocalRun._run_fallback keeps the fallback's attempts in the fallback node's own "
-        "StepRecord and output: when that node is also a node of the graph that already ran, "
-        "its record (status, output, attempts) and outputs[node] are overwritten by its run in "
-        "place of the primary -- here 'backup' completed as itself, then failed standing in "
-        "for 'primary', so the route lists a step whose record says failed. The distributed "
-        "engine keeps the fallback's run on the primary's step record. Proposed fix in "
-        "orchestration/runner.py: record a fallback's attempts on the primary's record (as "
-        "'fallback' already names it) and add a record of its own only for a fallback-only node."
-    ),
-)
 def test_a_node_that_is_also_a_fallback_keeps_its_own_record() -> None:
     blueprint = {
         "id": "shared-fallback",
@@ -897,3 +867,4 @@ def test_a_node_that_is_also_a_fallback_keeps_its_own_record() -> None:
     assert result.route == ["backup"]
     assert result.steps["backup"].status == "completed"
     assert result.node_outputs["backup"] == "first run"
+    assert result.steps["primary"].fallback_attempts == 1
