@@ -7,8 +7,12 @@ run in this process on the local engine and are recorded in the same persistence
 
 Ids and inputs are checked where they enter: every method taking an execution id raises
 ``InvalidExecutionId`` for one that breaks the rules of ``distributed.ids`` (before touching the
-store), and ``execute_async`` raises ``InputsTooLarge`` for inputs over
-``EngineConfig.limits.max_inputs_bytes`` (nothing is stored).
+store), ``execute_async`` raises ``InputsTooLarge`` for inputs over
+``EngineConfig.limits.max_inputs_bytes`` and ``InvalidJSONValue`` for inputs that are not JSON
+(nothing is stored), and ``signal`` raises ``InvalidJSONValue`` for a payload that is not JSON.
+Inputs and payloads are kept in the JSON normal form of ``orchestration.jsonvalue``, as the
+local engine keeps them: what a store cannot write, or could write but never read back (NaN,
+a set, bytes, nesting past ``MAX_JSON_DEPTH``), is refused, never changed.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pydantic import Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from orchestration import Engine, SignalRefused, UnknownWorkflow
+from orchestration.jsonvalue import to_json_value
 from orchestration.waits import waits_of
 
 from .context import RuntimeContext
@@ -104,13 +109,16 @@ class DistributedEngine:
         """Submit an execution and return its id at once. Raises ``UnknownWorkflow`` if the
         workflow is not registered, ``ExecutionExists`` if ``execution_id`` was used before,
         ``InvalidExecutionId`` for an id that breaks the rules of ``distributed.ids``,
-        ``InputsTooLarge`` for inputs over ``limits.max_inputs_bytes``; nothing is stored then."""
+        ``InputsTooLarge`` for inputs over ``limits.max_inputs_bytes``, ``InvalidJSONValue``
+        for inputs that are not JSON (keys that are not strings are written as JSON writes
+        them, as the local engine does); nothing is stored then."""
         if execution_id is not None:
             check_execution_id(execution_id, new=True)
         options = options or ExecutionOptions()
         graph = self.local_engine.graph(workflow_id)
         given = dict(inputs or {})
-        check_inputs(self.config.limits, workflow_id, given)
+        check_inputs(self.config.limits, workflow_id, given)  # first: cheap at any size
+        given = to_json_value(given, "inputs")
         record = ExecutionRecord(
             execution_id=execution_id or uuid.uuid4().hex,
             workflow_id=workflow_id,
@@ -206,8 +214,10 @@ class DistributedEngine:
         ``SignalRefused`` when no wait can take it (no wait on that event, or the wait already
         took a signal or timed out), ``ExecutionFinal`` when the execution is over. A client
         that does not hold the workflow cannot tell an unknown event: the signal is kept.
-        A payload over ``limits.max_output_bytes`` raises ``LimitExceeded`` (nothing sent)."""
+        A payload over ``limits.max_output_bytes`` raises ``LimitExceeded``, one that is not
+        JSON ``InvalidJSONValue`` (nothing sent)."""
         check_signal(self.config.limits, event, payload)
+        payload = to_json_value(payload, "signal payload")
         record = await self._require_running(execution_id)
         if not record.options.distributed:  # a local run: signalled in the process running it
             self.local_engine.signal(execution_id, event, payload, action)

@@ -62,6 +62,7 @@ def _step_records(result: ExecutionResult) -> list[StepRecord]:
                 result=TaskResult(output=step.output, action=step.action) if completed else None,
                 error=step.error,
                 fallback=step.fallback,
+                fallback_attempts=step.fallback_attempts,
                 started_at=step.started_at,
                 finished_at=step.finished_at,
             )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -194,7 +195,8 @@ class KVPersistence:
 
     async def sweep_views(self, agenda: Mapping[str, Sequence[str]]) -> dict[str, SweepView]:
         """For each execution, its record, whether it is final or paused, and the records of
-        the given steps: in one read of every key (``get_many``)."""
+        the given steps: in one read of every key (``get_many``). An execution with a record
+        that cannot be decoded has no view: one bad record must not stop the whole sweep."""
         keys, wanted = self.keys, []
         for eid, nodes in agenda.items():
             wanted += [keys.execution(eid), keys.final(eid), keys.paused(eid)]
@@ -202,14 +204,14 @@ class KVPersistence:
         raws = iter(await self.store.get_many(wanted))
         views = {}
         for eid, nodes in agenda.items():
-            record, final, paused = next(raws), next(raws), next(raws)
-            steps = {node: _versioned(next(raws)) for node in nodes}
-            views[eid] = SweepView(
-                record=None if record is None else ExecutionRecord.from_bytes(record),
-                final=None if final is None else FinalStatus.from_bytes(final),
-                paused=paused is not None,
-                steps=steps,
-            )
+            record, final, paused, *steps = [next(raws) for _ in range(3 + len(nodes))]
+            with suppress(ValueError):  # pydantic's ValidationError: an undecodable record
+                views[eid] = SweepView(
+                    record=None if record is None else ExecutionRecord.from_bytes(record),
+                    final=None if final is None else FinalStatus.from_bytes(final),
+                    paused=paused is not None,
+                    steps={node: _versioned(raw) for node, raw in zip(nodes, steps, strict=True)},
+                )
         return views
 
     async def finals(self, eids: Sequence[str]) -> list[FinalStatus | None]:

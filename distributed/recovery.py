@@ -30,9 +30,10 @@ every execution. For each agenda entry, by the step's status:
   (its finalizer clears its own entries; if it died before telling the status to its hooks, the
   sweep takes the announcement over and tells it).
 
-Executions past their deadline become ``timed_out``. Every action is a compare-and-set or an
-idempotent enqueue, so a sweep that overlaps a live worker (or a second sweeper, during a
-leader hand-over) changes nothing twice.
+Executions past their deadline become ``timed_out``. An execution whose records cannot be
+decoded is logged and left as it is: it does not stop the sweep of the others. Every action is
+a compare-and-set or an idempotent enqueue, so a sweep that overlaps a live worker (or a second
+sweeper, during a leader hand-over) changes nothing twice.
 
 **Generations.** ``recover_failed_execution`` re-runs a failed or timed-out execution from its
 last checkpoint as generation n+1: completed (and skipped) steps are kept and never re-run; every
@@ -270,7 +271,15 @@ class RecoveryManager:
         dead = await self._dead_owners(views.values())
         self._seen = {}
         for execution_id, entries in by_execution.items():
-            view = views[execution_id]
+            view = views.get(execution_id)
+            if view is None:
+                log.warning(
+                    "recovery sweep: a record of execution %s cannot be decoded; "
+                    "its %d agenda entries are left as they are",
+                    execution_id,
+                    len(entries),
+                )
+                continue
             if view.record is None or view.final is not None:
                 if view.record is not None and view.final is not None:
                     if now - view.final.finished_at < self.config.settle_time:
@@ -323,7 +332,15 @@ class RecoveryManager:
         return set(remote) - alive
 
     async def _time_out(self, execution_id: str, report: SweepReport) -> None:
-        record = await self.persistence.record(execution_id)
+        try:
+            record = await self.persistence.record(execution_id)
+        except ValueError:  # pydantic's ValidationError: one bad record must not stop the sweep
+            log.warning(
+                "recovery sweep: execution %s is past its deadline, but its record cannot be "
+                "decoded; left as it is",
+                execution_id,
+            )
+            return
         if record is not None:
             timed_out = FinalStatus.timed_out(record.options.timeout)
             _, won = await self.scheduler.finalize(record, timed_out)

@@ -42,7 +42,12 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 from orchestration.errors import BlueprintValidationError, Problem
 from orchestration.graph import Edge, JoinPolicy, Node, RetryPolicy
 from orchestration.jsonvalue import JSON, json_problem
-from orchestration.validation import id_problem
+from orchestration.validation import (
+    CHILD_PARAMETER,
+    id_problem,
+    reference_cycle,
+    reference_cycle_problems,
+)
 
 __all__ = [
     "Blueprint",
@@ -239,51 +244,14 @@ def parse_blueprint(data: Mapping[str, Any], default_id: str | None = None) -> B
             raise BlueprintValidationError("?", [Problem("id", f"blueprint id {problem}")])
         model.id = default_id
     if model.id is not None and model.id in child_blueprints(model):
-        raise BlueprintValidationError(model.id, _cycle_problems([model.id]))
+        raise BlueprintValidationError(model.id, reference_cycle_problems([model.id]))
     return model
-
-
-_CHILD_PARAMETER = {"subflow": "blueprintId", "loop": "body"}
 
 
 def child_blueprints(model: Blueprint) -> set[str]:
     """The blueprints ``model``'s subflow and loop nodes start as child executions."""
-    children = (node.params.get(_CHILD_PARAMETER.get(node.uses, "")) for node in model.nodes)
+    children = (node.params.get(CHILD_PARAMETER.get(node.uses, "")) for node in model.nodes)
     return {child for child in children if isinstance(child, str)}
-
-
-def _cycle_problems(cycle: list[str]) -> list[Problem]:
-    path = " -> ".join([*cycle, cycle[0]])
-    return [
-        Problem(
-            "nodes",
-            f"blueprint {path}: a subflow or loop that starts its own blueprint again "
-            "would never end (use a loop node with a body blueprint to repeat work)",
-        )
-    ]
-
-
-def _reference_cycle(models: list[Blueprint]) -> list[str] | None:
-    """A cycle of blueprints starting each other as children (subflow/loop), if any."""
-    children = {model.graph_id(): sorted(child_blueprints(model)) for model in models}
-    done: set[str] = set()
-    for root in children:
-        path: list[str] = []
-        stack: list[tuple[str, int]] = [(root, 0)]
-        while stack:
-            node, index = stack.pop()
-            if index == 0:
-                if node in path:
-                    return path[path.index(node) :]
-                if node in done or node not in children:
-                    continue
-                path.append(node)
-            if index < len(children[node]):
-                stack.append((node, index + 1))
-                stack.append((children[node][index], 0))
-            else:
-                done.add(path.pop())
-    return None
 
 
 def _read(path: Path) -> Blueprint:
@@ -313,7 +281,8 @@ def load_directory(directory: str | Path) -> list[Blueprint]:
     """Every ``*.json`` blueprint of ``directory`` (sorted by file name); blueprints starting
     each other in a cycle (``a`` runs ``b`` as a subflow, ``b`` runs ``a``) are refused."""
     models = [_read(path) for path in sorted(Path(directory).glob("*.json"))]
-    cycle = _reference_cycle(models)
+    children = {model.graph_id(): child_blueprints(model) for model in models}
+    cycle = reference_cycle(children, lambda graph_id: children.get(graph_id, ()))
     if cycle is not None:
-        raise BlueprintValidationError(str(directory), _cycle_problems(cycle))
+        raise BlueprintValidationError(str(directory), reference_cycle_problems(cycle))
     return models

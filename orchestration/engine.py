@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,12 @@ from orchestration.results import ExecutionResult
 from orchestration.routing import NodeResult
 from orchestration.runner import LocalRun, _with_timeout
 from orchestration.subflow import ChildOutcome, child_inputs, child_result
-from orchestration.validation import graph_problems
+from orchestration.validation import (
+    child_graph_ids,
+    graph_problems,
+    reference_cycle,
+    reference_cycle_problems,
+)
 from orchestration.waits import Signal
 
 if TYPE_CHECKING:
@@ -146,12 +151,17 @@ class Engine:
         name: str = "",
         description: str = "",
     ) -> Graph:
-        """Validate and register a graph built from ``nodes``/``edges``; return it."""
+        """Validate and register a graph built from ``nodes``/``edges``; return it.
+
+        Its subflow and loop nodes may name registered graphs, never so that a graph would start
+        itself again, directly or through others (``_refuse_child_cycles``).
+        """
         problems = graph_problems(
             nodes, edges, node_types=self.node_types, graphs={*self._graphs, graph_id}
         )
         if problems:
             raise BlueprintValidationError(graph_id, problems)
+        self._refuse_child_cycles(graph_id, {graph_id: child_graph_ids(nodes)})
         graph = Graph(graph_id, nodes, edges, name=name, description=description)
         self._graphs[graph_id] = graph
         return graph
@@ -172,7 +182,7 @@ class Engine:
     def register_blueprint(self, blueprint: Blueprint | Mapping[str, Any] | str | Path) -> Graph:
         """Validate and register one JSON blueprint (a model, a mapping or a file path).
 
-        Subflows may only name blueprints registered before (or the blueprint itself); use
+        Subflows may only name blueprints registered before (and not in a cycle); use
         ``load_blueprints`` for a directory whose blueprints refer to each other.
         """
         from orchestration.blueprint import load_blueprint
@@ -212,8 +222,27 @@ class Engine:
             )
         if problems:
             raise BlueprintValidationError(str(directory), problems)
+        children = {graph.id: child_graph_ids(graph.nodes.values()) for graph in graphs}
+        self._refuse_child_cycles(str(directory), children)
         self._graphs.update({graph.id: graph for graph in graphs})
         return graphs
+
+    def _refuse_child_cycles(self, where: str, new: Mapping[str, Collection[str]]) -> None:
+        """Raise ``BlueprintValidationError`` (for ``where``) when graphs about to be registered
+        -- ``new``, each with the graphs it starts as children -- would start themselves again
+        through subflow or loop nodes, with the registered graphs (re-registering one can close
+        a cycle) or alone. Such a run starts child executions without end, faster than its
+        timeout can cancel them, so it is refused before anything is registered."""
+
+        def children_of(graph_id: str) -> Collection[str]:
+            if graph_id in new:
+                return new[graph_id]
+            graph = self._graphs.get(graph_id)
+            return () if graph is None else child_graph_ids(graph.nodes.values())
+
+        cycle = reference_cycle(new, children_of)
+        if cycle is not None:
+            raise BlueprintValidationError(where, reference_cycle_problems(cycle))
 
     # -- one node -----------------------------------------------------------------------
 

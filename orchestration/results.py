@@ -18,9 +18,10 @@ ExecutionStatus = Literal["completed", "failed", "cancelled", "timed_out", "runn
 class StepRecord:
     """One node of one execution.
 
-    ``attempts`` counts every attempt made; ``error`` holds the last error (for a completed
-    step that used its fallback: the primary's error, ``fallback`` naming the node that
-    stood in). Timestamps are ``time.time()`` seconds.
+    ``attempts`` counts the attempts of the node itself; ``error`` holds the last error (for a
+    completed step that used its fallback: the primary's error, ``fallback`` naming the node
+    that stood in, ``fallback_attempts`` counting its attempts, as a distributed step record
+    does). Timestamps are ``time.time()`` seconds.
     """
 
     node_id: str
@@ -32,6 +33,7 @@ class StepRecord:
     action: str | None = None
     error: str | None = None
     fallback: str | None = None
+    fallback_attempts: int = 0
 
 
 @dataclass

@@ -23,7 +23,7 @@ from orchestration.errors import StepTimeout, SubflowFailed, UnroutableAction
 from orchestration.graph import Edge, Graph, Node
 from orchestration.jsonvalue import JSON
 from orchestration.loops import LOOP, LoopSpec, iteration_id, next_iteration
-from orchestration.results import ExecutionResult, ExecutionStatus, StepRecord
+from orchestration.results import ExecutionResult, ExecutionStatus, StepRecord, StepStatus
 from orchestration.retry import retry_with_policy
 from orchestration.routing import JoinDecision, NodeResult, join_decision, route
 from orchestration.state import apply_updates, final_outputs
@@ -85,8 +85,8 @@ class LocalRun:
         self.unpaused = asyncio.Event()  # cleared while paused: no new step starts
         self.unpaused.set()
         self.signals = SignalBox(execution_id, graph)
-        fallback_only = graph.fallback_only_nodes()
-        self.steps = {n: StepRecord(n) for n in graph.nodes if n not in fallback_only}
+        self.fallback_only = graph.fallback_only_nodes()
+        self.steps = {n: StepRecord(n) for n in graph.nodes if n not in self.fallback_only}
 
     async def run(self) -> ExecutionResult:
         """Run to a final status; on cancellation, cancel running steps and re-raise."""
@@ -193,25 +193,47 @@ class LocalRun:
             if node.fallback is None:
                 raise StepFailed(node_id, primary_error) from primary_error
             record.error, record.fallback = describe(primary_error), node.fallback
-            return await self._run_fallback(node, primary_error)
+            return await self._run_fallback(node, record, primary_error)
 
-    async def _run_fallback(self, node: Node, primary_error: Exception) -> NodeResult:
+    async def _run_fallback(
+        self, node: Node, record: StepRecord, primary_error: Exception
+    ) -> NodeResult:
+        """Run ``node``'s fallback in its place: its result, or its error, is the step's
+        (``record``, the primary's), which counts its attempts in ``fallback_attempts``.
+
+        The fallback's own progress goes on a record of its own: the fallback node's, when it
+        is fallback-only (its only record); a detached one when it is also a node of the graph,
+        whose record and output of its own run must stay as they are. Either way it is closed
+        (completed, failed or cancelled) however the fallback ends.
+        """
         fallback = self.graph.nodes[str(node.fallback)]
-        record = self.steps.setdefault(fallback.id, StepRecord(fallback.id))
-        record.status, record.started_at = "running", time.time()
+        standby = self._fallback_record(fallback.id)
+        standby.status, standby.started_at = "running", time.time()
         logger.info(
             "step failed, running its fallback",
             extra={"execution_id": self.execution_id, "step_id": node.id},
         )
         try:
-            result = await self._attempts(fallback, record)
+            result = await self._attempts(fallback, standby)
+        except asyncio.CancelledError:
+            _close(standby, "cancelled")
+            raise
         except Exception as exc:
-            record.status, record.error = "failed", describe(exc)
+            _close(standby, "failed", describe(exc))
             raise StepFailed(node.id, exc) from primary_error
-        record.status, record.output, record.action = "completed", result.output, result.action
-        record.finished_at = time.time()
-        self.outputs[fallback.id] = result.output
+        finally:
+            record.fallback_attempts = standby.attempts
+        _close(standby, "completed")
+        standby.output, standby.action = result.output, result.action
+        if fallback.id in self.fallback_only:
+            self.outputs[fallback.id] = result.output
         return result
+
+    def _fallback_record(self, node_id: str) -> StepRecord:
+        """The record a fallback runs on (see ``_run_fallback``)."""
+        if node_id in self.fallback_only:
+            return self.steps.setdefault(node_id, StepRecord(node_id))
+        return StepRecord(node_id)
 
     async def _attempts(self, node: Node, record: StepRecord) -> NodeResult:
         """Run ``node`` under its retry policy; ``record`` counts attempts, keeps the last error."""
@@ -219,7 +241,7 @@ class LocalRun:
 
         def attempt() -> Awaitable[NodeResult]:
             record.attempts = next(numbers)
-            return self._attempt(node, record.attempts)
+            return self._attempt(node, record)
 
         def on_retry(_attempt: int, error: BaseException, _delay: float) -> None:
             record.error = describe(error)
@@ -240,20 +262,19 @@ class LocalRun:
             attempt=attempt,
         )
 
-    async def _attempt(self, node: Node, attempt: int) -> NodeResult:
-        ctx = self._context(node, attempt)
+    async def _attempt(self, node: Node, record: StepRecord) -> NodeResult:
+        ctx = self._context(node, record.attempts)
         if node.type == "subflow":
             return await _with_timeout(node.timeout, node.id, self._subflow(node, ctx))
         if node.type == WAIT:
-            return await self._wait(node)
+            return await self._wait(node, record)
         if node.type == LOOP:
             return await _with_timeout(node.timeout, node.id, self._loop(node, ctx))
         return await self.engine.run_node(self.graph, node.id, ctx)
 
-    async def _wait(self, node: Node) -> NodeResult:
-        """Park the branch until the wait's signal, or its timeout."""
+    async def _wait(self, node: Node, record: StepRecord) -> NodeResult:
+        """Park the branch until the wait's signal, or its timeout (``record`` waiting)."""
         spec = WaitSpec.of(node)
-        record = self.steps[node.id]
         record.status = "waiting"
         signal = await self.signals.receive(spec)
         record.status = "running"
@@ -287,6 +308,12 @@ class LocalRun:
         if child.status != "completed":
             raise SubflowFailed(node.id, child.status, child.error)
         return self.engine.check_result(node.id, child_result(node, child))
+
+
+def _close(record: StepRecord, status: StepStatus, error: str | None = None) -> None:
+    record.status, record.finished_at = status, time.time()
+    if error is not None:
+        record.error = error
 
 
 def _cause(error: BaseException) -> BaseException:

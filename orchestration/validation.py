@@ -14,14 +14,22 @@ from __future__ import annotations
 
 import unicodedata
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 
 from orchestration.conditions import compile_condition
 from orchestration.errors import ConditionError, Problem
 from orchestration.graph import Edge, Node
 from orchestration.registry import NodeTypeRegistry
 
-__all__ = ["MAX_ID_LENGTH", "graph_problems", "id_problem"]
+__all__ = [
+    "CHILD_PARAMETER",
+    "MAX_ID_LENGTH",
+    "child_graph_ids",
+    "graph_problems",
+    "id_problem",
+    "reference_cycle",
+    "reference_cycle_problems",
+]
 
 MAX_ID_LENGTH = 256
 """The longest node id, blueprint id, edge action or wait event name (in characters)."""
@@ -32,7 +40,9 @@ _FORBIDDEN_CATEGORIES = {
     "Zl": "a line separator",
     "Zp": "a paragraph separator",
 }
-_PARENT_TYPES = ("subflow", "loop")  # node types whose id is part of child execution ids
+CHILD_PARAMETER = {"subflow": "blueprintId", "loop": "body"}
+"""For each node type that starts child executions, the parameter naming the child's graph."""
+_PARENT_TYPES = tuple(CHILD_PARAMETER)  # node types whose id is part of child execution ids
 
 
 def id_problem(value: object) -> str | None:
@@ -116,7 +126,7 @@ def _node_problems(
         messages.append("retry.max_attempts must be at least 1")
     if node.timeout is not None and not node.timeout > 0:
         messages.append("timeout must be positive")
-    child = node.params.get({"subflow": "blueprintId", "loop": "body"}.get(node.type, ""))
+    child = node.params.get(CHILD_PARAMETER.get(node.type, ""))
     if isinstance(child, str) and graphs is not None and child not in graphs:
         messages.append(f"{node.type} names unknown blueprint {_shown(child)}")
     return [Problem(where, message) for message in messages]
@@ -229,6 +239,56 @@ def _structure_problems(nodes: Sequence[Node], edges: Sequence[Edge]) -> list[Pr
         if node.id not in reached:
             problems.append(Problem(_node_location(index, node), "unreachable from any start node"))
     return problems
+
+
+def child_graph_ids(nodes: Iterable[Node]) -> set[str]:
+    """The graphs ``nodes`` start as child executions (subflow and loop nodes)."""
+    children = (node.params.get(CHILD_PARAMETER.get(node.type, "")) for node in nodes)
+    return {child for child in children if isinstance(child, str)}
+
+
+def reference_cycle(
+    roots: Iterable[str], children_of: Callable[[str], Collection[str]]
+) -> list[str] | None:
+    """A cycle of graphs starting each other as children, reached from ``roots``, if any
+    (``[a, b]`` for ``a -> b -> a``; ``[a]`` for a graph starting itself).
+
+    ``children_of`` names the graphs a graph starts (none for a graph it does not know); it is
+    asked once per graph reached. Iterative depth-first search: any depth is safe, and the cost
+    is linear in the graphs and references reached.
+    """
+    children: dict[str, list[str]] = {}
+    done: set[str] = set()
+    for root in roots:
+        path: list[str] = []
+        stack: list[tuple[str, int]] = [(root, 0)]
+        while stack:
+            graph_id, index = stack.pop()
+            if index == 0:
+                if graph_id in path:
+                    return path[path.index(graph_id) :]
+                if graph_id in done:
+                    continue
+                children[graph_id] = sorted(children_of(graph_id))
+                path.append(graph_id)
+            if index < len(children[graph_id]):
+                stack.append((graph_id, index + 1))
+                stack.append((children[graph_id][index], 0))
+            else:
+                done.add(path.pop())
+    return None
+
+
+def reference_cycle_problems(cycle: Sequence[str]) -> list[Problem]:
+    """The problem to report for ``cycle`` (as ``reference_cycle`` returns it)."""
+    path = " -> ".join([*cycle, cycle[0]])
+    return [
+        Problem(
+            "nodes",
+            f"blueprint {path}: a subflow or loop that starts its own blueprint again "
+            "would never end (use a loop node with a body blueprint to repeat work)",
+        )
+    ]
 
 
 def graph_problems(

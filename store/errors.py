@@ -34,12 +34,19 @@ def mask_url(url: str) -> str:
 
     A URL carries a password in its userinfo (``redis://user:pw@host``) or in a query parameter
     (``redis://host/0?password=pw``, as redis-py accepts); both are masked, the rest of the URL
-    is kept as written. A URL that cannot be parsed is not echoed at all.
+    is kept as written. A URL that cannot be parsed, or has an ``@`` before its query that is
+    not in a userinfo urllib recognises, is not echoed at all.
+
+    The same rule as ``mq.url.mask_url`` (``store`` imports nothing of ``mq``).
     """
     try:
         parts = urlsplit(url)
         password = parts.password
     except ValueError:
+        return "<unparseable url>"
+    if parts.username is None and "@" in url.partition("?")[0].partition("#")[0]:
+        # An @ outside the authority urlsplit found (a scheme missing or mistyped, like
+        # "://user:pw@host" or "user:pw@host"): what precedes it may be a password.
         return "<unparseable url>"
     netloc = parts.netloc
     if password:

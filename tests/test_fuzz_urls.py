@@ -158,9 +158,7 @@ def check_mask(case: tuple[str, str, str]) -> str:
         base, hash_, fragment = url.partition("#")  # the parameter goes before any fragment
         parameter = f"password={quote(password, safe='')}"
         secret_url = f"{base}{'&' if '?' in base else '?'}{parameter}{hash_}{fragment}"
-    # store.errors.mask_url misses a password when the scheme is missing (xfail test below)
-    scheme_ok = secret_url.partition("://")[0].isalpha()
-    for mask in (mask_store_url, mask_broker_url) if scheme_ok else (mask_broker_url,):
+    for mask in (mask_store_url, mask_broker_url):
         shown = mask(secret_url)
         assert isinstance(shown, str)
         if style != "none" and shown != "<unparseable url>":
@@ -247,16 +245,6 @@ def test_the_broker_mask_hides_a_password_behind_a_missing_scheme(url: str) -> N
     assert "S3cr3t" not in str(raised.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "store.errors.mask_url echoes a URL whose scheme is missing or mistyped unchanged, "
-        "password included: urlsplit('user:pw@h:6379') reads 'user' as the scheme and finds no "
-        "userinfo, so InvalidStoreURL('unsupported scheme') shows the password. Proposed fix: "
-        "the rule mq.url.mask_url now has -- when urlsplit finds no username but the URL has an "
-        "'@' before its query, show '<unparseable url>'."
-    ),
-)
 @pytest.mark.parametrize("url", ["user:S3cr3t@h:6379/0", "://user:S3cr3t@h", "redis//u:S3cr3t@h"])
 def test_the_store_mask_hides_a_password_behind_a_missing_scheme(url: str) -> None:
     assert "S3cr3t" not in mask_store_url(url)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from metrics import MetricsError
 from mq import BrokerError, BrokerUnavailable, InvalidBrokerURL
 from orchestration import BlueprintValidationError, ProviderError, SignalRefused, UnknownWorkflow
+from orchestration.errors import InvalidJSONValue
 from store import InvalidStoreURL, StoreError, StoreLocked, StoreUnavailable
 
 from ..errors import (
@@ -40,6 +41,7 @@ _BY_TYPE: tuple[tuple[type[BaseException], int], ...] = (
     (ExecutionNotFound, EXIT_USAGE),
     (InvalidExecutionId, EXIT_USAGE),  # a NUL, a control character, a '/', too long
     (LimitExceeded, EXIT_USAGE),  # inputs over max_inputs_bytes
+    (InvalidJSONValue, EXIT_USAGE),  # --input/--payload with NaN, or nested too deep
     (ExecutionExists, EXIT_USAGE),
     (UnknownWorkflow, EXIT_USAGE),
     (ProviderError, EXIT_USAGE),

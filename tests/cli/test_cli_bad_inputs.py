@@ -74,6 +74,10 @@ BAD_INPUTS = [
      EXIT_USAGE, "invalid execution id 'a\\udcffb': contains a lone surrogate (not UTF-8)"),
     ("an execution id too long", ["events", "x" * 4097, "--store", "memory://"],
      EXIT_USAGE, "is 4097 characters long, over the limit of 4096"),
+    ("NaN in --input", ["run", "100", "--blueprints", BLOG, "--input", '{"topic": NaN}'],
+     EXIT_USAGE, "inputs is not JSON: Out of range float values are not JSON compliant"),
+    ("NaN in --payload", ["signal", "x", "go", "--payload", "NaN", "--store", "memory://"],
+     EXIT_USAGE, "signal payload is not JSON: Out of range float values are not JSON compliant"),
     ("inputs over the size limit",
      ["run", "100", "--blueprints", BLOG, "--input", "@{bad}/../big.json"],
      EXIT_USAGE, "inputs of workflow '100' are 585.9 KiB (600012 bytes) as JSON, over the limit "

@@ -18,9 +18,11 @@ from support import assert_eventually
 from distributed import (
     ExecutionFinished,
     ExecutionNotFound,
+    ExecutionOptions,
     ExecutionRecord,
     FinalStatus,
     Hooks,
+    KVPersistence,
     NotRecoverable,
     RecoveryConfig,
     Runtime,
@@ -188,6 +190,36 @@ async def test_a_scheduled_step_whose_message_was_lost_is_enqueued_again(
         snapshot = await runtime.engine.wait("lost", timeout=WAIT)
     assert snapshot.status == "completed"
     assert all(switch.runs[("lost", n)] == 1 for n in graph.nodes)
+
+
+async def test_a_record_the_sweep_cannot_decode_does_not_stop_the_sweep(
+    make_runtime: RuntimeFactory, engine: Engine, switch: Switch
+) -> None:
+    """Found by fuzzing: inputs nested too deep to read back (before execute_async refused
+    them) were stored, and the sweep then failed on every interval, for every execution."""
+    switch.broken = False
+    graph = engine.graph("flaky")
+    records = [
+        ExecutionRecord(
+            execution_id=eid,
+            workflow_id="flaky",
+            graph_version=graph.version,
+            inputs={},
+            options=ExecutionOptions(timeout=0.01 if eid == "unreadable" else None),
+        )
+        for eid in ("unreadable", "lost")
+    ]
+    async with make_runtime(engine, QUICK) as runtime:
+        persistence = runtime.engine.persistence
+        assert isinstance(persistence, KVPersistence)
+        for record in records:  # on the agenda, nothing enqueued
+            assert await persistence.create_execution(record, ["fetch"])
+        # past its deadline, and on the agenda, with a record nobody can read back
+        await persistence.store.put(persistence.keys.execution("unreadable"), b"[[[[")
+        await runtime.recovery.sweep()
+        snapshot = await runtime.engine.wait("lost", timeout=WAIT)
+    assert snapshot.status == "completed"
+    assert switch.runs[("unreadable", "fetch")] == 0
 
 
 @pytest.mark.parametrize("known", [False, True], ids=["unknown-workflow", "other-version"])

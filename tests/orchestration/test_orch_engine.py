@@ -228,6 +228,7 @@ async def test_the_fallback_runs_only_when_the_primary_fails() -> None:
     assert bad.status == "completed" and bad.outputs == {"main": "from backup"}
     assert used == ["backup"]
     assert bad.steps["main"].fallback == "backup" and "primary down" in str(bad.steps["main"].error)
+    assert bad.steps["main"].fallback_attempts == 1 and bad.steps["backup"].attempts == 1
 
 
 async def test_a_cancelled_execution_keeps_its_partial_state() -> None:
