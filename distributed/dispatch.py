@@ -151,8 +151,9 @@ class LocalDispatch:
         return started
 
     async def reserve(self, wanted: int) -> list[HandOn]:
-        """Hold up to ``wanted`` free slots of this process's runners, round robin, for the
-        successors a commit leases to them (``HandOn``); each is taken or released."""
+        """Hold up to ``wanted`` free slots of this process's runners, one runner after
+        another, for the successors a commit leases to them (``HandOn``); each is taken or
+        released."""
         runners, held = list(self._runners.values()), list[HandOn]()
         for i in range(len(runners)):
             runner = runners[(self._next + i) % len(runners)]
