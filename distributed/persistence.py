@@ -81,12 +81,14 @@ class WorkflowPersistence(Protocol):
     async def finals(self, eids: Sequence[str]) -> list[FinalStatus | None]: ...
     async def sweep_views(self, agenda: Mapping[str, Sequence[str]]) -> dict[str, SweepView]: ...
     async def set_final(
-        self, eid: str, final: FinalStatus, claimer: str, *, retire: str | None = None
+        self, eid: str, final: FinalStatus, claimer: str
     ) -> tuple[FinalStatus, bool]: ...
     async def claim_announcement(
         self, eid: str, generation: int, claimer: str, *, take_over: bool = False
     ) -> bool: ...
-    async def mark_announced(self, eid: str, generation: int) -> None: ...
+    async def mark_announced(
+        self, eid: str, generation: int, *, retire: str | None = None
+    ) -> None: ...
     async def steps(self, eid: str) -> dict[str, VersionedStep]: ...
     async def step(self, eid: str, node_id: str) -> VersionedStep | None: ...
     async def steps_of(
@@ -219,12 +221,11 @@ class KVPersistence:
         return [None if raw is None else FinalStatus.from_bytes(raw) for raw in raws]
 
     async def set_final(
-        self, eid: str, final: FinalStatus, claimer: str, *, retire: str | None = None
+        self, eid: str, final: FinalStatus, claimer: str
     ) -> tuple[FinalStatus, bool]:
         """First writer wins: return the status in force and whether this call set it. The
         winner also claims its announcement (``claim_announcement``) in the same write, so
-        no other finalizer tells it first, and takes the step ``retire`` off the agenda (the
-        last step, whose advance ends with this completion)."""
+        no other finalizer tells it first."""
         keys = self.keys
         ops: list[Put | Delete] = [
             Put(keys.final(eid), final.to_bytes()),
@@ -232,8 +233,6 @@ class KVPersistence:
             Delete(keys.active(eid)),
             Delete(keys.deadline(eid)),
         ]
-        if retire is not None:
-            ops.append(Delete(keys.agenda(eid, retire)))
         won = await self.store.batch_if({keys.final(eid): None}, ops)
         if won:
             if self.retention is not None:
@@ -264,10 +263,19 @@ class KVPersistence:
             return holder == me
         return await self.store.compare_and_set(key, holder, me, ttl=self.retention)
 
-    async def mark_announced(self, eid: str, generation: int) -> None:
-        """The claimer told: nobody claims this generation's announcement again."""
-        key = self.keys.announced(eid, generation)
-        await self.store.put(key, _TOLD, ttl=self.retention)
+    async def mark_announced(
+        self, eid: str, generation: int, *, retire: str | None = None
+    ) -> None:
+        """The claimer told: nobody claims this generation's announcement again, and the step
+        ``retire`` (the last, whose advance ended with the completion) leaves the agenda. Not
+        before: a final status whose telling was lost is told by the sweep finding that step
+        still on the agenda."""
+        ops: list[Put | Delete] = [
+            Put(self.keys.announced(eid, generation), _TOLD, ttl=self.retention)
+        ]
+        if retire is not None:
+            ops.append(Delete(self.keys.agenda(eid, retire)))
+        await self.store.batch(ops)
 
     async def steps(self, eid: str) -> dict[str, VersionedStep]:
         prefix = self.keys.steps(eid)

@@ -220,7 +220,8 @@ class Scheduler:
         self, record: ExecutionRecord, graph: Graph, retire: str | None = None
     ) -> bool:
         """Complete the execution once every node is completed or skipped; True if this call
-        did, and then the step ``retire`` (whose advance checked) left the agenda with it."""
+        did, and then the step ``retire`` (whose advance checked) left the agenda as it was
+        told."""
         eid = record.execution_id
         steps = await self.persistence.steps(eid)
         done = {n for n, v in steps.items() if v.record.status in ("completed", "skipped")}
@@ -264,13 +265,13 @@ class Scheduler:
         """Set the sticky final status (first writer wins); return the status in force and
         whether this call set it. Once per generation (``claim_announcement``: by the winner,
         also when its answer was lost and it finalizes again) the status is told to the hooks
-        and wakes a subflow's parent. ``retire``: a step that leaves the agenda if this call
-        sets it (``set_final``)."""
+        and wakes a subflow's parent. ``retire``: a step that leaves the agenda once this call
+        set the status and told it (``mark_announced``)."""
         final = final.model_copy(update={"generation": record.generation})
         eid = record.execution_id
-        current, won = await self.persistence.set_final(eid, final, self.id, retire=retire)
+        current, won = await self.persistence.set_final(eid, final, self.id)
         if won or current is not final:  # not when the execution is gone
-            await self.announce(record, current, claimed=won)
+            await self.announce(record, current, claimed=won, retire=retire if won else None)
         return current, won
 
     async def announce(
@@ -280,6 +281,7 @@ class Scheduler:
         *,
         claimed: bool = False,
         take_over: bool = False,
+        retire: str | None = None,
     ) -> None:
         """Tell the hooks the execution's final status and wake a subflow's parent, once per
         generation, if this scheduler won it (``claimed``: it knows; otherwise it asks
@@ -293,7 +295,7 @@ class Scheduler:
             return
         log.info("execution %s %s", eid, final.status, extra={"execution_id": eid})
         self.context.hooks.execution_final(_finished(record, final))
-        await self.persistence.mark_announced(eid, record.generation)
+        await self.persistence.mark_announced(eid, record.generation, retire=retire)
         if record.parent is not None:
             parent = await self.persistence.record(record.parent.execution_id)
             if parent is not None:
