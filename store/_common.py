@@ -11,10 +11,13 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Self
 
-from store.base import Delete, Put
+from store.base import Delete, Incr, Put
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
+# Counters an ``Incr`` of a batch touches stay within +-BATCH_COUNTER_LIMIT: the integers a Lua
+# number (a double) holds exactly, so Redis's batch script computes them exactly.
+BATCH_COUNTER_LIMIT = 2**53 - 1
 _COUNTER = re.compile(rb"(0|-?[1-9][0-9]{0,18})\Z")
 
 
@@ -100,7 +103,7 @@ def check_page_size(page_size: object) -> int:
     return page_size
 
 
-def check_ops(ops: Sequence[Put | Delete]) -> list[Put | Delete]:
+def check_ops(ops: Sequence[Put | Delete | Incr]) -> list[Put | Delete | Incr]:
     """Validate every operation of a batch, before anything is written."""
     checked = list(ops)
     for op in checked:
@@ -110,9 +113,20 @@ def check_ops(ops: Sequence[Put | Delete]) -> list[Put | Delete]:
             check_optional_ttl(op.ttl)
         elif isinstance(op, Delete):
             check_key(op.key)
+        elif isinstance(op, Incr):
+            check_key(op.key)
+            _check_batch_amount(op.amount)
         else:
-            raise TypeError(f"batch operations must be Put or Delete, not {type(op).__name__}")
+            kind = type(op).__name__
+            raise TypeError(f"batch operations must be Put, Delete or Incr, not {kind}")
     return checked
+
+
+def _check_batch_amount(amount: object) -> None:
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise TypeError(f"Incr amount must be int, not {type(amount).__name__}")
+    if abs(amount) > BATCH_COUNTER_LIMIT:
+        raise ValueError(f"Incr amount {amount} is outside +-{BATCH_COUNTER_LIMIT} (2**53 - 1)")
 
 
 def check_expected(expected: Mapping[str, bytes | None]) -> dict[str, bytes | None]:
@@ -143,6 +157,19 @@ def add_counter(key: str, current: int, amount: int) -> int:
     if not INT64_MIN <= total <= INT64_MAX:
         raise ValueError(f"incr of {key!r} by {amount} would overflow a signed 64-bit integer")
     return total
+
+
+def add_batch_counter(key: str, current: bytes | None, amount: int) -> bytes:
+    """The value an ``Incr`` of a batch leaves at ``key`` holding ``current`` (``None``: absent),
+    or ``ValueError`` if that is not a counter or it or the sum leaves +-BATCH_COUNTER_LIMIT."""
+    start = 0 if current is None else parse_counter(key, current)
+    total = start + amount
+    if abs(start) > BATCH_COUNTER_LIMIT or abs(total) > BATCH_COUNTER_LIMIT:
+        raise ValueError(
+            f"Incr of {key!r} by {amount} in a batch: counter {start} or the sum leaves"
+            f" +-{BATCH_COUNTER_LIMIT} (2**53 - 1)"
+        )
+    return format_counter(total)
 
 
 def format_counter(value: int) -> bytes:

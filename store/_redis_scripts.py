@@ -4,8 +4,8 @@ Every script gets ``KEYS[1]`` = the key index (sorted set, members are unprefixe
 0 so they sort by bytes), ``KEYS[2]`` = the expiry index (sorted set, score = expiry time in ms by
 the Redis clock) and ``ARGV[1]`` = the key prefix. Data keys are ``prefix .. key``, built inside
 the scripts, so the store needs a standalone Redis (or Sentinel), not Redis Cluster.
-Redis runs each script atomically; arguments are validated in Python first, so no script fails
-halfway through.
+Redis runs each script atomically; arguments are validated in Python first (and a batch's
+counters by the script before it writes), so no script fails halfway through.
 """
 
 from __future__ import annotations
@@ -42,7 +42,9 @@ DELETE = _HELPERS + "return remove(ARGV[2])\n"
 # (``RedisStore``'s ``_pack_*``), so a commit of many keys is a handful of arguments: encoding
 # dozens of small arguments was most of the client's cost of a write. Lengths are 4-byte
 # big-endian; ``struct.unpack`` (Redis's Lua) reads them. An operation: 'P', key, value,
-# ttl_ms ('' = none) | 'D', key. A condition: key, has_expected ('0'/'1'), expected.
+# ttl_ms ('' = none) | 'D', key | 'I', key, amount (ASCII decimal). A condition: key,
+# has_expected ('0'/'1'), expected. A batch with an 'I' is checked whole before anything is
+# written (``check_incrs``); the caller says whether it has one, so other batches skip the check.
 _BATCH_HELPERS = """
 local function apply_ops(blob)
   local pos, n = 1, #blob
@@ -53,17 +55,79 @@ local function apply_ops(blob)
       local value, ttl
       value, ttl, pos = struct.unpack('>I4c0I4c0', blob, pos)
       store(key, value, ttl)
+    elseif kind == 'I' then
+      local amount
+      amount, pos = struct.unpack('>I4c0', blob, pos)
+      redis.call('INCRBY', ARGV[1] .. key, amount)  -- keeps the TTL
+      redis.call('ZADD', KEYS[1], 0, key)
     else
       remove(key)
     end
   end
 end
+-- The number an 'I' starts from: 0 for an absent key (false), a running sum (a number), or a
+-- stored counter (as store._common's _COUNTER); nil and why if the value is none of these or
+-- is outside +-(2^53 - 1), the integers a Lua number (a double) holds exactly. Up to 16 digits
+-- tonumber may round, but rounding is monotonic, so the comparison with the limit is exact.
+local LIMIT = 9007199254740991
+local function counter(value)
+  if not value then return 0 end
+  if type(value) == 'number' then return value end
+  if value ~= '0' and not string.find(value, '^%-?[1-9][0-9]*$') then
+    return nil, 'is not an integer'
+  end
+  local digits = #value - (string.sub(value, 1, 1) == '-' and 1 or 0)
+  if digits > 16 or math.abs(tonumber(value)) > LIMIT then
+    return nil, 'would overflow +-(2^53 - 1)'
+  end
+  return tonumber(value)
+end
+-- Walk the operations as apply_ops will, following each key an 'I' touches (what a 'P' or 'D'
+-- earlier in the batch left, else the stored value); an error message if one would fail.
+local function check_incrs(blob)
+  local values = {}  -- key -> its value so far: bytes, a running sum, or false (absent)
+  local pos, n = 1, #blob
+  while pos <= n do
+    local kind, key
+    kind, key, pos = struct.unpack('>c1I4c0', blob, pos)
+    if kind == 'P' then
+      local value, ttl
+      value, ttl, pos = struct.unpack('>I4c0I4c0', blob, pos)
+      values[key] = value
+    elseif kind == 'I' then
+      local amount
+      amount, pos = struct.unpack('>I4c0', blob, pos)
+      local current = values[key]
+      if current == nil then current = redis.call('GET', ARGV[1] .. key) end
+      local start, why = counter(current)
+      if start and math.abs(start + tonumber(amount)) > LIMIT then
+        why = 'would overflow +-(2^53 - 1)'
+      end
+      if why then return "batch Incr of '" .. key .. "' by " .. amount .. ': value ' .. why end
+      values[key] = start + tonumber(amount)
+    else
+      values[key] = false
+    end
+  end
+  return nil
+end
 """
 
-# ARGV: prefix, operations
-BATCH = _HELPERS + _BATCH_HELPERS + "apply_ops(ARGV[2])\nreturn 1\n"
+# ARGV: prefix, operations, has_incr ('1'/'')
+BATCH = (
+    _HELPERS
+    + _BATCH_HELPERS
+    + """
+if ARGV[3] == '1' then
+  local failed = check_incrs(ARGV[2])
+  if failed then return redis.error_reply(failed) end
+end
+apply_ops(ARGV[2])
+return 1
+"""
+)
 
-# ARGV: prefix, conditions, keys to read, operations
+# ARGV: prefix, conditions, keys to read, operations, has_incr ('1'/'')
 # -> {0} if a condition failed, else {1, value of each key read after the batch (false: absent)}
 # (a table's false entries reach the client as nil; trailing ones are still counted)
 BATCH_IF = (
@@ -80,6 +144,10 @@ while pos <= n do
   elseif current ~= expected then
     return {0}
   end
+end
+if ARGV[5] == '1' then
+  local failed = check_incrs(ARGV[4])
+  if failed then return redis.error_reply(failed) end
 end
 apply_ops(ARGV[4])
 local reply = {1}

@@ -1,4 +1,4 @@
-"""The ``KVStore`` protocol and the batch operations ``Put`` and ``Delete``.
+"""The ``KVStore`` protocol and the batch operations ``Put``, ``Delete`` and ``Incr``.
 
 Keys are non-empty ``str`` without NUL characters (stored as UTF-8); values are ``bytes``; TTLs are
 positive, finite seconds (``float``), kept with millisecond precision. Keys sort by code point,
@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Delete", "KVStore", "Put"]
+__all__ = ["Delete", "Incr", "KVStore", "Put"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,25 @@ class Delete:
     """Remove ``key`` inside a :meth:`KVStore.batch` (absent keys are ignored)."""
 
     key: str
+
+
+@dataclass(frozen=True)
+class Incr:
+    """Add ``amount`` to the ASCII decimal counter at ``key`` (absent = 0) inside a
+    :meth:`KVStore.batch`, keeping the key's TTL (as :meth:`KVStore.incr`).
+
+    It sees the batch's earlier operations on ``key`` (after a ``Put`` it adds to the value put,
+    after a ``Delete`` it starts from 0), and a later ``Put`` overwrites it. Unlike ``incr``,
+    counters in a batch stay within ``-(2**53 - 1) .. 2**53 - 1`` (``BATCH_COUNTER_LIMIT`` in
+    ``store._common``: the integers a Redis Lua number holds exactly): ``amount``, the value an
+    ``Incr`` starts from and every running sum must lie in that range. A batch in which an
+    ``Incr`` meets a value that is not a counter, or would leave the range, raises
+    ``ValueError`` and writes nothing. (``batch_if`` checks its conditions first: if one fails,
+    nothing is written and nothing is raised.)
+    """
+
+    key: str
+    amount: int = 1
 
 
 @runtime_checkable
@@ -73,12 +92,12 @@ class KVStore(Protocol):
         """
         ...
 
-    async def batch(self, ops: Sequence[Put | Delete]) -> None:
+    async def batch(self, ops: Sequence[Put | Delete | Incr]) -> None:
         """Apply every operation, in order, atomically: all of them or none."""
         ...
 
     async def batch_if(
-        self, expected: Mapping[str, bytes | None], ops: Sequence[Put | Delete]
+        self, expected: Mapping[str, bytes | None], ops: Sequence[Put | Delete | Incr]
     ) -> bool:
         """Apply ``ops`` like :meth:`batch`, but only if every key of ``expected`` holds its
         expected value (``None``: is absent), all in one atomic step; ``True`` if applied."""
@@ -87,7 +106,7 @@ class KVStore(Protocol):
     async def batch_if_get(
         self,
         expected: Mapping[str, bytes | None],
-        ops: Sequence[Put | Delete],
+        ops: Sequence[Put | Delete | Incr],
         keys: Sequence[str],
     ) -> list[bytes | None] | None:
         """Like :meth:`batch_if`, and in the same atomic step read ``keys`` as the batch left

@@ -42,6 +42,7 @@ import plyvel
 
 from store._common import (
     StoreContextMixin,
+    add_batch_counter,
     add_counter,
     check_amount,
     check_expected,
@@ -59,7 +60,7 @@ from store._common import (
     parse_counter,
     ttl_to_ms,
 )
-from store.base import Delete, Put
+from store.base import Delete, Incr, Put
 from store.errors import StoreClosed, StoreLocked, StoreUnavailable
 
 __all__ = ["LevelDBStore"]
@@ -248,18 +249,18 @@ class LevelDBStore(StoreContextMixin):
             self._apply([(raw_key, None)])
             return existed
 
-    async def batch(self, ops: Sequence[Put | Delete]) -> None:
+    async def batch(self, ops: Sequence[Put | Delete | Incr]) -> None:
         await self.batch_if({}, ops)
 
     async def batch_if(
-        self, expected: Mapping[str, bytes | None], ops: Sequence[Put | Delete]
+        self, expected: Mapping[str, bytes | None], ops: Sequence[Put | Delete | Incr]
     ) -> bool:
         return await self.batch_if_get(expected, ops, ()) is not None
 
     async def batch_if_get(
         self,
         expected: Mapping[str, bytes | None],
-        ops: Sequence[Put | Delete],
+        ops: Sequence[Put | Delete | Incr],
         keys: Sequence[str],
     ) -> list[bytes | None] | None:
         conditions, checked = check_expected(expected), check_ops(ops)
@@ -268,13 +269,7 @@ class LevelDBStore(StoreContextMixin):
             for key, value in conditions.items():
                 if _unpack(self._db.get(_data_key(key)), now) != value:
                     return None
-            mutations: list[Mutation] = []
-            for op in checked:
-                if isinstance(op, Put):
-                    mutations += _record(op.key, op.value, _expiry(op.ttl, now))
-                else:
-                    mutations.append((_data_key(op.key), None))
-            self._apply(mutations)
+            self._apply(self._batch_mutations(checked, now))  # raises before it writes
             return [_unpack(self._db.get(key), now) for key in wanted]
 
     async def compare_and_set(
@@ -440,6 +435,28 @@ class LevelDBStore(StoreContextMixin):
                     batch.delete(raw_key)
                 else:
                     batch.put(raw_key, raw_value)
+
+    def _batch_mutations(self, ops: list[Put | Delete | Incr], now: int) -> list[Mutation]:
+        """The mutations of a batch; an ``Incr`` adds to the record the batch's earlier
+        operations left (else the stored one) and keeps its expiry header, as ``incr``."""
+        mutations: list[Mutation] = []
+        written: dict[bytes, bytes | None] = {}  # data key -> the record the batch gave it
+        for op in ops:
+            raw_key = _data_key(op.key)
+            if isinstance(op, Put):
+                record = _record(op.key, op.value, _expiry(op.ttl, now))
+                written[raw_key] = record[0][1]
+                mutations += record
+            elif isinstance(op, Delete):
+                written[raw_key] = None
+                mutations.append((raw_key, None))
+            else:
+                raw = written[raw_key] if raw_key in written else self._db.get(raw_key)
+                current = _unpack(raw, now)
+                header = raw[:8] if raw is not None and current is not None else bytes(8)
+                written[raw_key] = header + add_batch_counter(op.key, current, op.amount)
+                mutations.append((raw_key, written[raw_key]))
+        return mutations
 
     def _log_meta_record(
         self, key: str, expiry: int, first: int, last: int, oldest: int

@@ -21,6 +21,7 @@ from itertools import islice
 
 from store._common import (
     StoreContextMixin,
+    add_batch_counter,
     add_counter,
     check_amount,
     check_expected,
@@ -37,7 +38,7 @@ from store._common import (
     format_counter,
     parse_counter,
 )
-from store.base import Delete, Put
+from store.base import Delete, Incr, Put
 from store.errors import StoreClosed
 
 __all__ = ["MemoryStore"]
@@ -150,18 +151,18 @@ class MemoryStore(StoreContextMixin):
             self._remove(key)
             return existed
 
-    async def batch(self, ops: Sequence[Put | Delete]) -> None:
+    async def batch(self, ops: Sequence[Put | Delete | Incr]) -> None:
         await self.batch_if({}, ops)
 
     async def batch_if(
-        self, expected: Mapping[str, bytes | None], ops: Sequence[Put | Delete]
+        self, expected: Mapping[str, bytes | None], ops: Sequence[Put | Delete | Incr]
     ) -> bool:
         return await self.batch_if_get(expected, ops, ()) is not None
 
     async def batch_if_get(
         self,
         expected: Mapping[str, bytes | None],
-        ops: Sequence[Put | Delete],
+        ops: Sequence[Put | Delete | Incr],
         keys: Sequence[str],
     ) -> list[bytes | None] | None:
         conditions, checked = check_expected(expected), check_ops(ops)
@@ -169,11 +170,14 @@ class MemoryStore(StoreContextMixin):
         with self._writing() as now:
             if any(self._live_value(k, now) != v for k, v in conditions.items()):
                 return None
+            counters = iter(self._batch_counters(checked, now))  # raises before any write
             for op in checked:
                 if isinstance(op, Put):
                     self._set(op.key, op.value, op.ttl, now)
-                else:
+                elif isinstance(op, Delete):
                     self._remove(op.key)
+                else:
+                    self._set_counter(op.key, next(counters), now)
             return [self._live_value(key, now) for key in wanted]
 
     async def compare_and_set(
@@ -199,11 +203,7 @@ class MemoryStore(StoreContextMixin):
         with self._writing() as now:
             current = self._live_value(key, now)
             total = add_counter(key, 0 if current is None else parse_counter(key, current), amount)
-            entry = self._data.get(key)
-            if current is not None and entry is not None:
-                entry.value = format_counter(total)
-            else:
-                self._set(key, format_counter(total), None, now)
+            self._set_counter(key, format_counter(total), now)
             return total
 
     async def expire(self, key: str, ttl: float) -> bool:
@@ -315,6 +315,27 @@ class MemoryStore(StoreContextMixin):
         self._data[key] = _Entry(value, expires_at)
         if expires_at is not None:
             heapq.heappush(self._expiries, (expires_at, key))
+
+    def _set_counter(self, key: str, value: bytes, now: float) -> None:
+        """Set ``key`` to ``value``, keeping its TTL if it is live (as ``incr``)."""
+        entry = self._data.get(key)
+        if entry is not None and self._live_value(key, now) is not None:
+            entry.value = value
+        else:
+            self._set(key, value, None, now)
+
+    def _batch_counters(self, ops: list[Put | Delete | Incr], now: float) -> list[bytes]:
+        """The value each ``Incr`` of a batch leaves, over the batch's earlier writes."""
+        written: dict[str, bytes | None] = {}  # key -> the value the batch gave it so far
+        counters: list[bytes] = []
+        for op in ops:
+            if isinstance(op, Incr):
+                current = written[op.key] if op.key in written else self._live_value(op.key, now)
+                counters.append(add_batch_counter(op.key, current, op.amount))
+                written[op.key] = counters[-1]
+            else:
+                written[op.key] = op.value if isinstance(op, Put) else None
+        return counters
 
     def _expire_log(self, key: str, log: _Log, expires_at: float) -> None:
         log.expires_at = expires_at

@@ -53,7 +53,7 @@ from store._common import (
     check_value,
     ttl_to_ms,
 )
-from store.base import Delete, Put
+from store.base import Delete, Incr, Put
 from store.errors import InvalidStoreURL, StoreClosed, StoreError, StoreUnavailable, mask_url
 
 __all__ = ["RedisStore", "check_redis_url", "split_prefix", "tls_url"]
@@ -120,16 +120,23 @@ def _packed(*parts: bytes) -> bytes:
     return b"".join(_LENGTH(len(part)) + part for part in parts)
 
 
-def _pack_ops(ops: Sequence[Put | Delete]) -> bytes:
+def _pack_ops(ops: Sequence[Put | Delete | Incr]) -> bytes:
     """The operations of a batch, packed into one script argument (``_redis_scripts``)."""
     packed = []
     for op in ops:
         key = op.key.encode("utf-8")
         if isinstance(op, Put):
             packed.append(b"P" + _packed(key, op.value, _ttl_arg(op.ttl).encode("ascii")))
+        elif isinstance(op, Incr):
+            packed.append(b"I" + _packed(key, str(op.amount).encode("ascii")))
         else:
             packed.append(b"D" + _packed(key))
     return b"".join(packed)
+
+
+def _has_incr(ops: Sequence[Put | Delete | Incr]) -> str:
+    """The scripts' ``has_incr`` argument: only a batch with an ``Incr`` is checked first."""
+    return "1" if any(isinstance(op, Incr) for op in ops) else ""
 
 
 def _pack_conditions(conditions: Mapping[str, bytes | None]) -> bytes:
@@ -284,28 +291,28 @@ class RedisStore(StoreContextMixin):
     async def delete(self, key: str) -> bool:
         return bool(await self._write("DELETE", check_key(key)))
 
-    async def batch(self, ops: Sequence[Put | Delete]) -> None:
+    async def batch(self, ops: Sequence[Put | Delete | Incr]) -> None:
         checked = check_ops(ops)
         if checked:
-            await self._write("BATCH", _pack_ops(checked))
+            await self._write("BATCH", _pack_ops(checked), _has_incr(checked))
         else:
             self._check_open()
 
     async def batch_if(
-        self, expected: Mapping[str, bytes | None], ops: Sequence[Put | Delete]
+        self, expected: Mapping[str, bytes | None], ops: Sequence[Put | Delete | Incr]
     ) -> bool:
         return await self.batch_if_get(expected, ops, ()) is not None
 
     async def batch_if_get(
         self,
         expected: Mapping[str, bytes | None],
-        ops: Sequence[Put | Delete],
+        ops: Sequence[Put | Delete | Incr],
         keys: Sequence[str],
     ) -> list[bytes | None] | None:
         conditions, checked = check_expected(expected), check_ops(ops)
         wanted = [check_key(key).encode("utf-8") for key in keys]
         packed = (_pack_conditions(conditions), _packed(*wanted), _pack_ops(checked))
-        reply = await self._write("BATCH_IF", *packed)
+        reply = await self._write("BATCH_IF", *packed, _has_incr(checked))
         if not reply[0]:
             return None
         return [reply[i] for i in range(1, len(wanted) + 1)]
@@ -405,7 +412,7 @@ class RedisStore(StoreContextMixin):
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise StoreUnavailable(self.url, str(exc) or type(exc).__name__) from exc
         except ResponseError as exc:
-            if "not an integer" in str(exc) or "overflow" in str(exc):  # from INCRBY
+            if "not an integer" in str(exc) or "overflow" in str(exc):  # INCRBY, batch Incr
                 raise ValueError(f"incr failed: {str(exc).partition(' script:')[0]}") from exc
             raise StoreError(f"Redis store {self.url} failed: {exc}") from exc
         except RedisError as exc:

@@ -11,6 +11,7 @@ import store.errors
 def test_the_public_names_of_store_are_pinned() -> None:
     assert store.__all__ == [
         "Delete",
+        "Incr",
         "InvalidStoreURL",
         "KVStore",
         "LevelDBStore",
