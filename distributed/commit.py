@@ -11,7 +11,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
-from orchestration import Graph, JoinDecision, NodeResult, UnroutableAction, join_decision, route
+from orchestration import (
+    Graph,
+    JoinDecision,
+    NodeResult,
+    UnroutableAction,
+    join_decision_counted,
+    route,
+)
 from orchestration.attempts import FallBack, RetryLater
 
 from .context import RuntimeContext
@@ -20,7 +27,7 @@ from .failpoints import failpoint
 from .hooks import RetryScheduled, StepOutcomeName
 from .lease import StepLease
 from .models import ExecutionRecord, FinalStatus, StepRecord, Task, TaskResult
-from .persistence import VersionedStep
+from .persistence import JoinCount, VersionedStep
 from .snapshot import Snapshot, commit_seq
 from .steps import StepOutcome
 
@@ -100,7 +107,7 @@ class StepCommitter:
         )
         edges = {key: True for key in outcome.taken} | {key: False for key in outcome.skipped}
         fired = self.scheduler.sole_successors(graph, node_id, edges)
-        joins = self.scheduler.join_edges(graph, node_id, edges, fired)
+        arrivals = self.scheduler.arrivals(graph, node_id, edges)
         completed = held.record.complete(outcome, now)
         slots = await self._hold_slots(record, fired, hand_on, now)
         started = [_first_attempt(n, slot, now) for n, slot in zip(fired, slots, strict=False)]
@@ -114,7 +121,7 @@ class StepCommitter:
                 now=now,
                 hand_on=started,
                 retire=done,
-                read_edges=joins,
+                arrivals=arrivals,
             )
         except BaseException:
             _release(slots)
@@ -130,7 +137,7 @@ class StepCommitter:
                 return "completed"
         else:
             _release(slots)
-            if await self._fire_join(record, graph, node_id, committed.edges, hand_on, now):
+            if await self._fire_join(record, graph, node_id, committed.joins, hand_on, now):
                 return "completed"
         await self.scheduler.advance(
             record,
@@ -139,7 +146,7 @@ class StepCommitter:
             committed=fired,
             carried=carried,
             running=running,
-            known=committed.edges,
+            known=committed.joins,
         )
         return "completed"
 
@@ -159,7 +166,7 @@ class StepCommitter:
         record: ExecutionRecord,
         graph: Graph,
         source: str,
-        known: Mapping[str, bool],
+        known: Mapping[str, JoinCount],
         hand_on: HandOn | None,
         now: float,
     ) -> bool:
@@ -171,10 +178,10 @@ class StepCommitter:
         if hand_on is None or len(outgoing) != 1 or _past(record.deadline, now):
             return False
         join = outgoing[0].target
-        incoming = graph.incoming(join)
-        if len(incoming) < 2 or not all(edge.key in known for edge in incoming):
+        fan_in, count = len(graph.incoming(join)), known.get(join)
+        if count is None or count.arrived < fan_in:
             return False
-        if join_decision(graph.nodes[join], incoming, known) is not JoinDecision.FIRE:
+        if join_decision_counted(graph.nodes[join], fan_in, *count) is not JoinDecision.FIRE:
             return False
         started = _first_attempt(join, hand_on, now)
         eid = record.execution_id

@@ -8,6 +8,10 @@ Every key starts with the persistence's namespace (default ``flowloom/``)::
     exec/{eid}/step/{node}      StepRecord; every transition (lease, heartbeat, commit) is one CAS
     exec/{eid}/edge/{edge}      "1" taken / "0" skipped; resolved once, by its source's commit
     exec/{eid}/join/{node}      "fire" / "skip"; the join decision, made once (set_if_absent)
+    exec/{eid}/arrived/{node}   counter: edges into a join (two or more) resolved so far, each
+                                counted in the write that resolves it, once
+    exec/{eid}/taken/{node}     counter: of those, the taken ones (the join is decided from
+                                the two counts, not by reading its every edge)
     exec/{eid}/history/{gen}    FinalStatus of an earlier generation (recover_failed_execution)
     exec/{eid}/announced/{gen}  present once the final status of that generation was announced
     exec/{eid}/unrunnable       first time a worker could not run it (no such workflow/version)
@@ -70,6 +74,12 @@ class Keys:
 
     def join(self, eid: str, node_id: str) -> str:
         return f"{self.ns}exec/{eid}/join/{node_id}"
+
+    def arrived(self, eid: str, node_id: str) -> str:
+        return f"{self.ns}exec/{eid}/arrived/{node_id}"
+
+    def taken(self, eid: str, node_id: str) -> str:
+        return f"{self.ns}exec/{eid}/taken/{node_id}"
 
     def joins(self, eid: str) -> str:
         return f"{self.ns}exec/{eid}/join/"

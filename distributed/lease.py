@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from .errors import LeaseLost
 from .models import StepRecord
-from .persistence import Committed, VersionedStep, WorkflowPersistence
+from .persistence import Committed, JoinCount, VersionedStep, WorkflowPersistence
 from .timebox import reraise_if_cancelling
 
 __all__ = ["StepLease", "acquire_lease"]
@@ -74,14 +74,15 @@ class StepLease:
         now: float,
         hand_on: Sequence[VersionedStep] = (),
         retire: bool = False,
-        read_edges: Sequence[str] = (),
+        arrivals: Mapping[str, JoinCount] | None = None,
     ) -> Committed:
         """Record a completed step with its edges and the successors it alone fires (see
         ``WorkflowPersistence.commit_step``), in one write; ``LeaseLost`` if the step moved.
         ``hand_on``: successors' first attempts, leased to workers of this process, written
         with it if they can start (see ``commit_step``; if not, the step is committed without
-        them), and with them, if ``retire``, the step leaves the agenda. ``read_edges``: edges
-        read back after the write (``Committed.edges``)."""
+        them), and with them, if ``retire``, the step leaves the agenda. ``arrivals``: what
+        the edges add to the counters of joins, read back after the write
+        (``Committed.joins``)."""
         async with self._lock:
             for started in (hand_on, ()) if hand_on else ((),):
                 committed = await self.persistence.commit_step(
@@ -93,7 +94,7 @@ class StepLease:
                     now=now,
                     started=started,
                     retire=retire and bool(started),
-                    read_edges=read_edges,
+                    arrivals=arrivals,
                 )
                 if committed is not None:
                     self.version = committed.step

@@ -10,9 +10,9 @@ import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
-from store import Delete, KVStore, Put
+from store import Delete, Incr, KVStore, Put
 
 from .errors import InvalidSettings
 from .keys import Keys
@@ -20,6 +20,7 @@ from .models import AgendaEntry, ExecutionRecord, FinalStatus, SignalRecord, Ste
 
 __all__ = [
     "Committed",
+    "JoinCount",
     "KVPersistence",
     "SweepView",
     "TaskView",
@@ -39,15 +40,23 @@ class VersionedStep:
     record: StepRecord
 
 
+class JoinCount(NamedTuple):
+    """Edges into a join: how many are resolved (``arrived``) and how many of those taken;
+    what a commit adds to a join's counters, or what they hold."""
+
+    arrived: int
+    taken: int
+
+
 @dataclass(frozen=True)
 class Committed:
     """A step's commit that won (``commit_step``): the step's new version, whether the
-    successor leased with it was written (``handed_on``), and the edges asked for that were
-    resolved once the commit was in (``edges``: key -> taken; unresolved ones are absent)."""
+    successor leased with it was written (``handed_on``), and the counters of the joins its
+    edges lead into as the commit left them (``joins``)."""
 
     step: VersionedStep
     handed_on: bool = False
-    edges: Mapping[str, bool] = field(default_factory=dict)
+    joins: Mapping[str, JoinCount] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -97,8 +106,10 @@ class WorkflowPersistence(Protocol):
     async def swap_step(
         self, eid: str, expected: VersionedStep | None, new: StepRecord
     ) -> VersionedStep | None: ...
-    async def resolve_edges(self, eid: str, edges: Mapping[str, bool]) -> None: ...
-    async def edge_states(self, eid: str, edge_keys: Sequence[str]) -> dict[str, bool]: ...
+    async def resolve_edges(
+        self, eid: str, edges: Mapping[str, bool], joins: Mapping[str, str]
+    ) -> None: ...
+    async def join_counts(self, eid: str, node_ids: Sequence[str]) -> dict[str, JoinCount]: ...
     async def commit_step(
         self,
         eid: str,
@@ -110,7 +121,7 @@ class WorkflowPersistence(Protocol):
         now: float,
         started: Sequence[VersionedStep] = (),
         retire: bool = False,
-        read_edges: Sequence[str] = (),
+        arrivals: Mapping[str, JoinCount] | None = None,
     ) -> Committed | None: ...
     async def fire_join(
         self, eid: str, node_id: str, started: VersionedStep, *, retire: str, now: float
@@ -263,9 +274,7 @@ class KVPersistence:
             return holder == me
         return await self.store.compare_and_set(key, holder, me, ttl=self.retention)
 
-    async def mark_announced(
-        self, eid: str, generation: int, *, retire: str | None = None
-    ) -> None:
+    async def mark_announced(self, eid: str, generation: int, *, retire: str | None = None) -> None:
         """The claimer told: nobody claims this generation's announcement again, and the step
         ``retire`` (the last, whose advance ended with the completion) leaves the agenda. Not
         before: a final status whose telling was lost is told by the sweep finding that step
@@ -307,16 +316,32 @@ class KVPersistence:
         )
         return VersionedStep(raw, new) if swapped else None
 
-    async def resolve_edges(self, eid: str, edges: Mapping[str, bool]) -> None:
-        """Resolve each edge once as taken or skipped; a later resolution changes nothing."""
+    async def resolve_edges(
+        self, eid: str, edges: Mapping[str, bool], joins: Mapping[str, str]
+    ) -> None:
+        """Resolve each edge once as taken or skipped; a later resolution changes nothing. An
+        edge into a join (``joins``: edge key -> the join) is counted at the join in the
+        same write, so only once (``join_counts``)."""
         for edge_key, taken in edges.items():
-            await self.store.set_if_absent(self.keys.edge(eid, edge_key), b"1" if taken else b"0")
+            key, value = self.keys.edge(eid, edge_key), b"1" if taken else b"0"
+            join = joins.get(edge_key)
+            if join is None:
+                await self.store.set_if_absent(key, value)
+            else:
+                arrival = self._arrival_ops(eid, join, JoinCount(1, int(taken)))
+                await self.store.batch_if({key: None}, [Put(key, value), *arrival])
 
-    async def edge_states(self, eid: str, edge_keys: Sequence[str]) -> dict[str, bool]:
-        raws = await self.store.get_many([self.keys.edge(eid, key) for key in edge_keys])
-        return {
-            key: raw == b"1" for key, raw in zip(edge_keys, raws, strict=True) if raw is not None
-        }
+    async def join_counts(self, eid: str, node_ids: Sequence[str]) -> dict[str, JoinCount]:
+        """The counters of joins: their edges resolved so far, and taken."""
+        wanted = [key for node in node_ids for key in self._counter_keys(eid, node)]
+        return _join_counts(node_ids, await self.store.get_many(wanted))
+
+    def _counter_keys(self, eid: str, join: str) -> tuple[str, str]:
+        return self.keys.arrived(eid, join), self.keys.taken(eid, join)
+
+    def _arrival_ops(self, eid: str, join: str, count: JoinCount) -> list[Incr]:
+        arrived, taken = self._counter_keys(eid, join)
+        return [Incr(arrived, count.arrived)] + ([Incr(taken, count.taken)] if count.taken else [])
 
     async def commit_step(
         self,
@@ -329,7 +354,7 @@ class KVPersistence:
         now: float,
         started: Sequence[VersionedStep] = (),
         retire: bool = False,
-        read_edges: Sequence[str] = (),
+        arrivals: Mapping[str, JoinCount] | None = None,
     ) -> Committed | None:
         """Record a step's outcome in one atomic write, if the step is still ``expected``:
         the new record, its outgoing ``edges`` resolved, and the successors it alone decides
@@ -339,15 +364,16 @@ class KVPersistence:
         the execution is neither final nor paused (the conditions of ``start_fresh``); None if
         they do not hold either. ``retire`` (with ``started``): the step also leaves the
         agenda -- nothing is left of its advance when its successors are ``started`` by this
-        write. ``read_edges``: edges read
-        in the same atomic step, after the write (the edges into the joins the step's edges
-        lead to: of several commits into one join, the last sees every edge resolved).
+        write. ``arrivals``: what the step's edges add to the counters of the joins they lead
+        into; the counters are read back in the same atomic step (``Committed.joins``: of
+        several commits into one join, the last sees every edge counted).
 
-        Edges are plain writes: only the one commit of their source that wins resolves them,
-        and a re-run advance writes the same values."""
+        Edges are plain writes, and counted without a condition: only the one commit of
+        their source that wins resolves them (a re-run advance resolves them only if absent,
+        ``resolve_edges``)."""
         keys, raw = self.keys, new.to_bytes()
         expect: dict[str, bytes | None] = {keys.step(eid, new.node_id): expected.raw}
-        ops: list[Put | Delete] = [Put(keys.step(eid, new.node_id), raw)]
+        ops: list[Put | Delete | Incr] = [Put(keys.step(eid, new.node_id), raw)]
         ops += [Put(keys.edge(eid, key), b"1" if taken else b"0") for key, taken in edges.items()]
         ops += [Put(keys.join(eid, node), _FIRE.encode()) for node in fired]
         ops += self._agenda_puts(eid, fired, now)
@@ -359,12 +385,15 @@ class KVPersistence:
                 ops.append(Put(successor, first.raw))
             if retire:
                 ops.append(Delete(keys.agenda(eid, new.node_id)))
-        wanted = [keys.edge(eid, key) for key in read_edges]
+        arrivals = arrivals or {}
+        for join, count in arrivals.items():
+            ops += self._arrival_ops(eid, join, count)
+        joins = list(arrivals)
+        wanted = [key for join in joins for key in self._counter_keys(eid, join)]
         read = await self.store.batch_if_get(expect, ops, wanted)
         if read is None:
             return None
-        resolved = {k: v == b"1" for k, v in zip(read_edges, read, strict=True) if v is not None}
-        return Committed(VersionedStep(raw, new), bool(started), resolved)
+        return Committed(VersionedStep(raw, new), bool(started), _join_counts(joins, read))
 
     async def fire_join(
         self, eid: str, node_id: str, started: VersionedStep, *, retire: str, now: float
@@ -556,6 +585,12 @@ class KVPersistence:
     def _singletons(self, eid: str) -> Iterable[str]:
         keys = self.keys
         return (keys.execution(eid), keys.active(eid), keys.listed(eid), keys.deadline(eid))
+
+
+def _join_counts(joins: Sequence[str], raws: Sequence[bytes | None]) -> dict[str, JoinCount]:
+    """The counters of ``joins`` from their raw values (arrived, taken for each in turn)."""
+    counts = [0 if raw is None else int(raw) for raw in raws]
+    return {join: JoinCount(*counts[2 * i : 2 * i + 2]) for i, join in enumerate(joins)}
 
 
 def _versioned(raw: bytes | None) -> VersionedStep | None:

@@ -25,12 +25,14 @@ from orchestration import (
     JoinDecision,
     final_outputs,
     join_decision,
+    join_decision_counted,
 )
 
 from .dispatch import Carried
 from .failpoints import failpoint
 from .hooks import ExecutionFinished, ExecutionSubmitted, StepSkipped
 from .models import ExecutionRecord, FinalStatus, StepRecord, Task, TaskReason
+from .persistence import JoinCount
 from .snapshot import execution_state
 
 if TYPE_CHECKING:
@@ -101,15 +103,19 @@ class Scheduler:
                 fired.append(target)
         return fired
 
-    def join_edges(
-        self, graph: Graph, source: str, edges: Mapping[str, bool], fired: Sequence[str]
-    ) -> list[str]:
-        """The edges into the joins ``source``'s ``edges`` lead to (every target it does not
-        fire alone): its commit reads them back (``commit_step``), so the advance decides
-        those joins without reading them again."""
-        targets = _targets(graph, source)
-        joins = dict.fromkeys(targets[key] for key in edges if targets[key] not in fired)
-        return [edge.key for join in joins for edge in graph.incoming(join)]
+    def arrivals(
+        self, graph: Graph, source: str, edges: Mapping[str, bool]
+    ) -> dict[str, JoinCount]:
+        """What ``source``'s ``edges`` add to the counters of the joins they lead into (nodes
+        with two or more incoming edges): its commit counts them and reads the counters back
+        (``commit_step``), so the advance decides those joins without reading them again."""
+        joins = _join_targets(graph, source)
+        counts: dict[str, JoinCount] = {}
+        for key, taken in edges.items():
+            if key in joins:
+                arrived, was_taken = counts.get(joins[key], JoinCount(0, 0))
+                counts[joins[key]] = JoinCount(arrived + 1, was_taken + taken)
+        return counts
 
     async def advance(
         self,
@@ -120,7 +126,7 @@ class Scheduler:
         committed: Sequence[str] | None = None,
         carried: Carried | None = None,
         running: Sequence[str] = (),
-        known: Mapping[str, bool] | None = None,
+        known: Mapping[str, JoinCount] | None = None,
     ) -> None:
         """Resolve a completed step's edges, schedule or skip its successors, check completion
         if nothing is left to run, and only then take the step off the agenda.
@@ -130,9 +136,10 @@ class Scheduler:
         advance was interrupted, which resolves everything again, idempotently. ``carried``:
         what those successors start with if they run in this process (``dispatch.Carried``).
         ``running``: those of them the commit leased to slots of this process, which run them
-        next (``dispatch.HandOn``): no task is enqueued for them. ``known``: the edges into the
-        other targets as the commit read them back (``join_edges``), so deciding those joins
-        reads nothing (a join decided later in a cascade of skips always reads)."""
+        next (``dispatch.HandOn``): no task is enqueued for them. ``known``: the counters of
+        the joins among the other targets as the commit read them back (``arrivals``), so
+        deciding those joins reads nothing (a join decided later in a cascade of skips always
+        reads)."""
         assert step.result is not None
         eid = record.execution_id
         edges = {key: True for key in step.result.taken} | {
@@ -163,7 +170,7 @@ class Scheduler:
         edges: Mapping[str, bool],
         resolution: _Resolution,
     ) -> None:
-        await self.persistence.resolve_edges(eid, edges)
+        await self.persistence.resolve_edges(eid, edges, _join_targets(graph, source))
         resolution.resolved |= edges.keys()
         await self._decide_targets(eid, graph, source, edges, resolution)
 
@@ -174,11 +181,11 @@ class Scheduler:
         source: str,
         edges: Mapping[str, bool],
         resolution: _Resolution,
-        known: Mapping[str, bool] | None = None,
+        known: Mapping[str, JoinCount] | None = None,
     ) -> None:
         targets = _targets(graph, source)
         for target in dict.fromkeys(targets[key] for key in edges):
-            decision = await self._decide(eid, graph, target, resolution, known)
+            decision = await self._decide(eid, graph, target, edges, resolution, known)
             if decision is JoinDecision.FIRE:
                 resolution.fired.append(target)
             elif decision is JoinDecision.SKIP:
@@ -189,16 +196,21 @@ class Scheduler:
         eid: str,
         graph: Graph,
         node_id: str,
+        edges: Mapping[str, bool],
         resolution: _Resolution,
-        known: Mapping[str, bool] | None = None,
+        known: Mapping[str, JoinCount] | None = None,
     ) -> JoinDecision:
-        incoming = graph.incoming(node_id)
-        # what the commit read is stale for a join this advance resolved edges into since
-        if known is None or any(e.key in resolution.resolved for e in incoming):
-            resolved = await self.persistence.edge_states(eid, [e.key for e in incoming])
+        """Decide a target of ``edges``: by the one edge into it, or, a join, by its
+        counters (``known``: as the commit read them back)."""
+        node, incoming = graph.nodes[node_id], graph.incoming(node_id)
+        if len(incoming) < 2:
+            decision = join_decision(node, incoming, edges)
         else:
-            resolved = {e.key: known[e.key] for e in incoming if e.key in known}
-        decision = join_decision(graph.nodes[node_id], incoming, resolved)
+            count = None if known is None else known.get(node_id)
+            # what the commit read is stale for a join this advance resolved edges into since
+            if count is None or any(e.key in resolution.resolved for e in incoming):
+                count = (await self.persistence.join_counts(eid, [node_id]))[node_id]
+            decision = join_decision_counted(node, len(incoming), *count)
         if decision is JoinDecision.WAIT:
             resolution.waiting.add(node_id)
             return decision
@@ -325,6 +337,16 @@ class _Resolution:
 def _targets(graph: Graph, source: str) -> dict[str, str]:
     """The target of each edge out of ``source``, by edge key."""
     return {edge.key: edge.target for edge in graph.outgoing(source)}
+
+
+def _join_targets(graph: Graph, source: str) -> dict[str, str]:
+    """The target of each edge out of ``source`` that is a join (has two or more incoming
+    edges, so it keeps counters), by edge key."""
+    return {
+        edge.key: edge.target
+        for edge in graph.outgoing(source)
+        if len(graph.incoming(edge.target)) >= 2
+    }
 
 
 def _finished(record: ExecutionRecord, final: FinalStatus) -> ExecutionFinished:

@@ -23,7 +23,15 @@ from orchestration.errors import UnroutableAction
 from orchestration.graph import Edge, Graph, Node
 from orchestration.jsonvalue import JSON
 
-__all__ = ["JoinDecision", "NodeResult", "Routing", "condition_names", "join_decision", "route"]
+__all__ = [
+    "JoinDecision",
+    "NodeResult",
+    "Routing",
+    "condition_names",
+    "join_decision",
+    "join_decision_counted",
+    "route",
+]
 
 
 @dataclass(frozen=True)
@@ -113,16 +121,22 @@ def join_decision(
     A node with no incoming edge always fires. The decision is monotonic: once FIRE or
     SKIP, further arrivals never change it (callers still fire a node only once).
     """
-    if not incoming:
-        return JoinDecision.FIRE
     states = [resolved.get(edge.key) for edge in incoming]
-    taken = sum(1 for s in states if s is True)
-    pending = sum(1 for s in states if s is None)
+    arrived = sum(1 for s in states if s is not None)
+    return join_decision_counted(node, len(incoming), arrived, states.count(True))
+
+
+def join_decision_counted(node: Node, fan_in: int, arrived: int, taken: int) -> JoinDecision:
+    """``join_decision`` from counts: of the ``fan_in`` edges into ``node``, ``arrived`` are
+    resolved and ``taken`` of those taken (what a join's counters hold)."""
+    if not fan_in:
+        return JoinDecision.FIRE
+    pending = fan_in - arrived
     if node.join.kind == "all":
         if pending:
             return JoinDecision.WAIT
         return JoinDecision.FIRE if taken else JoinDecision.SKIP
-    required = max(_required(node, len(incoming)), 1)
+    required = max(_required(node, fan_in), 1)
     if taken >= required:
         return JoinDecision.FIRE
     if taken + pending < required:

@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from store import Delete, KVStore, Put, StoreUnavailable
+from store import Delete, Incr, KVStore, Put, StoreUnavailable
 
 __all__ = ["LyingStore", "PrivateRedis", "PrivateTansu", "free_port", "tansu_binary"]
 
@@ -213,19 +213,22 @@ class LyingStore:
         self._after("delete")
         return existed
 
-    async def batch(self, ops: Sequence[Put | Delete]) -> None:
+    async def batch(self, ops: Sequence[Put | Delete | Incr]) -> None:
         await self.inner.batch(ops)
         self._after("batch", _written(ops))
 
     async def batch_if(
-        self, expected: Mapping[str, bytes | None], ops: Sequence[Put | Delete]
+        self, expected: Mapping[str, bytes | None], ops: Sequence[Put | Delete | Incr]
     ) -> bool:
         applied = await self.inner.batch_if(expected, ops)
         self._after("batch_if", _written(ops))
         return applied
 
     async def batch_if_get(
-        self, expected: Mapping[str, bytes | None], ops: Sequence[Put | Delete], keys: Sequence[str]
+        self,
+        expected: Mapping[str, bytes | None],
+        ops: Sequence[Put | Delete | Incr],
+        keys: Sequence[str],
     ) -> list[bytes | None] | None:
         read = await self.inner.batch_if_get(expected, ops, keys)
         self._after("batch_if", _written(ops))
@@ -250,5 +253,5 @@ class LyingStore:
         return getattr(self.inner, name)
 
 
-def _written(ops: Sequence[Put | Delete]) -> bytes:
+def _written(ops: Sequence[Put | Delete | Incr]) -> bytes:
     return b"\n".join(op.value for op in ops if isinstance(op, Put))

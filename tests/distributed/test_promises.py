@@ -26,7 +26,7 @@ from distributed import (
     WorkerConfig,
 )
 from orchestration import Engine
-from store import Delete, KVStore, Put
+from store import Delete, Incr, KVStore, Put
 
 WAIT = 60.0
 
@@ -113,12 +113,15 @@ class CutOffStore:
         return swapped
 
     async def batch_if(
-        self, expected: Mapping[str, bytes | None], ops: Sequence[Put | Delete]
+        self, expected: Mapping[str, bytes | None], ops: Sequence[Put | Delete | Incr]
     ) -> bool:
         return await self.batch_if_get(expected, ops, ()) is not None
 
     async def batch_if_get(
-        self, expected: Mapping[str, bytes | None], ops: Sequence[Put | Delete], keys: Sequence[str]
+        self,
+        expected: Mapping[str, bytes | None],
+        ops: Sequence[Put | Delete | Incr],
+        keys: Sequence[str],
     ) -> list[bytes | None] | None:
         new = next((op.value for op in ops if isinstance(op, Put) and op.key == self.key), None)
         if self.key in expected and new is not None and self._refuses(expected[self.key], new):
