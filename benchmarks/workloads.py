@@ -17,7 +17,7 @@ from typing import Any
 
 from orchestration import Engine, Node, NodeContext, NodeResult
 
-__all__ = ["SHAPES", "NoOp", "Shape", "build_engine", "local_engine", "shape"]
+__all__ = ["LARGE", "SHAPES", "NoOp", "Shape", "build_engine", "local_engine", "shape"]
 
 
 class NoOp:
@@ -92,6 +92,10 @@ def local_engine(shapes: Iterable[Shape]) -> Engine:
     return engine
 
 
+# sizes the workers also know, for ``--shapes`` beyond the defaults (is work per step flat?)
+LARGE: tuple[Shape, ...] = (chain("chain-200", 200), fan("fanout-200", 200))
+
+
 def build_engine() -> Engine:
-    """The APP of the benchmark's worker processes: every shape of ``SHAPES``."""
-    return local_engine(SHAPES.values())
+    """The APP of the benchmark's worker processes: every shape of ``SHAPES`` and ``LARGE``."""
+    return local_engine([*SHAPES.values(), *LARGE])
