@@ -25,7 +25,7 @@ from support import require_kafka, require_redis
 
 # Tansu: short group timeouts and fetch long-poll (see scenario_support.TANSU_OPTIONS).
 TANSU_QUERY = "?session_timeout_ms=6000&heartbeat_interval_ms=500&fetch_max_wait_ms=20"
-CONFIG = ChaosConfig(workers=3, executions=100, kill_every=2.0, chaos_for=30.0, finish_within=90.0)
+CONFIG = ChaosConfig(workers=3, executions=100, kill_every=2.0, chaos_for=18.0, finish_within=90.0)
 
 
 @pytest.fixture
