@@ -311,6 +311,7 @@ class DistributedEngine:
             task.cancel()
         await asyncio.gather(*self._local_runs.values(), return_exceptions=True)
         await self.context.flush_events()
+        await self.persistence.flush_unscheduled()
 
     async def _require(self, execution_id: str) -> ExecutionRecord:
         record = await self.persistence.record(check_execution_id(execution_id))

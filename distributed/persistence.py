@@ -6,6 +6,8 @@ semantics (leases, joins, completion) live in the scheduler and worker, on these
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import suppress
@@ -30,6 +32,9 @@ __all__ = [
 
 _FIRE, _SKIP = "fire", "skip"
 _TOLD = b"\x00told"  # never a claimer id
+_RIDE_TIME = 0.02  # seconds an owed agenda removal waits for a write to ride on
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,8 @@ class WorkflowPersistence(Protocol):
     async def purge(self, eid: str) -> None: ...
     async def schedule(self, eid: str, node_ids: Sequence[str], now: float) -> None: ...
     async def unschedule(self, eid: str, node_id: str) -> None: ...
+    def unschedule_soon(self, eid: str, node_id: str) -> None: ...
+    async def flush_unscheduled(self) -> None: ...
     def agenda(self, eid: str | None = None) -> AsyncIterator[AgendaEntry]: ...
     def deadlines(self) -> AsyncIterator[tuple[str, float]]: ...
     async def mark_unrunnable(self, eid: str, now: float) -> float: ...
@@ -168,6 +175,8 @@ class KVPersistence:
         self.store = store
         self.keys = Keys(namespace)
         self.retention = retention
+        self._owed: set[str] = set()  # agenda keys to delete (``unschedule_soon``)
+        self._flusher: asyncio.Task[None] | None = None
 
     async def create_execution(self, record: ExecutionRecord, start_nodes: Sequence[str]) -> bool:
         """In one atomic write (False if the id exists): the record, the start nodes fired and
@@ -244,7 +253,7 @@ class KVPersistence:
             Delete(keys.active(eid)),
             Delete(keys.deadline(eid)),
         ]
-        won = await self.store.batch_if({keys.final(eid): None}, ops)
+        won = await self._write({keys.final(eid): None}, ops) is not None
         if won:
             if self.retention is not None:
                 await self._expire_execution(eid, self.retention)
@@ -390,7 +399,7 @@ class KVPersistence:
             ops += self._arrival_ops(eid, join, count)
         joins = list(arrivals)
         wanted = [key for join in joins for key in self._counter_keys(eid, join)]
-        read = await self.store.batch_if_get(expect, ops, wanted)
+        read = await self._write(expect, ops, wanted)
         if read is None:
             return None
         return Committed(VersionedStep(raw, new), bool(started), _join_counts(joins, read))
@@ -410,7 +419,7 @@ class KVPersistence:
         ops: list[Put | Delete] = [Put(join, _FIRE.encode()), Put(step, started.raw)]
         ops += self._agenda_puts(eid, [node_id], now)
         ops.append(Delete(keys.agenda(eid, retire)))
-        return await self.store.batch_if(expect, ops)
+        return await self._write(expect, ops) is not None
 
     async def start_fresh(self, eid: str, started: StepRecord) -> VersionedStep | None:
         """Write the first attempt of a step in one conditional write: only if the step has no
@@ -473,6 +482,52 @@ class KVPersistence:
     async def unschedule(self, eid: str, node_id: str) -> None:
         """Take a step off the agenda: it is done and its successors are scheduled."""
         await self.store.delete(self.keys.agenda(eid, node_id))
+
+    def unschedule_soon(self, eid: str, node_id: str) -> None:
+        """``unschedule``, owed: the removal rides on this process's next commit (or final
+        status, or fired join), or goes in a write of its own within ``_RIDE_TIME``, instead
+        of costing a round trip now. Until then the entry only says what it said (the step's
+        advance may be unfinished); if the process dies owing it, the sweep finishes the
+        advance again, which changes nothing, and takes the step off."""
+        self._owed.add(self.keys.agenda(eid, node_id))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
+
+    async def flush_unscheduled(self) -> None:
+        """Make the owed agenda removals now (``unschedule_soon``); if the store fails, they
+        stay owed."""
+        owed, self._owed = self._owed, set()
+        if not owed:
+            return
+        try:
+            await self.store.batch([Delete(key) for key in owed])
+        except Exception as exc:
+            self._owed |= owed
+            log.warning("%d agenda removals stay owed: %r", len(owed), exc)
+
+    async def _flush_soon(self) -> None:
+        await asyncio.sleep(_RIDE_TIME)
+        await self.flush_unscheduled()
+
+    async def _write(
+        self,
+        expected: Mapping[str, bytes | None],
+        ops: Sequence[Put | Delete | Incr],
+        wanted: Sequence[str] = (),
+    ) -> list[bytes | None] | None:
+        """``batch_if_get`` of ``ops`` with the owed agenda removals riding on it; they are
+        owed again if it does not apply or its answer is lost."""
+        owed, self._owed = self._owed, set()
+        try:
+            read = await self.store.batch_if_get(
+                expected, [*ops, *(Delete(key) for key in owed)], wanted
+            )
+        except BaseException:
+            self._owed |= owed
+            raise
+        if read is None:
+            self._owed |= owed
+        return read
 
     async def agenda(self, eid: str | None = None) -> AsyncIterator[AgendaEntry]:
         prefix = self.keys.agenda_index() if eid is None else self.keys.agenda_of(eid)

@@ -160,7 +160,7 @@ class Scheduler:
         await self.enqueue(record, [n for n in resolution.fired if n not in running], carried=hints)
         failpoint("after-schedule")
         if resolution.pending or not await self.check_completion(record, graph, step.node_id):
-            await self.persistence.unschedule(eid, step.node_id)
+            self.persistence.unschedule_soon(eid, step.node_id)
 
     async def _resolve(
         self,
