@@ -1,7 +1,7 @@
 """``python -m benchmarks.rss``: RSS of an embedded runtime over a long run (is it flat?).
 
 Usage: python -m benchmarks.rss [--steps 1000000] [--every 50000] [--shape chain-10]
-       [--in-flight 32] [--max-seconds S]
+       [--in-flight 32] [--max-seconds S] [--python-heap]
 
 Runs executions of ``--shape`` (no-op steps) on an embedded runtime (LevelDB in a temporary
 directory + the in-process broker, 2 workers x 8 slots, in this process), keeping
@@ -10,6 +10,10 @@ directory + the in-process broker, 2 workers x 8 slots, in this process), keepin
 seconds, steps/s over the interval, this process's RSS and peak RSS, and the LevelDB
 directory's size. Executions are kept (no retention), as the default runtime keeps them, so
 the store grows; the question is whether the process does.
+
+``--python-heap`` also traces Python's allocations (``tracemalloc``; slower): a column with the
+memory Python objects hold, and at the end the ten places whose allocations grew most between
+the first and the last sample -- whether a growth is Python's or native (LevelDB's).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import asyncio
 import os
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 from . import procstats
@@ -37,6 +42,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--shape", default="chain-10")
     parser.add_argument("--in-flight", type=int, default=32, help="executions submitted at once")
     parser.add_argument("--max-seconds", type=float, help="stop earlier after this long")
+    parser.add_argument(
+        "--python-heap", action="store_true", help="trace Python's allocations (slower)"
+    )
     args = parser.parse_args(argv)
     if args.steps <= 0 or args.every <= 0 or args.in_flight <= 0:
         parser.error("--steps, --every and --in-flight must be positive")
@@ -57,6 +65,7 @@ class Sampler:
         self.started = self.last_time = time.monotonic()
         self.last_steps = 0
         self.rows: list[tuple[int, float, float]] = []  # (steps, RSS MiB, anonymous RSS MiB)
+        self.snapshots: list[tracemalloc.Snapshot] = []  # first and last, with --python-heap
 
     def add(self, steps: int) -> None:
         self.done += steps
@@ -68,10 +77,14 @@ class Sampler:
         rate = (self.done - self.last_steps) / max(now - self.last_time, 1e-9)
         rss, anon = procstats.rss_mib(pid), procstats.anon_rss_mib(pid)
         self.rows.append((self.done, rss, anon))
+        heap = ""
+        if tracemalloc.is_tracing():
+            heap = f" {tracemalloc.get_traced_memory()[0] / 2**20:.1f} |"
+            self.snapshots[1:] = [tracemalloc.take_snapshot()]
         print(
             f"| {self.done:,} | {now - self.started:,.0f} | {rate:,.0f} | {rss:.1f} "
             f"| {anon:.1f} | {procstats.peak_rss_mib(pid):.1f} "
-            f"| {_size_mib(self.directory):.1f} |",
+            f"| {_size_mib(self.directory):.1f} |{heap}",
             flush=True,
         )
         self.last_time, self.last_steps = now, self.done
@@ -114,8 +127,12 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.shape.name}, {args.in_flight} executions in flight, "
         f"a sample every {args.every:,} steps\n"
     )
-    print("| steps | seconds | steps/s | RSS MiB | anon RSS MiB | peak RSS MiB | LevelDB MiB |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |", flush=True)
+    columns = ["steps", "seconds", "steps/s", "RSS MiB", "anon RSS MiB", "peak RSS MiB"]
+    columns += ["LevelDB MiB", *(["Python heap MiB"] if args.python_heap else [])]
+    print("| " + " | ".join(columns) + " |")
+    print("|" + " ---: |" * len(columns), flush=True)
+    if args.python_heap:
+        tracemalloc.start()
     sampler = asyncio.run(run(args))
     if len(sampler.rows) >= 2:
         (s0, r0, a0), (s1, r1, a1) = sampler.rows[0], sampler.rows[-1]
@@ -125,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"\n{name} {first:.1f} -> {last:.1f} MiB from step {s0:,} to {s1:,}: "
                 f"{per:.2f} KiB per 1,000 steps"
             )
+    if len(sampler.snapshots) == 2:
+        print("\nPython allocations that grew most from the first sample to the last:")
+        for stat in sampler.snapshots[1].compare_to(sampler.snapshots[0], "lineno")[:10]:
+            print(f"  {stat}")
     return 0
 
 

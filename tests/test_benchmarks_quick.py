@@ -11,6 +11,7 @@ import math
 import pytest
 
 from benchmarks.__main__ import main
+from benchmarks.rss import main as rss_main
 
 SHAPES = ("chain-10", "diamond", "fanout-10")
 ARGS = ["--quick", "--modes", "embedded", "--no-celery", "--shapes", ",".join(SHAPES)]
@@ -62,3 +63,20 @@ SHAPE_STEPS = {"chain-10": 10, "diamond": 5, "fanout-10": 12}
 def _close(a: float, b: float) -> bool:
     """steps/s over executions/s is the steps of one execution, up to the tables' rounding."""
     return math.isclose(a, b, rel_tol=0.05)
+
+
+def test_the_rss_run_samples_every_interval_and_reports_python_heap_growth(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``python -m benchmarks.rss``, small: 2,000 steps sampled every 1,000, with
+    ``--python-heap`` (structure and positive numbers, not whether RSS is flat)."""
+    args = ["--steps", "2000", "--every", "1000", "--in-flight", "4", "--python-heap"]
+    assert rss_main(args) == 0
+    out = capsys.readouterr().out
+    lines = [ln for ln in out.splitlines() if ln.startswith("|")]
+    rows = [[cell.strip() for cell in ln.strip("|").split("|")] for ln in lines[2:]]
+    assert [number(r[0]) for r in rows] == [1000, 2000]
+    for row in rows:
+        assert len(row) == 8 and all(number(cell) > 0 for cell in row[2:]), row
+    assert "KiB per 1,000 steps" in out
+    assert "Python allocations that grew most" in out
