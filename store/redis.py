@@ -23,7 +23,7 @@ import asyncio
 import logging
 import struct
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -203,7 +203,9 @@ class RedisStore(StoreContextMixin):
 
     ``redis_options`` go to the connection pool (TLS settings, timeouts); ``max_connections``
     (default 64) bounds the pool and ``pool_timeout`` (default 10 s) is how long a caller waits
-    for a free connection.
+    for a free connection. ``socket_timeout`` (default 5 s; also a URL parameter) is the
+    deadline of each store call as a whole, waiting for a connection included: redis-py's own
+    timers, one per send (a task) and one per read, cost more than the commit they guard.
     """
 
     def __init__(
@@ -227,6 +229,7 @@ class RedisStore(StoreContextMixin):
         self._next_sweep = 0.0
         self._closed = False
         self._client = self._connect(url, client_url, redis_options)
+        self._deadline = self._take_socket_timeout(self._client)
         self._scripts = {
             name: self._client.register_script(source) for name, source in scripts.ALL.items()
         }
@@ -253,12 +256,18 @@ class RedisStore(StoreContextMixin):
         except (ValueError, TypeError) as exc:
             raise InvalidStoreURL(url, str(exc)) from exc
 
+    @staticmethod
+    def _take_socket_timeout(client: aioredis.Redis) -> float | None:
+        """The pool's ``socket_timeout``, which ``_call`` applies to whole calls from now on
+        (the connections get none)."""
+        kwargs = client.connection_pool.connection_kwargs
+        deadline, kwargs["socket_timeout"] = kwargs.get("socket_timeout"), None
+        return None if deadline is None else float(deadline)
+
     # -- reads ---------------------------------------------------------------------------------
 
     async def get(self, key: str) -> bytes | None:
-        raw_key = self._key(key)
-        with self._errors():
-            value = await self._client.get(raw_key)
+        value = await self._call(self._client.get, self._key(key))
         return cast("bytes | None", value)
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
@@ -266,8 +275,7 @@ class RedisStore(StoreContextMixin):
         if not raw_keys:
             self._check_open()
             return []
-        with self._errors():
-            values = await self._client.mget(raw_keys)
+        values = await self._call(self._client.mget, raw_keys)
         return cast("list[bytes | None]", values)
 
     async def scan(self, prefix: str, *, page_size: int = 500) -> AsyncIterator[tuple[str, bytes]]:
@@ -354,28 +362,25 @@ class RedisStore(StoreContextMixin):
         args: list[str | bytes] = ["" if limit is None else str(limit)]
         args += [_ttl_arg(check_optional_ttl(ttl)), _ttl_arg(check_optional_ttl(max_age))]
         args += values
-        with self._errors():
-            return int(await self._scripts["LOG_APPEND"](keys=[log_key], args=args))
+        return int(await self._call(self._scripts["LOG_APPEND"], keys=[log_key], args=args))
 
     async def log_read(
         self, key: str, *, after: int = 0, limit: int = 500
     ) -> list[tuple[int, bytes]]:
         log_key = self._log_key(key)
         start = f"{check_offset(after) + 1}-0"
-        with self._errors():
-            items = await self._client.xrange(log_key, start, "+", count=check_page_size(limit))
+        count = check_page_size(limit)
+        items = await self._call(self._client.xrange, log_key, start, "+", count=count)
         entries = cast("list[tuple[bytes, dict[bytes, bytes]]]", items)
         return [(int(entry_id.split(b"-")[0]), fields[b"v"]) for entry_id, fields in entries]
 
     async def log_expire(self, key: str, ttl: float) -> bool:
         log_key, ttl_ms = self._log_key(key), ttl_to_ms(check_ttl(ttl))
-        with self._errors():
-            return bool(await self._client.pexpire(log_key, ttl_ms))
+        return bool(await self._call(self._client.pexpire, log_key, ttl_ms))
 
     async def log_delete(self, key: str) -> bool:
         log_key = self._log_key(key)
-        with self._errors():
-            return bool(await self._client.delete(log_key))
+        return bool(await self._call(self._client.delete, log_key))
 
     async def sweep(self) -> int:
         """Drop expired keys from the key index now; return how many were dropped."""
@@ -418,10 +423,17 @@ class RedisStore(StoreContextMixin):
         except RedisError as exc:
             raise StoreError(f"Redis store {self.url} failed: {exc}") from exc
 
+    async def _call(self, command: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
+        """One redis-py call: the store open, within the store's deadline (the connection is
+        dropped if it passes: redis-py disconnects a command interrupted halfway), and its
+        errors translated (a passed deadline is a ``TimeoutError``: ``StoreUnavailable``)."""
+        with self._errors():
+            async with asyncio.timeout(self._deadline):
+                return await command(*args, **kwargs)
+
     async def _run(self, script: str, *args: str | bytes | int) -> Any:
         args_with_prefix = [self._raw_prefix, *args]
-        with self._errors():
-            return await self._scripts[script](keys=self._index_keys, args=args_with_prefix)
+        return await self._call(self._scripts[script], keys=self._index_keys, args=args_with_prefix)
 
     async def _write(self, script: str, *args: str | bytes | int) -> Any:
         """Run a write script, first sweeping expired keys from the index when that is due."""

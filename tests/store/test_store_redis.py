@@ -153,3 +153,33 @@ async def test_a_caller_that_waits_longer_than_pool_timeout_gets_store_unavailab
         assert await store.get("k") is None, "the connection is free again"
     finally:
         await store.close()
+
+
+async def test_a_server_that_never_answers_costs_a_call_its_deadline_only() -> None:
+    """``socket_timeout`` bounds each store call as a whole (redis-py's per-send and per-read
+    timers are off): a server that accepts and then never answers gives StoreUnavailable at
+    the deadline, on every call, and the connections it hung are not reused."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # read nothing, answer nothing
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    store = RedisStore(f"redis://127.0.0.1:{port}/0", socket_timeout=0.3)
+    try:
+        for call in (store.get("k"), store.put("k", b"v"), store.get_many(["a", "b"])):
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                await call
+            assert 0.25 < time.monotonic() - started < 2.0
+        pool = store._client.connection_pool
+        assert pool.connection_kwargs["socket_timeout"] is None, "no timer per socket call"
+        assert not pool._in_use_connections, "every hung connection was given back"
+        assert len(accepted) == 3, "each call after a hang opened a new connection"
+    finally:
+        await store.close()
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
