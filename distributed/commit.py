@@ -16,10 +16,10 @@ from orchestration import (
     JoinDecision,
     NodeResult,
     UnroutableAction,
-    join_decision_counted,
     route,
 )
 from orchestration.attempts import FallBack, RetryLater
+from orchestration.routing import join_decision_counted
 
 from .context import RuntimeContext
 from .dispatch import Carried, HandOn

@@ -25,8 +25,8 @@ from orchestration import (
     JoinDecision,
     final_outputs,
     join_decision,
-    join_decision_counted,
 )
+from orchestration.routing import join_decision_counted
 
 from .dispatch import Carried
 from .failpoints import failpoint

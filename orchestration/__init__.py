@@ -50,14 +50,7 @@ from orchestration.providers import (
 from orchestration.registry import NodeTypeRegistry
 from orchestration.results import ExecutionResult, StepRecord
 from orchestration.retry import default_retry_policy, retry_with_policy, retry_with_policy_sync
-from orchestration.routing import (
-    JoinDecision,
-    NodeResult,
-    Routing,
-    join_decision,
-    join_decision_counted,
-    route,
-)
+from orchestration.routing import JoinDecision, NodeResult, Routing, join_decision, route
 from orchestration.state import (
     DEFAULT_OUTPUT_KEY,
     apply_updates,
@@ -151,7 +144,6 @@ __all__ = [
     "format_result",
     "graph_problems",
     "join_decision",
-    "join_decision_counted",
     "render_template",
     "resolve_inputs",
     "retry_with_policy",
