@@ -11,13 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
-from orchestration import (
-    Graph,
-    JoinDecision,
-    NodeResult,
-    UnroutableAction,
-    route,
-)
+from orchestration import Graph, JoinDecision, NodeResult, UnroutableAction, route
 from orchestration.attempts import FallBack, RetryLater
 from orchestration.routing import join_decision_counted
 

@@ -20,12 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from orchestration import (
-    Graph,
-    JoinDecision,
-    final_outputs,
-    join_decision,
-)
+from orchestration import Graph, JoinDecision, final_outputs, join_decision
 from orchestration.routing import join_decision_counted
 
 from .dispatch import Carried
