@@ -10,6 +10,8 @@ Named points:
 - ``before-commit``: the node has run, its outcome not yet recorded.
 - ``after-commit``: a step's result is committed, its successors not yet scheduled.
 - ``after-schedule``: successors are scheduled, the step's own scheduling record not yet cleared.
+- ``owing-unschedule``: a step's advance is done and its removal from the agenda owed
+  (``KVPersistence.unschedule_soon``), not yet written.
 - ``before-ack``: the step is fully advanced, its message not yet acknowledged.
 """
 
@@ -21,7 +23,14 @@ import os
 __all__ = ["FAILPOINTS", "failpoint"]
 
 FAILPOINTS = frozenset(
-    {"after-lease", "before-commit", "after-commit", "after-schedule", "before-ack"}
+    {
+        "after-lease",
+        "before-commit",
+        "after-commit",
+        "after-schedule",
+        "owing-unschedule",
+        "before-ack",
+    }
 )
 
 log = logging.getLogger(__name__)

@@ -156,6 +156,7 @@ class Scheduler:
         failpoint("after-schedule")
         if resolution.pending or not await self.check_completion(record, graph, step.node_id):
             self.persistence.unschedule_soon(eid, step.node_id)
+            failpoint("owing-unschedule")
 
     async def _resolve(
         self,
