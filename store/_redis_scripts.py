@@ -46,19 +46,28 @@ DELETE = _HELPERS + "return remove(ARGV[2])\n"
 # has_expected ('0'/'1'), expected. A batch with an 'I' is checked whole before anything is
 # written (``check_incrs``); the caller says whether it has one, so other batches skip the check.
 _BATCH_HELPERS = """
-local function apply_ops(blob)
-  local pos, n = 1, #blob
+-- The operations of a packed batch, decoded once: {kind, key, value or amount, ttl_ms} each.
+local function read_ops(blob)
+  local ops, pos, n = {}, 1, #blob
   while pos <= n do
-    local kind, key
+    local kind, key, arg, ttl
     kind, key, pos = struct.unpack('>c1I4c0', blob, pos)
     if kind == 'P' then
-      local value, ttl
-      value, ttl, pos = struct.unpack('>I4c0I4c0', blob, pos)
-      store(key, value, ttl)
+      arg, ttl, pos = struct.unpack('>I4c0I4c0', blob, pos)
     elseif kind == 'I' then
-      local amount
-      amount, pos = struct.unpack('>I4c0', blob, pos)
-      redis.call('INCRBY', ARGV[1] .. key, amount)  -- keeps the TTL
+      arg, pos = struct.unpack('>I4c0', blob, pos)
+    end
+    ops[#ops + 1] = {kind, key, arg, ttl}
+  end
+  return ops
+end
+local function apply_ops(ops)
+  for _, op in ipairs(ops) do
+    local kind, key = op[1], op[2]
+    if kind == 'P' then
+      store(key, op[3], op[4])
+    elseif kind == 'I' then
+      redis.call('INCRBY', ARGV[1] .. key, op[3])  -- keeps the TTL
       redis.call('ZADD', KEYS[1], 0, key)
     else
       remove(key)
@@ -84,20 +93,14 @@ local function counter(value)
 end
 -- Walk the operations as apply_ops will, following each key an 'I' touches (what a 'P' or 'D'
 -- earlier in the batch left, else the stored value); an error message if one would fail.
-local function check_incrs(blob)
+local function check_incrs(ops)
   local values = {}  -- key -> its value so far: bytes, a running sum, or false (absent)
-  local pos, n = 1, #blob
-  while pos <= n do
-    local kind, key
-    kind, key, pos = struct.unpack('>c1I4c0', blob, pos)
+  for _, op in ipairs(ops) do
+    local kind, key = op[1], op[2]
     if kind == 'P' then
-      local value, ttl
-      value, ttl, pos = struct.unpack('>I4c0I4c0', blob, pos)
-      values[key] = value
+      values[key] = op[3]
     elseif kind == 'I' then
-      local amount
-      amount, pos = struct.unpack('>I4c0', blob, pos)
-      local current = values[key]
+      local amount, current = op[3], values[key]
       if current == nil then current = redis.call('GET', ARGV[1] .. key) end
       local start, why = counter(current)
       if start and math.abs(start + tonumber(amount)) > LIMIT then
@@ -118,11 +121,12 @@ BATCH = (
     _HELPERS
     + _BATCH_HELPERS
     + """
+local ops = read_ops(ARGV[2])
 if ARGV[3] == '1' then
-  local failed = check_incrs(ARGV[2])
+  local failed = check_incrs(ops)
   if failed then return redis.error_reply(failed) end
 end
-apply_ops(ARGV[2])
+apply_ops(ops)
 return 1
 """
 )
@@ -145,11 +149,12 @@ while pos <= n do
     return {0}
   end
 end
+local ops = read_ops(ARGV[4])
 if ARGV[5] == '1' then
-  local failed = check_incrs(ARGV[4])
+  local failed = check_incrs(ops)
   if failed then return redis.error_reply(failed) end
 end
-apply_ops(ARGV[4])
+apply_ops(ops)
 local reply = {1}
 pos, n = 1, #ARGV[3]
 while pos <= n do
