@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Any
-
-import openai
 
 from orchestration.errors import ProviderError
 from orchestration.providers.base import Completion, Message, TokenSink
@@ -45,7 +44,7 @@ class OpenAIProvider:
         key = api_key or os.environ.get("OPENAI_API_KEY")
         if not key:
             raise ProviderError("OpenAIProvider needs an API key: set OPENAI_API_KEY")
-        return openai.AsyncOpenAI(
+        return _openai().AsyncOpenAI(
             api_key=key, base_url=self.base_url, timeout=timeout, max_retries=max_retries
         )
 
@@ -63,7 +62,7 @@ class OpenAIProvider:
             response = await self._client.chat.completions.create(
                 model=model, messages=[dict(m) for m in messages], **options
             )
-        except openai.OpenAIError as exc:
+        except _openai().OpenAIError as exc:
             raise ProviderError(f"OpenAI request failed: {type(exc).__name__}: {exc}") from exc
         if not response.choices:
             raise ProviderError("OpenAI response has no choices")
@@ -99,11 +98,20 @@ class OpenAIProvider:
                         if text:
                             parts.append(text)
                             on_token(text)
-        except openai.OpenAIError as exc:
+        except _openai().OpenAIError as exc:
             raise ProviderError(f"OpenAI stream failed: {type(exc).__name__}: {exc}") from exc
         if not choices:
             raise ProviderError("OpenAI stream has no choices")
         return Completion(text="".join(parts), model=str(served), provider=self.name)
+
+
+def _openai() -> ModuleType:
+    """The ``openai`` package, imported on first use: importing it takes about a second and
+    30 MiB, which every process that imports Flowloom (each CLI command, each worker) would
+    otherwise pay whether or not it ever calls OpenAI."""
+    import openai
+
+    return openai
 
 
 def _options(temperature: float | None, timeout: float | None) -> dict[str, Any]:
