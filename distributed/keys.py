@@ -5,6 +5,9 @@ Every key starts with the persistence's namespace (default ``flowloom/``)::
     exec/{eid}                  ExecutionRecord: workflow, graph version, inputs, options, parent
     exec/{eid}/final            FinalStatus; written with set_if_absent, so the first writer wins
     exec/{eid}/paused           present while the execution is paused
+    exec/{eid}/generation       the record's generation (ASCII), written with it, so a worker
+                                leases a delivered step only if its task is of this generation
+                                in the one conditional write that reads the execution
     exec/{eid}/step/{node}      StepRecord; every transition (lease, heartbeat, commit) is one CAS
     exec/{eid}/edge/{edge}      "1" taken / "0" skipped; resolved once, by its source's commit
     exec/{eid}/join/{node}      "fire" / "skip"; the join decision, made once (set_if_absent)
@@ -58,6 +61,9 @@ class Keys:
 
     def paused(self, eid: str) -> str:
         return f"{self.ns}exec/{eid}/paused"
+
+    def generation(self, eid: str) -> str:
+        return f"{self.ns}exec/{eid}/generation"
 
     def steps(self, eid: str) -> str:
         return f"{self.ns}exec/{eid}/step/"

@@ -91,7 +91,10 @@ class WorkflowPersistence(Protocol):
     ) -> bool: ...
     async def record(self, eid: str) -> ExecutionRecord | None: ...
     async def final(self, eid: str) -> FinalStatus | None: ...
-    async def task_view(self, eid: str, node_id: str) -> TaskView: ...
+    async def task_view(
+        self, eid: str, generation: int, started: StepRecord
+    ) -> tuple[VersionedStep | None, TaskView]: ...
+    async def unstart(self, eid: str, started: VersionedStep) -> None: ...
     async def finals(self, eids: Sequence[str]) -> list[FinalStatus | None]: ...
     async def sweep_views(self, agenda: Mapping[str, Sequence[str]]) -> dict[str, SweepView]: ...
     async def set_final(
@@ -184,7 +187,8 @@ class KVPersistence:
         eid, keys = record.execution_id, self.keys
         joins = [Put(keys.join(eid, node), _FIRE.encode()) for node in start_nodes]
         index = [Put(keys.active(eid), b""), Put(keys.listed(eid), b"")]
-        ops = [Put(keys.execution(eid), record.to_bytes()), *joins, *index]
+        ops = [Put(keys.execution(eid), record.to_bytes()), _generation_put(keys, record)]
+        ops += [*joins, *index]
         ops += self._agenda_puts(eid, start_nodes, record.created_at)
         ops += self._deadline_puts(record)
         return await self.store.batch_if({keys.execution(eid): None}, ops)
@@ -196,24 +200,40 @@ class KVPersistence:
     async def final(self, eid: str) -> FinalStatus | None:
         return (await self.finals([eid]))[0]
 
-    async def task_view(self, eid: str, node_id: str) -> TaskView:
-        keys = self.keys
-        record, final, step, paused, agenda = await self.store.get_many(
-            [
-                keys.execution(eid),
-                keys.final(eid),
-                keys.step(eid, node_id),
-                keys.paused(eid),
-                keys.agenda(eid, node_id),
-            ]
+    async def task_view(
+        self, eid: str, generation: int, started: StepRecord
+    ) -> tuple[VersionedStep | None, TaskView]:
+        """What a worker reads before running a delivered step, and in the same atomic step
+        the lease on its first attempt (``started``) if the step has no record yet and the
+        execution is of ``generation`` (its task's) and neither final nor paused: the leased
+        version (None if not leased) and the view as it was before."""
+        keys, raw = self.keys, started.to_bytes()
+        step_key = keys.step(eid, started.node_id)
+        expected = {
+            step_key: None,
+            keys.final(eid): None,
+            keys.paused(eid): None,
+            keys.generation(eid): str(generation).encode(),
+        }
+        read = [keys.execution(eid), keys.final(eid), step_key, keys.paused(eid)]
+        leased, raws = await self.store.get_and_batch_if(
+            [*read, keys.agenda(eid, started.node_id)], expected, [Put(step_key, raw)]
         )
-        return TaskView(
+        record, final, step, paused, agenda = raws
+        view = TaskView(
             record=None if record is None else ExecutionRecord.from_bytes(record),
             final=None if final is None else FinalStatus.from_bytes(final),
-            step=None if step is None else VersionedStep(step, StepRecord.from_bytes(step)),
+            step=_versioned(step),
             paused=paused is not None,
             on_agenda=agenda is not None,
         )
+        return (VersionedStep(raw, started) if leased else None), view
+
+    async def unstart(self, eid: str, started: VersionedStep) -> None:
+        """Undo the lease ``task_view`` took on a step with no record (the worker may not run
+        it after all): the step has no record again, unless it moved since."""
+        key = self.keys.step(eid, started.record.node_id)
+        await self.store.batch_if({key: started.raw}, [Delete(key)])
 
     async def sweep_views(self, agenda: Mapping[str, Sequence[str]]) -> dict[str, SweepView]:
         """For each execution, its record, whether it is final or paused, and the records of
@@ -577,6 +597,7 @@ class KVPersistence:
         ops: list[Put | Delete] = [
             Put(keys.history(eid, current.generation), final.to_bytes()),
             Put(keys.execution(eid), new.to_bytes()),
+            _generation_put(keys, new),
             Delete(keys.final(eid)),
             Delete(keys.unrunnable(eid)),
             Put(keys.active(eid), b""),
@@ -646,6 +667,10 @@ def _join_counts(joins: Sequence[str], raws: Sequence[bytes | None]) -> dict[str
     """The counters of ``joins`` from their raw values (arrived, taken for each in turn)."""
     counts = [0 if raw is None else int(raw) for raw in raws]
     return {join: JoinCount(*counts[2 * i : 2 * i + 2]) for i, join in enumerate(joins)}
+
+
+def _generation_put(keys: Keys, record: ExecutionRecord) -> Put:
+    return Put(keys.generation(record.execution_id), str(record.generation).encode())
 
 
 def _versioned(raw: bytes | None) -> VersionedStep | None:

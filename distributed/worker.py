@@ -51,7 +51,7 @@ from .hooks import (
 from .lease import StepLease, acquire_lease
 from .loops import loop_outcome, start_loop
 from .models import ExecutionRecord, FinalStatus, StepRecord, Task
-from .persistence import VersionedStep
+from .persistence import TaskView, VersionedStep
 from .queue import QueuedTask, TaskConsumer
 from .snapshot import Snapshot
 from .steps import StepExecutor, StepOutcome
@@ -425,8 +425,10 @@ class Worker:
     async def _process(self, task: Task) -> None:
         if self.context.dispatch.ran(task):
             return  # the queued copy of a task a worker here already ran eagerly
-        eid, node_id = task.execution_id, task.node_id
-        view = await self.persistence.task_view(eid, node_id)
+        eid, node_id, now = task.execution_id, task.node_id, self.context.clock()
+        view = await self._run_if_fresh(task, now)
+        if view is None:
+            return
         record = view.record
         if record is None:
             raise _DeadLetter(f"unknown execution {eid!r}")
@@ -439,7 +441,6 @@ class Worker:
         if graph is None:
             return
         step = view.step.record if view.step else None
-        now = self.context.clock()
         if step is not None and step.status == "completed":
             if view.on_agenda and not self._just_committed(task, step, now):
                 await self.scheduler.advance(record, graph, step)  # its advance was cut short
@@ -461,11 +462,42 @@ class Worker:
                 failpoint("after-lease")
                 await self._run(record, graph, lease, task)
 
+    async def _run_if_fresh(self, task: Task, now: float) -> TaskView | None:
+        """Read what the step needs and, in the same conditional write, lease it if it has no
+        record yet, the common case (``task_view``); run it and return None, or return the
+        view for ``_process`` to act on. A step leased that may not run here after all (this
+        worker lacks its workflow, or the deadline passed) is first unleased, so ``_process``
+        deals with it as before."""
+        eid, node_id = task.execution_id, task.node_id
+        started = StepRecord(node_id=node_id).start(self.id, self.config.lease_ttl, now)
+        leased, view = await self.persistence.task_view(eid, task.generation, started)
+        if leased is None:
+            return view
+        record = view.record
+        graph = None if record is None else self._runnable_graph(record, node_id)
+        if record is None or graph is None or _past(record.deadline, now):
+            await self.persistence.unstart(eid, leased)
+            return view
+        lease = StepLease(self.persistence, eid, leased, self.config.lease_ttl)
+        failpoint("after-lease")
+        await self._run(record, graph, lease, task)
+        return None
+
     def _just_committed(self, task: Task, step: StepRecord, now: float) -> bool:
         """A scheduled task's copy arriving while the step's own worker is still advancing it
         (resume, recovery and the sweep's tasks always finish the advance)."""
         finished = step.finished_at if step.finished_at is not None else now
         return task.reason == "scheduled" and now - finished < self.config.settle_time
+
+    def _runnable_graph(self, record: ExecutionRecord, node_id: str) -> Graph | None:
+        """The definition the execution began on, if this worker holds it and it has the step
+        (else None: then ``_graph`` says why)."""
+        try:
+            graph = self.engine.graph(record.workflow_id)
+        except UnknownWorkflow:
+            return None
+        ok = graph.version == record.graph_version and node_id in graph.nodes
+        return graph if ok else None
 
     async def _graph(self, record: ExecutionRecord, node_id: str) -> Graph | None:
         """The definition the execution began on; None when this worker does not hold it."""

@@ -61,6 +61,31 @@ local function read_ops(blob)
   end
   return ops
 end
+-- Whether every packed condition holds: key, has_expected ('0': the key is absent), expected.
+local function holds(blob)
+  local pos, n = 1, #blob
+  while pos <= n do
+    local key, has_expected, expected
+    key, has_expected, expected, pos = struct.unpack('>I4c0c1I4c0', blob, pos)
+    local current = redis.call('GET', ARGV[1] .. key)
+    if has_expected == '0' then
+      if current then return false end
+    elseif current ~= expected then
+      return false
+    end
+  end
+  return true
+end
+-- Append the value of each packed key (false: absent) to reply.
+local function read_keys(blob, reply)
+  local pos, n = 1, #blob
+  while pos <= n do
+    local key
+    key, pos = struct.unpack('>I4c0', blob, pos)
+    reply[#reply + 1] = redis.call('GET', ARGV[1] .. key)
+  end
+  return reply
+end
 local function apply_ops(ops)
   for _, op in ipairs(ops) do
     local kind, key = op[1], op[2]
@@ -138,30 +163,32 @@ BATCH_IF = (
     _HELPERS
     + _BATCH_HELPERS
     + """
-local pos, n = 1, #ARGV[2]
-while pos <= n do
-  local key, has_expected, expected
-  key, has_expected, expected, pos = struct.unpack('>I4c0c1I4c0', ARGV[2], pos)
-  local current = redis.call('GET', ARGV[1] .. key)
-  if has_expected == '0' then
-    if current then return {0} end
-  elseif current ~= expected then
-    return {0}
-  end
-end
+if not holds(ARGV[2]) then return {0} end
 local ops = read_ops(ARGV[4])
 if ARGV[5] == '1' then
   local failed = check_incrs(ops)
   if failed then return redis.error_reply(failed) end
 end
 apply_ops(ops)
-local reply = {1}
-pos, n = 1, #ARGV[3]
-while pos <= n do
-  local key
-  key, pos = struct.unpack('>I4c0', ARGV[3], pos)
-  reply[#reply + 1] = redis.call('GET', ARGV[1] .. key)
+return read_keys(ARGV[3], {1})
+"""
+)
+
+# ARGV: prefix, keys to read, conditions, operations, has_incr ('1'/'')
+# -> {1 if applied else 0, value of each key read before the batch (false: absent)}
+GET_BATCH_IF = (
+    _HELPERS
+    + _BATCH_HELPERS
+    + """
+local reply = read_keys(ARGV[2], {0})
+if not holds(ARGV[3]) then return reply end
+local ops = read_ops(ARGV[4])
+if ARGV[5] == '1' then
+  local failed = check_incrs(ops)
+  if failed then return redis.error_reply(failed) end
 end
+apply_ops(ops)
+reply[1] = 1
 return reply
 """
 )
@@ -287,6 +314,7 @@ ALL = {
     "DELETE": DELETE,
     "BATCH": BATCH,
     "BATCH_IF": BATCH_IF,
+    "GET_BATCH_IF": GET_BATCH_IF,
     "COMPARE_AND_SET": COMPARE_AND_SET,
     "INCR": INCR,
     "EXPIRE": EXPIRE,

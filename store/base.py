@@ -115,6 +115,20 @@ class KVStore(Protocol):
         edges into a join, without a second round trip and without a race.)"""
         ...
 
+    async def get_and_batch_if(
+        self,
+        keys: Sequence[str],
+        expected: Mapping[str, bytes | None],
+        ops: Sequence[Put | Delete | Incr],
+    ) -> tuple[bool, list[bytes | None]]:
+        """Read ``keys`` and, in the same atomic step, apply ``ops`` like :meth:`batch_if` if
+        every key of ``expected`` holds its expected value: whether the batch was applied, and
+        the values of ``keys`` in order (``None`` for absent ones) as they were *before* it,
+        either way. (So a reader that usually writes next, say a worker leasing a step that
+        has not started, reads and writes in one round trip, and when it may not write it
+        still learns why.)"""
+        ...
+
     async def compare_and_set(
         self, key: str, expected: bytes | None, new: bytes, *, ttl: float | None = None
     ) -> bool:

@@ -272,6 +272,22 @@ class LevelDBStore(StoreContextMixin):
             self._apply(self._batch_mutations(checked, now))  # raises before it writes
             return [_unpack(self._db.get(key), now) for key in wanted]
 
+    async def get_and_batch_if(
+        self,
+        keys: Sequence[str],
+        expected: Mapping[str, bytes | None],
+        ops: Sequence[Put | Delete | Incr],
+    ) -> tuple[bool, list[bytes | None]]:
+        wanted = [_data_key(check_key(key)) for key in keys]
+        conditions, checked = check_expected(expected), check_ops(ops)
+        with self._writing() as now:
+            values = [_unpack(self._db.get(key), now) for key in wanted]
+            for key, value in conditions.items():
+                if _unpack(self._db.get(_data_key(key)), now) != value:
+                    return False, values
+            self._apply(self._batch_mutations(checked, now))  # raises before it writes
+            return True, values
+
     async def compare_and_set(
         self, key: str, expected: bytes | None, new: bytes, *, ttl: float | None = None
     ) -> bool:

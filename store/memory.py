@@ -170,15 +170,33 @@ class MemoryStore(StoreContextMixin):
         with self._writing() as now:
             if any(self._live_value(k, now) != v for k, v in conditions.items()):
                 return None
-            counters = iter(self._batch_counters(checked, now))  # raises before any write
-            for op in checked:
-                if isinstance(op, Put):
-                    self._set(op.key, op.value, op.ttl, now)
-                elif isinstance(op, Delete):
-                    self._remove(op.key)
-                else:
-                    self._set_counter(op.key, next(counters), now)
+            self._apply(checked, now)
             return [self._live_value(key, now) for key in wanted]
+
+    async def get_and_batch_if(
+        self,
+        keys: Sequence[str],
+        expected: Mapping[str, bytes | None],
+        ops: Sequence[Put | Delete | Incr],
+    ) -> tuple[bool, list[bytes | None]]:
+        wanted = [check_key(key) for key in keys]
+        conditions, checked = check_expected(expected), check_ops(ops)
+        with self._writing() as now:
+            values = [self._live_value(key, now) for key in wanted]
+            if any(self._live_value(k, now) != v for k, v in conditions.items()):
+                return False, values
+            self._apply(checked, now)
+            return True, values
+
+    def _apply(self, ops: list[Put | Delete | Incr], now: float) -> None:
+        counters = iter(self._batch_counters(ops, now))  # raises before any write
+        for op in ops:
+            if isinstance(op, Put):
+                self._set(op.key, op.value, op.ttl, now)
+            elif isinstance(op, Delete):
+                self._remove(op.key)
+            else:
+                self._set_counter(op.key, next(counters), now)
 
     async def compare_and_set(
         self, key: str, expected: bytes | None, new: bytes, *, ttl: float | None = None

@@ -325,6 +325,18 @@ class RedisStore(StoreContextMixin):
             return None
         return [reply[i] for i in range(1, len(wanted) + 1)]
 
+    async def get_and_batch_if(
+        self,
+        keys: Sequence[str],
+        expected: Mapping[str, bytes | None],
+        ops: Sequence[Put | Delete | Incr],
+    ) -> tuple[bool, list[bytes | None]]:
+        wanted = [check_key(key).encode("utf-8") for key in keys]
+        conditions, checked = check_expected(expected), check_ops(ops)
+        packed = (_packed(*wanted), _pack_conditions(conditions), _pack_ops(checked))
+        reply = await self._write("GET_BATCH_IF", *packed, _has_incr(checked))
+        return bool(reply[0]), [reply[i] for i in range(1, len(wanted) + 1)]
+
     async def compare_and_set(
         self, key: str, expected: bytes | None, new: bytes, *, ttl: float | None = None
     ) -> bool:

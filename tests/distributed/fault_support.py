@@ -234,6 +234,16 @@ class LyingStore:
         self._after("batch_if", _written(ops))
         return read
 
+    async def get_and_batch_if(
+        self,
+        keys: Sequence[str],
+        expected: Mapping[str, bytes | None],
+        ops: Sequence[Put | Delete | Incr],
+    ) -> tuple[bool, list[bytes | None]]:
+        read = await self.inner.get_and_batch_if(keys, expected, ops)
+        self._after("batch_if", _written(ops))
+        return read
+
     async def compare_and_set(
         self, key: str, expected: bytes | None, new: bytes, *, ttl: float | None = None
     ) -> bool:

@@ -10,14 +10,16 @@ is tested with real processes in ``test_cluster_processes`` (the after-commit fa
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import Any, cast
 
 from scenario_support import FAST_POOL, Probe, RuntimeFactory, blueprint, plain
 from support import assert_eventually
 
 from distributed import Runtime, Task
 from orchestration import Engine
+from store import Delete, Incr, KVStore, Put
 
 WAIT = 60.0
 CHAIN = ("a", "b", "c", "d")
@@ -87,6 +89,46 @@ async def test_without_eager_dispatch_every_step_goes_through_the_queue(
     assert snapshot.status == "completed"
     assert probe.runs_of(eid) == dict.fromkeys(CHAIN, 1)
     assert batches == [[node] for node in CHAIN]
+
+
+class LeaseReads:
+    """A real store that notes, per step key, what each combined read-and-lease did."""
+
+    def __init__(self, inner: KVStore) -> None:
+        self.inner, self.calls = inner, list[tuple[str, bool]]()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def get_and_batch_if(
+        self,
+        keys: Sequence[str],
+        expected: Mapping[str, bytes | None],
+        ops: Sequence[Put | Delete | Incr],
+    ) -> tuple[bool, list[bytes | None]]:
+        applied, values = await self.inner.get_and_batch_if(keys, expected, ops)
+        self.calls.append((keys[2].rsplit("/", 1)[-1], applied))
+        return applied, values
+
+
+async def test_a_delivered_step_is_leased_by_the_write_that_reads_its_execution(
+    make_runtime: RuntimeFactory, engine: Engine, probe: Probe
+) -> None:
+    """A task from the queue for a step with no record costs one store call before the step
+    runs: the read of what it needs and its lease, in one conditional write."""
+    register_chain(engine)
+    spies: list[LeaseReads] = []
+
+    def spy(store: KVStore) -> KVStore:
+        spies.append(LeaseReads(store))
+        return cast(KVStore, spies[-1])
+
+    async with make_runtime(engine, DELIVERED_ONLY, wrap_store=spy) as runtime:
+        eid = await runtime.engine.execute_async("chain", {})
+        snapshot = await runtime.engine.wait(eid, timeout=WAIT)
+    assert snapshot.status == "completed"
+    assert probe.runs_of(eid) == dict.fromkeys(CHAIN, 1)
+    assert spies[0].calls == [(node, True) for node in CHAIN]
 
 
 async def test_a_step_committed_while_its_execution_is_paused_hands_nothing_on(

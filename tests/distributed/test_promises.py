@@ -131,6 +131,18 @@ class CutOffStore:
             self._observe(new)
         return read
 
+    async def get_and_batch_if(
+        self,
+        keys: Sequence[str],
+        expected: Mapping[str, bytes | None],
+        ops: Sequence[Put | Delete | Incr],
+    ) -> tuple[bool, list[bytes | None]]:
+        new = next((op.value for op in ops if isinstance(op, Put) and op.key == self.key), None)
+        applied, read = await self.inner.get_and_batch_if(keys, expected, ops)
+        if applied and new is not None:
+            self._observe(new)
+        return applied, read
+
     def _observe(self, written: bytes) -> None:
         record = json.loads(written)
         if self.token is None and record.get("status") == "running" and record.get("lease"):

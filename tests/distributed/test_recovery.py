@@ -243,6 +243,7 @@ async def test_an_execution_no_worker_can_run_fails_with_the_reason(
     else:
         assert "no worker holds workflow 'only-the-client-knows'" in (snapshot.error or "")
     assert switch.runs[("unrunnable", "fetch")] == 0
+    assert "fetch" not in snapshot.steps, "a lease taken on delivery was left behind"
 
 
 def test_settings_are_validated_when_built() -> None:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from store import Delete, KVStore, Put
+from store import Delete, Incr, KVStore, Put
 
 
 async def test_batch_if_applies_every_operation_when_every_condition_holds(
@@ -111,3 +111,77 @@ async def test_concurrent_batch_if_gets_each_see_the_writes_before_them(store: K
     assert len(complete) == 1
     counts = sorted(sum(v is not None for v in values or []) for values in seen)
     assert counts == list(range(1, 9))
+
+
+# -- get_and_batch_if: read keys, then the batch if its conditions hold, in one step ---------------
+
+
+async def test_get_and_batch_if_reads_the_keys_as_they_were_before_its_batch(
+    store: KVStore,
+) -> None:
+    await store.put("step", b"old")
+    await store.put("record", b"r")
+    applied, values = await store.get_and_batch_if(
+        ["record", "step", "lease", "record"],
+        {"lease": None, "record": b"r"},
+        [Put("lease", b"mine"), Delete("step")],
+    )
+    assert applied
+    assert values == [b"r", b"old", None, b"r"]
+    assert await store.get_many(["lease", "step"]) == [b"mine", None]
+
+
+async def test_get_and_batch_if_reads_and_writes_nothing_when_a_condition_fails(
+    store: KVStore,
+) -> None:
+    await store.put("lease", b"theirs")
+    applied, values = await store.get_and_batch_if(
+        ["lease", "record"], {"lease": None}, [Put("lease", b"mine"), Put("other", b"x")]
+    )
+    assert not applied
+    assert values == [b"theirs", None]  # what stopped it, read in the same step
+    assert await store.get_many(["lease", "other"]) == [b"theirs", None]
+
+
+async def test_get_and_batch_if_reads_an_expired_key_as_absent(store: KVStore) -> None:
+    await store.put("lease", b"old", ttl=0.05)
+    await asyncio.sleep(0.1)  # the TTL itself is what is under test
+    applied, values = await store.get_and_batch_if(["lease"], {"lease": None}, [])
+    assert applied and values == [None]
+
+
+async def test_get_and_batch_if_adds_counters_and_refuses_a_bad_one_whole(
+    store: KVStore,
+) -> None:
+    applied, values = await store.get_and_batch_if(["n"], {}, [Incr("n", 2), Put("seen", b"1")])
+    assert applied and values == [None]
+    await store.put("text", b"not a number")
+    with pytest.raises(ValueError):
+        await store.get_and_batch_if(["n"], {}, [Put("later", b"1"), Incr("text")])
+    assert await store.get_many(["n", "later"]) == [b"2", None]
+
+
+async def test_get_and_batch_if_validates_everything_before_it_reads_or_writes(
+    store: KVStore,
+) -> None:
+    with pytest.raises(ValueError):
+        await store.get_and_batch_if(["ok", ""], {}, [Put("a", b"1")])
+    with pytest.raises(ValueError):
+        await store.get_and_batch_if(["ok"], {"": None}, [Put("a", b"1")])
+    assert await store.get("a") is None
+
+
+async def test_exactly_one_of_many_concurrent_get_and_batch_ifs_wins(store: KVStore) -> None:
+    """Eight workers race to lease one step: one writes, and the others read its lease."""
+    results = await asyncio.gather(
+        *(
+            store.get_and_batch_if(["step"], {"step": None}, [Put("step", f"w{i}".encode())])
+            for i in range(8)
+        )
+    )
+    winners = [i for i, (applied, _) in enumerate(results) if applied]
+    assert len(winners) == 1
+    assert results[winners[0]][1] == [None]
+    stored = await store.get("step")
+    assert stored == f"w{winners[0]}".encode()
+    assert all(values == [stored] for applied, values in results if not applied)
