@@ -2,7 +2,8 @@
 
 The persistence, the task queue, the local engine (definitions and node types), the lifecycle
 hooks, the clock, and the workers of this process that take tasks eagerly (``dispatch``, see
-:mod:`distributed.dispatch`). ``build`` also installs the event log's ``EventRecorder`` hook
+:mod:`distributed.dispatch`), and the waiters for final statuses it tells (``finals``, see
+:mod:`distributed.final_watch`). ``build`` also installs the event log's ``EventRecorder`` hook
 (always on over a ``KVPersistence``; ``events=False`` leaves it out), see
 :mod:`distributed.events`. Components take a context instead of building each other's
 collaborators; ``context.scheduler`` is the one ``Scheduler`` they all use.
@@ -19,6 +20,7 @@ from orchestration import Engine
 
 from .dispatch import LocalDispatch
 from .events import EventRecorder
+from .final_watch import FinalWatch
 from .hooks import Hooks, HookSet
 from .persistence import KVPersistence, WorkflowPersistence
 from .queue import TaskQueue
@@ -35,6 +37,10 @@ class RuntimeContext:
     hooks: HookSet = field(default_factory=HookSet)
     clock: Callable[[], float] = time.time
     dispatch: LocalDispatch = field(default_factory=LocalDispatch)
+    finals: FinalWatch = field(default_factory=FinalWatch)
+
+    def __post_init__(self) -> None:
+        self.hooks.add(self.finals)  # wakes this process's waiters (``DistributedEngine.wait``)
 
     @classmethod
     def build(

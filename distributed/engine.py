@@ -33,6 +33,7 @@ from orchestration.waits import waits_of
 from .context import RuntimeContext
 from .errors import ExecutionExists, ExecutionFinal, ExecutionNotFound, WaitTimeout
 from .events import ExecutionEvent, read_events
+from .final_watch import sleep_unless_set
 from .hooks import ExecutionControl, Hooks
 from .ids import check_execution_id
 from .limits import Limits, check_inputs, check_signal
@@ -150,21 +151,23 @@ class DistributedEngine:
         return await self.wait(execution_id, timeout=timeout)
 
     async def wait(self, execution_id: str, timeout: float | None = None) -> ExecutionSnapshot:
-        """Poll until the execution is final; ``WaitTimeout`` after ``timeout`` seconds,
+        """Poll until the execution is final (woken at once when this process tells it, see
+        ``distributed.final_watch``); ``WaitTimeout`` after ``timeout`` seconds,
         ``ExecutionNotFound`` if there is no such execution (or retention removed it).
         Cancelling the waiter ends the wait even if a store client swallowed the
         ``CancelledError`` (Python 3.11's ``asyncio.wait_for``, which redis-py uses, can)."""
         check_execution_id(execution_id)
         deadline = None if timeout is None else time.monotonic() + timeout
         interval = self.config.poll_interval
-        while await self.persistence.final(execution_id) is None:
-            if cancelling():
-                raise asyncio.CancelledError
-            await self._require(execution_id)
-            if deadline is not None and time.monotonic() >= deadline:
-                raise WaitTimeout(execution_id, timeout or 0.0)
-            await asyncio.sleep(interval)
-            interval = min(interval * 1.5, self.config.max_poll_interval)
+        with self.context.finals.watch(execution_id) as told:
+            while await self.persistence.final(execution_id) is None:
+                if cancelling():
+                    raise asyncio.CancelledError
+                await self._require(execution_id)
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise WaitTimeout(execution_id, timeout or 0.0)
+                await sleep_unless_set(told, interval)
+                interval = min(interval * 1.5, self.config.max_poll_interval)
         return await self.get_execution_status(execution_id)
 
     async def get_execution_status(self, execution_id: str) -> ExecutionSnapshot:
