@@ -28,7 +28,7 @@ from .failpoints import failpoint
 from .hooks import ExecutionFinished, ExecutionSubmitted, StepSkipped
 from .models import ExecutionRecord, FinalStatus, StepRecord, Task, TaskReason
 from .persistence import JoinCount
-from .snapshot import execution_state
+from .snapshot import Snapshot, execution_state
 
 if TYPE_CHECKING:
     from .context import RuntimeContext
@@ -154,7 +154,10 @@ class Scheduler:
         hints = {node: carried for node in committed or ()} if carried else None
         await self.enqueue(record, [n for n in resolution.fired if n not in running], carried=hints)
         failpoint("after-schedule")
-        if resolution.pending or not await self.check_completion(record, graph, step.node_id):
+        view = carried.snapshot if carried else None
+        if resolution.pending or not await self.check_completion(
+            record, graph, step.node_id, view=view
+        ):
             self.persistence.unschedule_soon(eid, step.node_id)
             failpoint("owing-unschedule")
 
@@ -225,18 +228,28 @@ class Scheduler:
         await self._resolve(eid, graph, node_id, outgoing, resolution)
 
     async def check_completion(
-        self, record: ExecutionRecord, graph: Graph, retire: str | None = None
+        self,
+        record: ExecutionRecord,
+        graph: Graph,
+        retire: str | None = None,
+        *,
+        view: Snapshot | None = None,
     ) -> bool:
         """Complete the execution once every node is completed or skipped; True if this call
         did, and then the step ``retire`` (whose advance checked) left the agenda as it was
-        told."""
-        eid = record.execution_id
-        steps = await self.persistence.steps(eid)
-        done = {n for n, v in steps.items() if v.record.status in ("completed", "skipped")}
-        if not set(graph.nodes) - graph.fallback_only_nodes() <= done:
-            return False
-        state, outputs = execution_state(record, steps)
-        completed = [n for n, v in steps.items() if v.record.status == "completed"]
+        told. ``view``: what the step that checks saw, with its own commit (``Carried``);
+        when every node it must run is in it, the execution's result is read from it, not
+        from a scan of every step record."""
+        required = set(graph.nodes) - graph.fallback_only_nodes()
+        if view is not None and required <= view.outputs.keys():
+            outputs, state, completed = view.outputs, view.state, list(view.outputs)
+        else:
+            steps = await self.persistence.steps(record.execution_id)
+            done = {n for n, v in steps.items() if v.record.status in ("completed", "skipped")}
+            if not required <= done:
+                return False
+            state, outputs = execution_state(record, steps)
+            completed = [n for n, v in steps.items() if v.record.status == "completed"]
         result = final_outputs(graph, outputs, state, completed)
         _, won = await self.finalize(record, FinalStatus.completed(result), retire=retire)
         return won

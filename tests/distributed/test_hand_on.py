@@ -18,6 +18,7 @@ from scenario_support import FAST_POOL, Probe, RuntimeFactory, blueprint, plain
 from support import assert_eventually
 
 from distributed import Runtime, Task
+from distributed.persistence import VersionedStep
 from orchestration import Engine
 from store import Delete, Incr, KVStore, Put
 
@@ -129,6 +130,35 @@ async def test_a_delivered_step_is_leased_by_the_write_that_reads_its_execution(
     assert snapshot.status == "completed"
     assert probe.runs_of(eid) == dict.fromkeys(CHAIN, 1)
     assert spies[0].calls == [(node, True) for node in CHAIN]
+
+
+async def test_a_chain_reads_its_step_records_once_when_its_first_step_starts(
+    make_runtime: RuntimeFactory, engine: Engine, probe: Probe
+) -> None:
+    """Each successor starts with the view its predecessor carried, and the last one's view,
+    which holds every step, is the execution's result: no scan of the step records when it
+    completes."""
+    register_chain(engine)
+    async with make_runtime(engine) as runtime:
+        persistence = runtime.engine.persistence
+        scans: list[str] = []
+        steps = persistence.steps
+
+        async def counted(eid: str) -> dict[str, VersionedStep]:
+            scans.append(eid)
+            return await steps(eid)
+
+        persistence.steps = counted  # type: ignore[method-assign]  # the real one, observed
+        eid = await runtime.engine.execute_async("chain", {})
+        await assert_eventually(lambda: _final(runtime, eid), timeout=WAIT)
+        assert scans == [eid], "the step records were read again"
+        snapshot = await runtime.engine.wait(eid, timeout=WAIT)
+    assert snapshot.status == "completed"
+    assert snapshot.outputs == {"d": "d:"}
+
+
+async def _final(runtime: Runtime, eid: str) -> bool:
+    return await runtime.engine.persistence.final(eid) is not None
 
 
 async def test_a_step_committed_while_its_execution_is_paused_hands_nothing_on(
