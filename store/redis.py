@@ -9,12 +9,13 @@ index. A log is a Redis stream named ``prefix + "\\x00log:" + key`` whose entry 
 ``<offset>-0`` (appended by one Lua script, so offsets are atomic across processes); it is not in
 the key index, so ``scan`` never sees it, and it expires with ``PEXPIRE``.
 
-Writes and atomics are Lua scripts (atomic in Redis; see :mod:`store._redis_scripts`), ``incr`` is
-``INCRBY`` and TTLs are ``PX``. Values are bytes (``decode_responses=False``). Connect/read timeouts
-default to 2 s / 5 s and redis-py's automatic retry is off, so an unreachable Redis raises
-:class:`StoreUnavailable` within seconds and a non-idempotent ``incr`` is never sent twice; retry
-at the caller, where the intent is known. Needs standalone Redis or Sentinel (not Cluster),
-Redis >= 6.2.
+Writes and atomics are Lua scripts (atomic in Redis; see :mod:`store._redis_scripts`); the script
+calls made in one turn of the event loop go to Redis together, in one round trip
+(:mod:`store._redis_pipe`). ``incr`` is ``INCRBY`` and TTLs are ``PX``. Values are bytes
+(``decode_responses=False``). Connect/read timeouts default to 2 s / 5 s and redis-py's automatic
+retry is off, so an unreachable Redis raises :class:`StoreUnavailable` within seconds and a
+non-idempotent ``incr`` is never sent twice; retry at the caller, where the intent is known. Needs
+standalone Redis or Sentinel (not Cluster), Redis >= 6.2.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from store._common import (
     check_value,
     ttl_to_ms,
 )
+from store._redis_pipe import ScriptPipe
 from store.base import Delete, Incr, Put
 from store.errors import InvalidStoreURL, StoreClosed, StoreError, StoreUnavailable, mask_url
 
@@ -230,9 +232,7 @@ class RedisStore(StoreContextMixin):
         self._closed = False
         self._client = self._connect(url, client_url, redis_options)
         self._deadline = self._take_socket_timeout(self._client)
-        self._scripts = {
-            name: self._client.register_script(source) for name, source in scripts.ALL.items()
-        }
+        self._scripts = ScriptPipe(self._client, scripts.ALL, self._deadline)
 
     def __repr__(self) -> str:
         return f"RedisStore({self.url!r}, prefix={self.prefix!r}, closed={self._closed})"
@@ -374,7 +374,7 @@ class RedisStore(StoreContextMixin):
         args: list[str | bytes] = ["" if limit is None else str(limit)]
         args += [_ttl_arg(check_optional_ttl(ttl)), _ttl_arg(check_optional_ttl(max_age))]
         args += values
-        return int(await self._call(self._scripts["LOG_APPEND"], keys=[log_key], args=args))
+        return int(await self._call(self._scripts.call, "LOG_APPEND", [log_key], args))
 
     async def log_read(
         self, key: str, *, after: int = 0, limit: int = 500
@@ -405,6 +405,7 @@ class RedisStore(StoreContextMixin):
         if not self._closed:
             self._closed = True
             with self._errors(check_open=False):
+                await self._scripts.close()
                 await self._client.aclose()
 
     # -- internals -----------------------------------------------------------------------------
@@ -445,7 +446,7 @@ class RedisStore(StoreContextMixin):
 
     async def _run(self, script: str, *args: str | bytes | int) -> Any:
         args_with_prefix = [self._raw_prefix, *args]
-        return await self._call(self._scripts[script], keys=self._index_keys, args=args_with_prefix)
+        return await self._call(self._scripts.call, script, self._index_keys, args_with_prefix)
 
     async def _write(self, script: str, *args: str | bytes | int) -> Any:
         """Run a write script, first sweeping expired keys from the index when that is due."""
