@@ -9,8 +9,11 @@ from __future__ import annotations
 import math
 
 import pytest
+import redis.asyncio as aioredis
+from support import require_redis
 
 from benchmarks.__main__ import main
+from benchmarks.commit_bench import measure as measure_commits
 from benchmarks.rss import main as rss_main
 
 SHAPES = ("chain-10", "diamond", "fanout-10")
@@ -80,3 +83,15 @@ def test_the_rss_run_samples_every_interval_and_reports_python_heap_growth(
         assert len(row) == 8 and all(number(cell) > 0 for cell in row[2:]), row
     assert "KiB per 1,000 steps" in out
     assert "Python allocations that grew most" in out
+
+
+async def test_the_commit_benchmark_measures_each_concurrency_and_leaves_no_keys() -> None:
+    """``python -m benchmarks.commit_bench``, small: 20 writes by each of 4 callers."""
+    url = require_redis()
+    cpu, rate = await measure_commits(url, 20, 4)
+    assert cpu > 0 and rate > 0
+    client = aioredis.Redis.from_url(url)
+    try:
+        assert not [key async for key in client.scan_iter(match="flowloom-commit-bench-*")]
+    finally:
+        await client.aclose()
