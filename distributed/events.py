@@ -8,11 +8,12 @@ offsets the store assigns atomically, so several processes append to one log saf
 
 Hooks are synchronous and must not block, so the recorder only queues an event; a background
 task appends the queue ``flush_interval`` (50 ms) after the first event queued, in batches (one
-``log_append`` per execution and batch), so a busy worker pays one store call per execution and
-interval instead of one per event; events queued while a batch is being appended wait for the
-next interval. A store error is logged and the batch dropped: the
-log observes execution, it never breaks it. Events a process queued but had not appended when it
-was SIGKILLed are lost; ``flush`` (called by ``DistributedEngine.close``) appends what is queued.
+``log_append`` per execution and batch, all sent at once, which a Redis store pipelines into one
+round trip), so a busy worker pays one round trip per interval instead of one per event; events
+queued while a batch is being appended wait for the next interval. A store error is logged and
+the batch dropped: the log observes execution, it never breaks it. Events a process queued but
+had not appended when it was SIGKILLed are lost; ``flush`` (called by
+``DistributedEngine.close``) appends what is queued.
 
 Event types::
 
@@ -328,10 +329,20 @@ class EventRecorder(Hooks):
         by_execution: dict[str, list[bytes]] = {}
         for event in batch:
             by_execution.setdefault(event.execution_id, []).append(event.encode())
-        for execution_id, entries in by_execution.items():  # one after another: side by side
-            key = self.keys.events(execution_id)  # costs a Redis client more CPU (measured)
-            append = self.store.log_append(key, entries, max_len=self.max_len, max_age=self.max_age)
-            await self._guard(append)
+        # side by side: a Redis store sends the appends of one turn in one round trip
+        await asyncio.gather(
+            *(
+                self._guard(
+                    self.store.log_append(
+                        self.keys.events(execution_id),
+                        entries,
+                        max_len=self.max_len,
+                        max_age=self.max_age,
+                    )
+                )
+                for execution_id, entries in by_execution.items()
+            )
+        )
 
     @staticmethod
     async def _guard(call: Any) -> None:
