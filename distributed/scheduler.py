@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -38,6 +39,7 @@ __all__ = ["Scheduler"]
 log = logging.getLogger(__name__)
 
 _FIRE = JoinDecision.FIRE
+_REMEMBERED = 10_000  # final statuses told here, remembered (see ``Scheduler._first_telling``)
 
 
 class Scheduler:
@@ -48,6 +50,7 @@ class Scheduler:
         self.id = uuid.uuid4().hex  # claims announcements (see ``announce``)
         self.persistence = context.persistence
         self.queue = context.queue
+        self._told: OrderedDict[tuple[str, int], None] = OrderedDict()  # (eid, generation)
 
     async def start(self, record: ExecutionRecord, graph: Graph) -> bool:
         """Record a new execution with its start nodes on the agenda, then enqueue them;
@@ -314,13 +317,26 @@ class Scheduler:
             eid, record.generation, self.id, take_over=take_over
         ):
             return
-        log.info("execution %s %s", eid, final.status, extra={"execution_id": eid})
-        self.context.hooks.execution_final(_finished(record, final))
+        if self._first_telling(eid, record.generation):
+            log.info("execution %s %s", eid, final.status, extra={"execution_id": eid})
+            self.context.hooks.execution_final(_finished(record, final))
         await self.persistence.mark_announced(eid, record.generation, retire=retire)
         if record.parent is not None:
             parent = await self.persistence.record(record.parent.execution_id)
             if parent is not None:
                 await self.enqueue(parent, [record.parent.node_id], "child-finished")
+
+    def _first_telling(self, eid: str, generation: int) -> bool:
+        """False if this process told that final status already: the claim is this
+        scheduler's until it is marked told, so two finalizes of one execution here (a
+        join's commit and the sweep finishing a branch's advance) would both pass it."""
+        key = (eid, generation)
+        if key in self._told:
+            return False
+        self._told[key] = None
+        if len(self._told) > _REMEMBERED:
+            self._told.popitem(last=False)
+        return True
 
 
 @dataclass

@@ -10,11 +10,13 @@ hands each caller its own reply: an error reply fails only its own call. A scrip
 hold yet (``NOSCRIPT``: first use, or after a restart or ``SCRIPT FLUSH``) is loaded and its
 calls sent again.
 
-A batch shares one deadline (the store's ``socket_timeout``); if it passes, or the connection
-fails, every call of the batch fails with that error and the connection is dropped, as a single
-call's would be: its scripts may or may not have run (an answer lost), which callers of a store
-already allow for. A caller that stops waiting (cancelled, or its own deadline passed) does not
-stop the batch it is in.
+The first call of a turn yields once, so that the turn's other calls can queue, and then sends
+them. Alone, it is sent from its caller's task, as a plain call would be; with others, from a
+task of its own, so that a caller that stops waiting (cancelled) does not stop the batch it is in.
+A batch shares one deadline (the store's ``socket_timeout``, waiting for a connection included);
+if it passes, or the connection fails, every call of the batch fails with that error and the
+connection is dropped, as a single call's would be: its scripts may or may not have run (an
+answer lost), which callers of a store already allow for.
 """
 
 from __future__ import annotations
@@ -59,11 +61,23 @@ class ScriptPipe:
     ) -> Any:
         """Run ``script`` on ``keys`` with ``args``: its reply, or the error Redis or the
         connection gave."""
-        loop = asyncio.get_running_loop()
-        if not self._queued:
-            loop.call_soon(self._send_queued)
-        call = _Call(script, keys, args, loop.create_future())
+        call = _Call(script, keys, args, asyncio.get_running_loop().create_future())
         self._queued.append(call)
+        if len(self._queued) > 1:
+            return await call.reply  # the first call of this turn sends it
+        try:
+            await asyncio.sleep(0)  # the other calls of this turn queue meanwhile
+        except asyncio.CancelledError:
+            self._send_apart([queued for queued in self._take() if queued is not call])
+            raise
+        batch = self._take()
+        if len(batch) == 1:  # alone: sent from this task, as a plain call would be
+            async with asyncio.timeout(self._deadline):
+                (reply,) = await self._on_a_connection(batch)
+            if isinstance(reply, BaseException):
+                raise reply
+            return reply
+        self._send_apart(batch)
         return await call.reply
 
     async def close(self) -> None:
@@ -71,11 +85,17 @@ class ScriptPipe:
         if self._sending:
             await asyncio.gather(*self._sending, return_exceptions=True)
 
-    def _send_queued(self) -> None:
+    def _take(self) -> list[_Call]:
         batch, self._queued = self._queued, []
-        task = asyncio.get_running_loop().create_task(self._send(batch))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        return batch
+
+    def _send_apart(self, batch: list[_Call]) -> None:
+        """Send ``batch`` from a task of its own: a caller that stops waiting does not stop
+        it."""
+        if batch:
+            sending = asyncio.get_running_loop().create_task(self._send(batch))
+            self._sending.add(sending)
+            sending.add_done_callback(self._sending.discard)
 
     async def _send(self, batch: list[_Call]) -> None:
         try:

@@ -374,7 +374,8 @@ class RedisStore(StoreContextMixin):
         args: list[str | bytes] = ["" if limit is None else str(limit)]
         args += [_ttl_arg(check_optional_ttl(ttl)), _ttl_arg(check_optional_ttl(max_age))]
         args += values
-        return int(await self._call(self._scripts.call, "LOG_APPEND", [log_key], args))
+        with self._errors():  # within the deadline of the round trip the call goes in
+            return int(await self._scripts.call("LOG_APPEND", [log_key], args))
 
     async def log_read(
         self, key: str, *, after: int = 0, limit: int = 500
@@ -446,7 +447,8 @@ class RedisStore(StoreContextMixin):
 
     async def _run(self, script: str, *args: str | bytes | int) -> Any:
         args_with_prefix = [self._raw_prefix, *args]
-        return await self._call(self._scripts.call, script, self._index_keys, args_with_prefix)
+        with self._errors():  # within the deadline of the round trip the call goes in
+            return await self._scripts.call(script, self._index_keys, args_with_prefix)
 
     async def _write(self, script: str, *args: str | bytes | int) -> Any:
         """Run a write script, first sweeping expired keys from the index when that is due."""

@@ -3,6 +3,7 @@ breaks nothing."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,6 +17,7 @@ from distributed import (
     ExecutionControl,
     ExecutionFinished,
     ExecutionSubmitted,
+    FinalStatus,
     Hooks,
     HookSet,
     RetryScheduled,
@@ -126,6 +128,22 @@ async def test_the_final_hook_fires_once_even_when_several_writers_race(
     assert results == [True, False, False]
     finals = recorder.of(ExecutionFinished, eid)
     assert [f.status for f in finals] == ["cancelled"]
+
+
+async def test_the_final_hook_fires_once_when_one_process_finalizes_twice_at_once(
+    observed: Runtime, engine: Engine, recorder: Recorder
+) -> None:
+    """Two finalizes of one execution in one process (a join's commit and the sweep finishing
+    a branch's advance): the claim to tell is this process's until it is marked told, so both
+    pass it; the hooks still hear the final status once."""
+    engine.register_blueprint(blueprint("slow", {"a": {"delay": 5}}, []))
+    eid = await observed.engine.execute_async("slow", {})
+    record = await observed.engine.persistence.record(eid)
+    assert record is not None
+    finalize = observed.engine.scheduler.finalize
+    await asyncio.gather(*(finalize(record, FinalStatus.completed({})) for _ in range(4)))
+    finals = recorder.of(ExecutionFinished, eid)
+    assert [f.status for f in finals] == ["completed"]
 
 
 async def test_pause_resume_and_dead_letters_are_reported(
