@@ -17,9 +17,9 @@ import os
 import time
 import uuid
 
-import redis.asyncio as aioredis
-
 from store import Put, RedisStore
+
+from .flowloom_run import delete_keys
 
 __all__ = ["measure"]
 
@@ -44,17 +44,7 @@ async def measure(url: str, calls: int, concurrency: int) -> tuple[float, float]
         return (time.process_time() - cpu) / done * 1e6, done / (time.perf_counter() - wall)
     finally:
         await store.close()
-        await _delete_prefix(url, prefix)
-
-
-async def _delete_prefix(url: str, prefix: str) -> None:
-    client = aioredis.Redis.from_url(url)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=1000)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
+        await delete_keys(url, prefix)
 
 
 async def main() -> None:
