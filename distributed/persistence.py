@@ -91,7 +91,7 @@ class WorkflowPersistence(Protocol):
     ) -> bool: ...
     async def record(self, eid: str) -> ExecutionRecord | None: ...
     async def final(self, eid: str) -> FinalStatus | None: ...
-    async def task_view(
+    async def lease_or_view(
         self, eid: str, generation: int, started: StepRecord
     ) -> tuple[VersionedStep | None, TaskView]: ...
     async def unstart(self, eid: str, started: VersionedStep) -> None: ...
@@ -200,7 +200,7 @@ class KVPersistence:
     async def final(self, eid: str) -> FinalStatus | None:
         return (await self.finals([eid]))[0]
 
-    async def task_view(
+    async def lease_or_view(
         self, eid: str, generation: int, started: StepRecord
     ) -> tuple[VersionedStep | None, TaskView]:
         """What a worker reads before running a delivered step, and in the same atomic step
@@ -230,7 +230,7 @@ class KVPersistence:
         return (VersionedStep(raw, started) if leased else None), view
 
     async def unstart(self, eid: str, started: VersionedStep) -> None:
-        """Undo the lease ``task_view`` took on a step with no record (the worker may not run
+        """Undo the lease ``lease_or_view`` took on a step with no record (the worker may not run
         it after all): the step has no record again, unless it moved since."""
         key = self.keys.step(eid, started.record.node_id)
         await self.store.batch_if({key: started.raw}, [Delete(key)])

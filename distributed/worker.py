@@ -464,13 +464,13 @@ class Worker:
 
     async def _run_if_fresh(self, task: Task, now: float) -> TaskView | None:
         """Read what the step needs and, in the same conditional write, lease it if it has no
-        record yet, the common case (``task_view``); run it and return None, or return the
+        record yet, the common case (``lease_or_view``); run it and return None, or return the
         view for ``_process`` to act on. A step leased that may not run here after all (this
         worker lacks its workflow, or the deadline passed) is first unleased, so ``_process``
         deals with it as before."""
         eid, node_id = task.execution_id, task.node_id
         started = StepRecord(node_id=node_id).start(self.id, self.config.lease_ttl, now)
-        leased, view = await self.persistence.task_view(eid, task.generation, started)
+        leased, view = await self.persistence.lease_or_view(eid, task.generation, started)
         if leased is None:
             return view
         record = view.record

@@ -266,9 +266,8 @@ class LevelDBStore(StoreContextMixin):
         conditions, checked = check_expected(expected), check_ops(ops)
         wanted = [_data_key(check_key(key)) for key in keys]
         with self._writing() as now:
-            for key, value in conditions.items():
-                if _unpack(self._db.get(_data_key(key)), now) != value:
-                    return None
+            if not self._holds(conditions, now):
+                return None
             self._apply(self._batch_mutations(checked, now))  # raises before it writes
             return [_unpack(self._db.get(key), now) for key in wanted]
 
@@ -282,11 +281,16 @@ class LevelDBStore(StoreContextMixin):
         conditions, checked = check_expected(expected), check_ops(ops)
         with self._writing() as now:
             values = [_unpack(self._db.get(key), now) for key in wanted]
-            for key, value in conditions.items():
-                if _unpack(self._db.get(_data_key(key)), now) != value:
-                    return False, values
+            if not self._holds(conditions, now):
+                return False, values
             self._apply(self._batch_mutations(checked, now))  # raises before it writes
             return True, values
+
+    def _holds(self, conditions: Mapping[str, bytes | None], now: int) -> bool:
+        """Whether every key of ``conditions`` holds its expected value (None: is absent)."""
+        return all(
+            _unpack(self._db.get(_data_key(key)), now) == value for key, value in conditions.items()
+        )
 
     async def compare_and_set(
         self, key: str, expected: bytes | None, new: bytes, *, ttl: float | None = None
