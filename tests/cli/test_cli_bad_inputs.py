@@ -108,7 +108,11 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, CompletedPro
 
     def run(case: tuple[str, list[str], int, str]) -> CompletedProcess[str]:
         args, env = _argv_and_env(case[1], bad)
-        return cli(*args, env=env, cwd=tmp)
+        # Each case in a folder of its own: several open the default store (./flowloom-data),
+        # and the embedded LevelDB store admits one process at a time.
+        cwd = tmp / f"case-{BAD_INPUTS.index(case)}"
+        cwd.mkdir()
+        return cli(*args, env=env, cwd=cwd)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         return dict(zip((c[0] for c in BAD_INPUTS), pool.map(run, BAD_INPUTS), strict=True))
