@@ -21,7 +21,7 @@ from .errors import LeaseLost
 from .lease import StepLease
 from .models import ExecutionRecord
 from .persistence import VersionedStep
-from .snapshot import execution_state
+from .snapshot import read_view
 from .steps import StepOutcome
 from .subflow import finished_child, start_child_execution
 
@@ -58,7 +58,8 @@ async def loop_outcome(
     failed = child.failure(node.id)
     if failed is not None:
         return failed
-    state, outputs = execution_state(record, await persistence.steps(eid))
+    view = await read_view(persistence, record, graph, step.node_id)
+    state, outputs = view.state, view.outputs
     iteration = next_iteration(node, state, step.carried, child, step.iteration)
     if not iteration.again:
         return StepOutcome(iteration.result)

@@ -1,10 +1,16 @@
-"""What a step sees of its execution: the state and outputs of the steps committed before it.
+"""What a step sees of its execution: the state and outputs of the steps upstream of it.
 
-A step's view is the execution's inputs with the committed steps' state updates applied in
-commit order, and every committed step's output. Commit order is a hybrid clock (``commit_seq``):
-the wall clock in microseconds, but always after every commit the step saw, so a successor's
-updates apply after its predecessors' even on a worker whose clock is behind, and parallel
-branches apply in the order they committed, as in memory.
+A step's view is the execution's inputs with the state updates of its ancestors (the steps it
+is downstream of along the edges, ``Graph.ancestors``) applied in commit order, and their
+outputs. The same view whichever way the step reaches a worker: handed on, a successor sees
+its predecessor's view and result (the predecessor's ancestors and itself: its own ancestors);
+delivered from the queue, it reads its ancestors' records (``read_view``), one read of as many
+keys, so the cost of a step does not grow with its parallel siblings. A parallel branch that
+committed elsewhere is not part of the view: what it wrote reaches the steps downstream of it
+(a join sees every branch). Commit order is a hybrid clock (``commit_seq``): the wall clock in
+microseconds, but always after every commit the step saw, so a successor's updates apply after
+its predecessors' even on a worker whose clock is behind, and parallel branches apply in the
+order they committed, as in memory.
 """
 
 from __future__ import annotations
@@ -13,12 +19,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from orchestration import NodeResult, apply_updates
+from orchestration import Graph, NodeResult, apply_updates
 
 from .models import ExecutionRecord
-from .persistence import VersionedStep
+from .persistence import VersionedStep, WorkflowPersistence
 
-__all__ = ["Snapshot", "commit_seq", "execution_state"]
+__all__ = ["Snapshot", "commit_seq", "execution_state", "read_view"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,16 @@ class Snapshot:
         that only this step decides sees when it starts in the same process."""
         state = apply_updates(self.state, node_id, result)
         return Snapshot(state, {**self.outputs, node_id: result.output}, seq)
+
+
+async def read_view(
+    persistence: WorkflowPersistence, record: ExecutionRecord, graph: Graph, node_id: str
+) -> Snapshot:
+    """The view of step ``node_id``: its ancestors' records, read at once (none for a start
+    step, which sees the inputs alone)."""
+    ancestors = sorted(graph.ancestors(node_id))
+    steps = await persistence.steps_of(record.execution_id, ancestors) if ancestors else {}
+    return Snapshot.read(record, {n: v for n, v in steps.items() if v is not None})
 
 
 def commit_seq(now: float, after: int) -> int:

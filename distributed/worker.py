@@ -53,7 +53,7 @@ from .loops import loop_outcome, start_loop
 from .models import ExecutionRecord, FinalStatus, StepRecord, Task
 from .persistence import TaskView, VersionedStep
 from .queue import QueuedTask, TaskConsumer
-from .snapshot import Snapshot
+from .snapshot import Snapshot, read_view
 from .steps import StepExecutor, StepOutcome
 from .subflow import child_outcome, start_child
 from .timebox import reraise_if_cancelling, within
@@ -548,7 +548,7 @@ class Worker:
     ) -> None:
         eid, step = record.execution_id, lease.record
         if snapshot is None:
-            snapshot = Snapshot.read(record, await self.persistence.steps(eid))
+            snapshot = await read_view(self.persistence, record, graph, step.node_id)
         node = graph.nodes[step.fallback or step.node_id]
         ctx = NodeContext(
             execution_id=eid,
@@ -677,7 +677,7 @@ class Worker:
         if outcome is None:
             return
         held = StepLease(self.persistence, record.execution_id, current, self.config.lease_ttl)
-        snapshot = Snapshot.read(record, await self.persistence.steps(record.execution_id))
+        snapshot = await read_view(self.persistence, record, graph, step.node_id)
         with contextlib.suppress(LeaseLost):  # another worker recorded it first
             await self.committer.commit(record, graph, held, outcome, snapshot)
 

@@ -66,8 +66,10 @@ called from a step that is handed only the state (e.g. to derive idempotency key
 class NodeContext:
     """One attempt of one node.
 
-    ``state`` is a read-only view of the execution state (initial inputs + every update
-    committed so far); ``outputs`` maps the ids of completed nodes to their outputs.
+    ``state`` is a read-only view of the execution state: the initial inputs with the updates
+    of the node's ancestors (the steps it is downstream of), in commit order; ``outputs`` maps
+    the ids of those ancestors that completed to their outputs. A parallel branch is never part
+    of it (see ``orchestration.state``), so a node sees the same in memory and distributed.
     Steps run at least once: use ``idempotency_key`` (``execution_id/node_id``) to make side
     effects idempotent.
     """

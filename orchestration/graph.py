@@ -180,6 +180,7 @@ class Graph:
         self.edges: tuple[Edge, ...] = tuple(edges)
         self._incoming = _index(self.edges, by_target=True)
         self._outgoing = _index(self.edges, by_target=False)
+        self._ancestors: dict[str, frozenset[str]] = {}
         self.version = hashlib.sha256(canonical_json(self.to_dict()).encode()).hexdigest()[:16]
 
     def incoming(self, node_id: str) -> tuple[Edge, ...]:
@@ -189,6 +190,21 @@ class Graph:
     def outgoing(self, node_id: str) -> tuple[Edge, ...]:
         """Edges whose source is ``node_id``, in definition order."""
         return self._outgoing.get(node_id, ())
+
+    def ancestors(self, node_id: str) -> frozenset[str]:
+        """Every node ``node_id`` is downstream of: its sources, theirs, and so on (the steps
+        that may have completed before it is decided, along the edges). Computed once a node."""
+        found = self._ancestors.get(node_id)
+        if found is None:
+            seen: set[str] = set()
+            frontier = [edge.source for edge in self.incoming(node_id)]
+            while frontier:
+                source = frontier.pop()
+                if source not in seen:
+                    seen.add(source)
+                    frontier.extend(edge.source for edge in self.incoming(source))
+            found = self._ancestors[node_id] = frozenset(seen)
+        return found
 
     def fallback_only_nodes(self) -> frozenset[str]:
         """Nodes that are some node's fallback and have no edge at all: they run only in place

@@ -26,7 +26,7 @@ from orchestration.loops import LOOP, LoopSpec, iteration_id, next_iteration
 from orchestration.results import ExecutionResult, ExecutionStatus, StepRecord, StepStatus
 from orchestration.retry import retry_with_policy
 from orchestration.routing import JoinDecision, NodeResult, join_decision, route
-from orchestration.state import apply_updates, final_outputs
+from orchestration.state import View, apply_updates, final_outputs, upstream
 from orchestration.subflow import child_execution_id, child_inputs, child_result
 from orchestration.waits import WAIT, SignalBox, WaitSpec, timed_out_result
 
@@ -75,8 +75,11 @@ class LocalRun:
         self.engine = engine
         self.graph = graph
         self.execution_id = execution_id
+        self.inputs: dict[str, JSON] = dict(inputs)
         self.state: dict[str, JSON] = dict(inputs)
         self.outputs: dict[str, JSON] = {}
+        self.commits: list[tuple[str, NodeResult]] = []  # completed steps, in commit order
+        self.views: dict[str, View] = {}  # what each started step sees (``_view``)
         self.resolved: dict[str, bool] = {}
         self.decided: set[str] = set()
         self.route: list[str] = []
@@ -146,9 +149,11 @@ class LocalRun:
         record.status, record.output, record.action = "completed", result.output, result.action
         self.state = apply_updates(self.state, node_id, result)
         self.outputs[node_id] = result.output
+        self.commits.append((node_id, result))
         self.route.append(node_id)
+        seen = apply_updates(self.views.pop(node_id).state, node_id, result)
         try:
-            routing = route(self.graph, node_id, result, self.state)
+            routing = route(self.graph, node_id, result, seen)
         except UnroutableAction as exc:
             raise StepFailed(node_id, exc) from exc
         self._resolve(routing.taken, taken=True)
@@ -187,16 +192,22 @@ class LocalRun:
         node = self.graph.nodes[node_id]
         record = self.steps[node_id]
         record.status, record.started_at = "running", time.time()
+        view = self.views[node_id] = self._view(node_id)
         try:
-            return await self._attempts(node, record)
+            return await self._attempts(node, record, view)
         except Exception as primary_error:
             if node.fallback is None:
                 raise StepFailed(node_id, primary_error) from primary_error
             record.error, record.fallback = describe(primary_error), node.fallback
-            return await self._run_fallback(node, record, primary_error)
+            return await self._run_fallback(node, record, primary_error, view)
+
+    def _view(self, node_id: str) -> View:
+        """What step ``node_id`` sees: the inputs and its ancestors' commits, in commit order
+        (``state.upstream``), the same as in a distributed run."""
+        return upstream(self.inputs, self.commits, self.graph.ancestors(node_id))
 
     async def _run_fallback(
-        self, node: Node, record: StepRecord, primary_error: Exception
+        self, node: Node, record: StepRecord, primary_error: Exception, view: View
     ) -> NodeResult:
         """Run ``node``'s fallback in its place: its result, or its error, is the step's
         (``record``, the primary's), which counts its attempts in ``fallback_attempts``.
@@ -214,7 +225,7 @@ class LocalRun:
             extra={"execution_id": self.execution_id, "step_id": node.id},
         )
         try:
-            result = await self._attempts(fallback, standby)
+            result = await self._attempts(fallback, standby, view)
         except asyncio.CancelledError:
             _close(standby, "cancelled")
             raise
@@ -235,13 +246,13 @@ class LocalRun:
             return self.steps.setdefault(node_id, StepRecord(node_id))
         return StepRecord(node_id)
 
-    async def _attempts(self, node: Node, record: StepRecord) -> NodeResult:
+    async def _attempts(self, node: Node, record: StepRecord, view: View) -> NodeResult:
         """Run ``node`` under its retry policy; ``record`` counts attempts, keeps the last error."""
         numbers = itertools.count(1)
 
         def attempt() -> Awaitable[NodeResult]:
             record.attempts = next(numbers)
-            return self._attempt(node, record)
+            return self._attempt(node, record, view)
 
         def on_retry(_attempt: int, error: BaseException, _delay: float) -> None:
             record.error = describe(error)
@@ -253,17 +264,17 @@ class LocalRun:
 
         return await retry_with_policy(node.retry, attempt, on_retry=on_retry)
 
-    def _context(self, node: Node, attempt: int) -> NodeContext:
+    def _context(self, node: Node, attempt: int, view: View) -> NodeContext:
         return NodeContext(
             execution_id=self.execution_id,
             node=node,
-            state=MappingProxyType(dict(self.state)),
-            outputs=MappingProxyType(dict(self.outputs)),
+            state=MappingProxyType(dict(view.state)),
+            outputs=MappingProxyType(dict(view.outputs)),
             attempt=attempt,
         )
 
-    async def _attempt(self, node: Node, record: StepRecord) -> NodeResult:
-        ctx = self._context(node, record.attempts)
+    async def _attempt(self, node: Node, record: StepRecord, view: View) -> NodeResult:
+        ctx = self._context(node, record.attempts, view)
         if node.type == "subflow":
             return await _with_timeout(node.timeout, node.id, self._subflow(node, ctx))
         if node.type == WAIT:

@@ -7,6 +7,12 @@ This module is the one place the state semantics are defined; both engines use i
   declare ``params["outputKey"]`` (``output`` nodes, code steps with ``output_key``) put
   their output in ``state_updates`` under that key themselves.
 * **Outputs**: the output of every completed node is kept apart, by node id.
+* **What a step sees** (``upstream``, a ``View``): the inputs with the updates of its
+  ancestors (the steps it is downstream of along the edges, ``Graph.ancestors``) applied in
+  commit order, and their outputs; its outgoing edges' conditions read that state with its own
+  updates. Never a parallel branch: what a branch writes reaches the steps downstream of it
+  (a join sees every branch), so a step sees the same whether siblings finished before it
+  started or not, in memory and distributed alike.
 * **Conflicts**: when parallel branches write the same key, the later commit wins (locally:
   the branch that finishes later; distributed: the later committed step record).
 * **Template inputs** (``params["inputs"]``: ``{name: source}`` where source is a name or a
@@ -21,8 +27,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection, Mapping
-from typing import Any
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any, NamedTuple
 
 from orchestration.graph import Graph
 from orchestration.jsonvalue import JSON
@@ -30,6 +36,7 @@ from orchestration.routing import NodeResult
 
 __all__ = [
     "DEFAULT_OUTPUT_KEY",
+    "View",
     "apply_updates",
     "final_outputs",
     "output_key",
@@ -37,6 +44,7 @@ __all__ = [
     "render_value",
     "resolve_inputs",
     "resolve_name",
+    "upstream",
 ]
 
 DEFAULT_OUTPUT_KEY = "final_output"
@@ -51,6 +59,29 @@ def apply_updates(state: Mapping[str, JSON], node_id: str, result: NodeResult) -
     new_state = dict(state)
     new_state.update(result.state_updates)
     return new_state
+
+
+class View(NamedTuple):
+    """What a step sees: the state and the outputs by node id (``upstream``)."""
+
+    state: dict[str, JSON]
+    outputs: dict[str, JSON]
+
+
+def upstream(
+    inputs: Mapping[str, JSON],
+    commits: Iterable[tuple[str, NodeResult]],
+    ancestors: Collection[str],
+) -> View:
+    """The view of a step whose ancestors are ``ancestors``: ``inputs`` with those of
+    ``commits`` (node id and result, in commit order) applied, and their outputs."""
+    state: dict[str, JSON] = dict(inputs)
+    outputs: dict[str, JSON] = {}
+    for node_id, result in commits:
+        if node_id in ancestors:
+            state = apply_updates(state, node_id, result)
+            outputs[node_id] = result.output
+    return View(state, outputs)
 
 
 def output_key(params: Mapping[str, JSON]) -> str | None:

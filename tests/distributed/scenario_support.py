@@ -48,8 +48,9 @@ class Probe:
     the test calls ``open_gate`` with that name), ``delay`` seconds (only on attempts up to
     ``delay_attempts``, when given), ``fail_times`` failing attempts,
     ``fail`` (never succeeds), ``action``, ``output``, ``non_json`` (returns an object that is
-    not JSON). Records every run (``history``: attempt, idempotency key, times) and every
-    cancellation it sees."""
+    not JSON), ``report_view`` (returns the names of the outputs and state keys it sees).
+    Records every run (``history``: attempt, idempotency key, times) and every cancellation it
+    sees."""
 
     def __init__(self) -> None:
         self.runs: Counter[tuple[str, str]] = Counter()
@@ -91,6 +92,8 @@ class Probe:
         if ctx.attempt <= int(params.get("fail_times", 0)):
             raise RuntimeError(f"{node.id} attempt {ctx.attempt} fails")
         output = params.get("output", f"{node.id}:{ctx.state.get('x', '')}")
+        if params.get("report_view"):  # what the step saw: outputs and state keys
+            output = {"outputs": sorted(ctx.outputs), "state": sorted(ctx.state)}
         if params.get("non_json"):
             output = {"oops": object()}  # what a buggy step might return
         action = params.get("action") or ctx.state.get(f"route_{node.id}")
@@ -161,6 +164,35 @@ def blueprint(
             for e in edges
         ],
     }
+
+
+def views_blueprint(bid: str, gate: str) -> dict[str, Any]:
+    """root -> fast -> join and root -> slow -> reader -> join, where ``reader`` and ``join``
+    return what they see (``VIEWS``) and ``slow`` waits on ``gate``: opened once ``fast`` has
+    completed, ``reader`` starts after a parallel branch completed."""
+    seen = {"report_view": True}
+    nodes = {"root": {}, "fast": {}, "slow": {"gate": gate}, "reader": seen, "join": seen}
+    edges = [("root", "fast"), ("root", "slow"), ("slow", "reader")]
+    return blueprint(bid, nodes, [*edges, ("fast", "join"), ("reader", "join")])
+
+
+VIEWS = {
+    "reader": {"outputs": ["root", "slow"], "state": ["root", "slow", "x"]},  # inputs {"x": 1}
+    "join": {
+        "outputs": ["fast", "reader", "root", "slow"],
+        "state": ["fast", "reader", "root", "slow", "x"],
+    },
+}
+
+
+async def step_completed(runtime: Runtime, eid: str, node_id: str, timeout: float) -> None:
+    """Until step ``node_id`` of execution ``eid`` has committed its result."""
+    async with asyncio.timeout(timeout):
+        while True:
+            step = (await runtime.engine.get_execution_status(eid)).steps.get(node_id)
+            if step is not None and step.status == "completed":
+                return
+            await asyncio.sleep(0.02)
 
 
 RuntimeFactory = Callable[..., Runtime]

@@ -14,7 +14,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, cast
 
-from scenario_support import FAST_POOL, Probe, RuntimeFactory, blueprint, plain
+from scenario_support import (
+    FAST_POOL,
+    VIEWS,
+    Probe,
+    RuntimeFactory,
+    blueprint,
+    plain,
+    step_completed,
+    views_blueprint,
+)
 from support import assert_eventually
 
 from distributed import Runtime, Task
@@ -132,12 +141,12 @@ async def test_a_delivered_step_is_leased_by_the_write_that_reads_its_execution(
     assert spies[0].calls == [(node, True) for node in CHAIN]
 
 
-async def test_a_chain_reads_its_step_records_once_when_its_first_step_starts(
+async def test_a_chain_never_reads_all_of_its_step_records(
     make_runtime: RuntimeFactory, engine: Engine, probe: Probe
 ) -> None:
-    """Each successor starts with the view its predecessor carried, and the last one's view,
-    which holds every step, is the execution's result: no scan of the step records when it
-    completes."""
+    """The first step sees the inputs alone (it has no ancestors: nothing to read), each
+    successor starts with the view its predecessor carried, and the last one's view, which
+    holds every step, is the execution's result: no scan of the step records at all."""
     register_chain(engine)
     async with make_runtime(engine) as runtime:
         persistence = runtime.engine.persistence
@@ -151,7 +160,7 @@ async def test_a_chain_reads_its_step_records_once_when_its_first_step_starts(
         persistence.steps = counted  # type: ignore[method-assign]  # the real one, observed
         eid = await runtime.engine.execute_async("chain", {})
         await assert_eventually(lambda: _final(runtime, eid), timeout=WAIT)
-        assert scans == [eid], "the step records were read again"
+        assert scans == [], "the step records were read"
         snapshot = await runtime.engine.wait(eid, timeout=WAIT)
     assert snapshot.status == "completed"
     assert snapshot.outputs == {"d": "d:"}
@@ -159,6 +168,37 @@ async def test_a_chain_reads_its_step_records_once_when_its_first_step_starts(
 
 async def _final(runtime: Runtime, eid: str) -> bool:
     return await runtime.engine.persistence.final(eid) is not None
+
+
+async def test_a_delivered_step_reads_the_records_of_its_ancestors_alone(
+    make_runtime: RuntimeFactory, engine: Engine, probe: Probe
+) -> None:
+    """Taken from the queue, a step reads its ancestors' records in one read, not every step
+    record of its execution: ``reader`` sees ``root`` and ``slow``, not ``fast``, a parallel
+    branch that completed before it started; the join reads and sees all four."""
+    engine.register_blueprint(views_blueprint("views", gate="go"))
+    async with make_runtime(engine, DELIVERED_ONLY) as runtime:
+        persistence = runtime.engine.persistence
+        reads: list[list[str]] = []
+        steps_of = persistence.steps_of
+
+        async def read(eid: str, node_ids: Sequence[str]) -> dict[str, VersionedStep | None]:
+            reads.append(list(node_ids))
+            return await steps_of(eid, node_ids)
+
+        persistence.steps_of = read  # type: ignore[method-assign]  # the real one, observed
+        eid = await runtime.engine.execute_async("views", {"x": 1})
+        await step_completed(runtime, eid, "fast", timeout=WAIT)
+        probe.open_gate("go")
+        snapshot = await runtime.engine.wait(eid, timeout=WAIT)
+    assert snapshot.status == "completed"
+    assert snapshot.steps["reader"].result is not None
+    assert snapshot.steps["reader"].result.output == VIEWS["reader"]
+    assert snapshot.steps["join"].result is not None
+    assert snapshot.steps["join"].result.output == VIEWS["join"]
+    # fast, slow, reader, join (and what the recovery sweep may read of the agenda's steps)
+    for ancestors in (["root"], ["root"], ["root", "slow"], ["fast", "reader", "root", "slow"]):
+        reads.remove(ancestors)
 
 
 async def test_a_step_committed_while_its_execution_is_paused_hands_nothing_on(

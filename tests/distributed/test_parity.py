@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from scenario_support import Probe, blueprint
+from scenario_support import VIEWS, Probe, blueprint, step_completed, views_blueprint
 
 from distributed import Runtime
 from orchestration import Engine
@@ -97,3 +98,37 @@ async def test_a_failed_subflow_reads_the_same_in_both_modes(
     )
     assert local.children["sub"].execution_id == f"{local.execution_id}.sub"
     assert remote.steps["sub"].child_id == f"{remote.execution_id}.sub"
+
+
+async def _ended(probe: Probe, node_id: str) -> None:
+    async with asyncio.timeout(WAIT):
+        while True:
+            if any(run.node_id == node_id and run.ended_at for run in probe.history):
+                return
+            await asyncio.sleep(0.01)
+
+
+async def test_a_step_sees_its_ancestors_and_never_a_parallel_branch_in_both_modes(
+    runtime: Runtime, engine: Engine, probe: Probe
+) -> None:
+    """``reader`` starts once ``fast`` has completed, and does not see it: ``fast`` is not
+    upstream of it (whether it finished first is a race a result must not depend on). The
+    join sees every branch."""
+    engine.register_blueprint(views_blueprint("views-local", gate="local"))
+    engine.register_blueprint(views_blueprint("views-remote", gate="remote"))
+
+    handle = engine.start("views-local", {"x": 1})
+    await _ended(probe, "fast")
+    await asyncio.sleep(0.05)  # its result lands at the run's next turn
+    probe.open_gate("local")
+    local = await handle.result()
+
+    eid = await runtime.engine.execute_async("views-remote", {"x": 1})
+    await step_completed(runtime, eid, "fast", timeout=WAIT)
+    probe.open_gate("remote")
+    remote = await runtime.engine.wait(eid, timeout=WAIT)
+
+    assert local.steps["reader"].output == VIEWS["reader"]
+    assert local.steps["join"].output == VIEWS["join"]
+    assert distributed_view(remote, "reader")["output"] == VIEWS["reader"]
+    assert distributed_view(remote, "join")["output"] == VIEWS["join"]
