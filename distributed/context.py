@@ -1,9 +1,10 @@
 """``RuntimeContext``: what every distributed component shares, built once and handed down.
 
 The persistence, the task queue, the local engine (definitions and node types), the lifecycle
-hooks, the clock, and the workers of this process that take tasks eagerly (``dispatch``, see
-:mod:`distributed.dispatch`), and the waiters for final statuses it tells (``finals``, see
-:mod:`distributed.final_watch`). ``build`` also installs the event log's ``EventRecorder`` hook
+hooks, the clock, the workers of this process that take tasks eagerly (``dispatch``, see
+:mod:`distributed.dispatch`), the waiters for final statuses it tells (``finals``, see
+:mod:`distributed.final_watch`), and the definitions its workers ran executions on (``recent``,
+see :mod:`distributed.recent`). ``build`` also installs the event log's ``EventRecorder`` hook
 (always on over a ``KVPersistence``; ``events=False`` leaves it out), see
 :mod:`distributed.events`. Components take a context instead of building each other's
 collaborators; ``context.scheduler`` is the one ``Scheduler`` they all use.
@@ -24,6 +25,7 @@ from .final_watch import FinalWatch
 from .hooks import Hooks, HookSet
 from .persistence import KVPersistence, WorkflowPersistence
 from .queue import TaskQueue
+from .recent import RecentDefinitions
 from .scheduler import Scheduler
 
 __all__ = ["RuntimeContext"]
@@ -38,6 +40,7 @@ class RuntimeContext:
     clock: Callable[[], float] = time.time
     dispatch: LocalDispatch = field(default_factory=LocalDispatch)
     finals: FinalWatch = field(default_factory=FinalWatch)
+    recent: RecentDefinitions = field(default_factory=RecentDefinitions)
 
     def __post_init__(self) -> None:
         self.hooks.add(self.finals)  # wakes this process's waiters (``DistributedEngine.wait``)

@@ -83,6 +83,7 @@ class TaskView:
     step: VersionedStep | None
     paused: bool
     on_agenda: bool  # scheduled and not yet finished-and-advanced
+    upstream: dict[str, VersionedStep | None] = field(default_factory=dict)  # records asked for
 
 
 class WorkflowPersistence(Protocol):
@@ -92,7 +93,7 @@ class WorkflowPersistence(Protocol):
     async def record(self, eid: str) -> ExecutionRecord | None: ...
     async def final(self, eid: str) -> FinalStatus | None: ...
     async def lease_or_view(
-        self, eid: str, generation: int, started: StepRecord
+        self, eid: str, generation: int, started: StepRecord, upstream: Sequence[str] = ()
     ) -> tuple[VersionedStep | None, TaskView]: ...
     async def unstart(self, eid: str, started: VersionedStep) -> None: ...
     async def finals(self, eids: Sequence[str]) -> list[FinalStatus | None]: ...
@@ -201,12 +202,13 @@ class KVPersistence:
         return (await self.finals([eid]))[0]
 
     async def lease_or_view(
-        self, eid: str, generation: int, started: StepRecord
+        self, eid: str, generation: int, started: StepRecord, upstream: Sequence[str] = ()
     ) -> tuple[VersionedStep | None, TaskView]:
         """What a worker reads before running a delivered step, and in the same atomic step
         the lease on its first attempt (``started``) if the step has no record yet and the
         execution is of ``generation`` (its task's) and neither final nor paused: the leased
-        version (None if not leased) and the view as it was before."""
+        version (None if not leased) and the view as it was before, with the records of the
+        steps ``upstream`` (those the step will see, when the worker knows them)."""
         keys, raw = self.keys, started.to_bytes()
         step_key = keys.step(eid, started.node_id)
         expected = {
@@ -216,16 +218,18 @@ class KVPersistence:
             keys.generation(eid): str(generation).encode(),
         }
         read = [keys.execution(eid), keys.final(eid), step_key, keys.paused(eid)]
+        also = [keys.step(eid, node) for node in upstream]
         leased, raws = await self.store.get_and_batch_if(
-            [*read, keys.agenda(eid, started.node_id)], expected, [Put(step_key, raw)]
+            [*read, keys.agenda(eid, started.node_id), *also], expected, [Put(step_key, raw)]
         )
-        record, final, step, paused, agenda = raws
+        record, final, step, paused, agenda = raws[:5]
         view = TaskView(
             record=None if record is None else ExecutionRecord.from_bytes(record),
             final=None if final is None else FinalStatus.from_bytes(final),
             step=_versioned(step),
             paused=paused is not None,
             on_agenda=agenda is not None,
+            upstream={n: _versioned(v) for n, v in zip(upstream, raws[5:], strict=True)},
         )
         return (VersionedStep(raw, started) if leased else None), view
 

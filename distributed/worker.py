@@ -467,20 +467,27 @@ class Worker:
         record yet, the common case (``lease_or_view``); run it and return None, or return the
         view for ``_process`` to act on. A step leased that may not run here after all (this
         worker lacks its workflow, or the deadline passed) is first unleased, so ``_process``
-        deals with it as before."""
+        deals with it as before. When this process ran a step of the execution before, the same
+        call reads the records of the step's ancestors (``recent``): its view, if the guessed
+        definition is the record's."""
         eid, node_id = task.execution_id, task.node_id
         started = StepRecord(node_id=node_id).start(self.id, self.config.lease_ttl, now)
-        leased, view = await self.persistence.lease_or_view(eid, task.generation, started)
+        guess, upstream = self.context.recent.guess(eid, node_id)
+        persistence = self.persistence
+        leased, view = await persistence.lease_or_view(eid, task.generation, started, upstream)
         if leased is None:
             return view
         record = view.record
         graph = None if record is None else self._runnable_graph(record, node_id)
         if record is None or graph is None or _past(record.deadline, now):
-            await self.persistence.unstart(eid, leased)
+            await persistence.unstart(eid, leased)
             return view
-        lease = StepLease(self.persistence, eid, leased, self.config.lease_ttl)
+        lease = StepLease(persistence, eid, leased, self.config.lease_ttl)
         failpoint("after-lease")
-        await self._run(record, graph, lease, task)
+        snapshot = None  # the view is read in _run, unless the guess read it with the lease
+        if graph is guess:
+            snapshot = Snapshot.read(record, {n: v for n, v in view.upstream.items() if v})
+        await self._run(record, graph, lease, task, snapshot)
         return None
 
     def _just_committed(self, task: Task, step: StepRecord, now: float) -> bool:
@@ -547,6 +554,7 @@ class Worker:
         snapshot: Snapshot | None = None,
     ) -> None:
         eid, step = record.execution_id, lease.record
+        self.context.recent.remember(eid, graph)
         if snapshot is None:
             snapshot = await read_view(self.persistence, record, graph, step.node_id)
         node = graph.nodes[step.fallback or step.node_id]

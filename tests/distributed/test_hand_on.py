@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, cast
 
+import pytest
 from scenario_support import (
     FAST_POOL,
     VIEWS,
@@ -26,8 +27,8 @@ from scenario_support import (
 )
 from support import assert_eventually
 
-from distributed import Runtime, Task
-from distributed.persistence import VersionedStep
+from distributed import Runtime, StepRecord, Task
+from distributed.persistence import TaskView, VersionedStep
 from orchestration import Engine
 from store import Delete, Incr, KVStore, Put
 
@@ -170,35 +171,51 @@ async def _final(runtime: Runtime, eid: str) -> bool:
     return await runtime.engine.persistence.final(eid) is not None
 
 
+@pytest.mark.parametrize("knows_definition", [True, False], ids=["guessed", "read apart"])
 async def test_a_delivered_step_reads_the_records_of_its_ancestors_alone(
-    make_runtime: RuntimeFactory, engine: Engine, probe: Probe
+    make_runtime: RuntimeFactory, engine: Engine, probe: Probe, knows_definition: bool
 ) -> None:
-    """Taken from the queue, a step reads its ancestors' records in one read, not every step
-    record of its execution: ``reader`` sees ``root`` and ``slow``, not ``fast``, a parallel
-    branch that completed before it started; the join reads and sees all four."""
+    """Taken from the queue, a step reads its ancestors' records, not every step record of its
+    execution: in the call that leases it when this process ran a step of the execution before
+    (it knows the definition, ``RecentDefinitions``), else in a read of their own. ``reader``
+    sees ``root`` and ``slow``, not ``fast``, a parallel branch that completed before it
+    started; the join sees all four."""
     engine.register_blueprint(views_blueprint("views", gate="go"))
     async with make_runtime(engine, DELIVERED_ONLY) as runtime:
         persistence = runtime.engine.persistence
-        reads: list[list[str]] = []
-        steps_of = persistence.steps_of
+        if not knows_definition:
+            runtime.engine.context.recent.size = 0  # it remembers no execution
+        with_lease: dict[str, list[str]] = {}
+        apart: list[list[str]] = []
+        lease_or_view, steps_of = persistence.lease_or_view, persistence.steps_of
+
+        async def lease(
+            eid: str, generation: int, started: StepRecord, upstream: Sequence[str] = ()
+        ) -> tuple[VersionedStep | None, TaskView]:
+            with_lease[started.node_id] = list(upstream)
+            return await lease_or_view(eid, generation, started, upstream)
 
         async def read(eid: str, node_ids: Sequence[str]) -> dict[str, VersionedStep | None]:
-            reads.append(list(node_ids))
+            apart.append(list(node_ids))
             return await steps_of(eid, node_ids)
 
-        persistence.steps_of = read  # type: ignore[method-assign]  # the real one, observed
+        persistence.lease_or_view, persistence.steps_of = lease, read  # type: ignore[method-assign]
         eid = await runtime.engine.execute_async("views", {"x": 1})
         await step_completed(runtime, eid, "fast", timeout=WAIT)
         probe.open_gate("go")
         snapshot = await runtime.engine.wait(eid, timeout=WAIT)
     assert snapshot.status == "completed"
-    assert snapshot.steps["reader"].result is not None
-    assert snapshot.steps["reader"].result.output == VIEWS["reader"]
-    assert snapshot.steps["join"].result is not None
-    assert snapshot.steps["join"].result.output == VIEWS["join"]
-    # fast, slow, reader, join (and what the recovery sweep may read of the agenda's steps)
-    for ancestors in (["root"], ["root"], ["root", "slow"], ["fast", "reader", "root", "slow"]):
-        reads.remove(ancestors)
+    for node in ("reader", "join"):
+        result = snapshot.steps[node].result
+        assert result is not None and result.output == VIEWS[node]
+    ancestors = {"fast": ["root"], "slow": ["root"], "reader": ["root", "slow"]}
+    ancestors["join"] = ["fast", "reader", "root", "slow"]
+    if knows_definition:  # the root ran here first: the others' views came with their leases
+        assert with_lease == {"root": [], **ancestors}
+        assert apart == []
+    else:
+        assert with_lease == {node: [] for node in ["root", *ancestors]}
+        assert sorted(apart) == sorted(ancestors.values())
 
 
 async def test_a_step_committed_while_its_execution_is_paused_hands_nothing_on(

@@ -126,3 +126,17 @@ def test_a_quorum_join_fires_at_k_and_skips_once_k_is_out_of_reach(
 
 def test_a_node_without_incoming_edges_fires() -> None:
     assert join_decision(Node("s", "output"), [], {}) is JoinDecision.FIRE
+
+
+def test_a_nodes_ancestors_are_every_node_upstream_of_it_and_no_sibling() -> None:
+    graph = _graph(
+        Edge("root", "left"),
+        Edge("root", "right"),
+        Edge("left", "deep"),
+        Edge("deep", "join"),
+        Edge("right", "join"),
+    )
+    assert graph.ancestors("root") == frozenset()
+    assert graph.ancestors("deep") == {"root", "left"}
+    assert graph.ancestors("join") == {"root", "left", "deep", "right"}
+    assert graph.ancestors("deep") is graph.ancestors("deep")  # computed once
