@@ -166,8 +166,9 @@ class StepCommitter:
     ) -> bool:
         """The whole advance of a step whose one edge leads into a join that its commit saw
         complete (it was the last of the join's sources): fire the join, lease it to the
-        slot (``hand_on``) and take the step off the agenda, in one write
-        (``fire_join``). False where that does not apply; the usual advance then runs."""
+        slot (``hand_on``) with its view (its ancestors' records, read by the same write) and
+        take the step off the agenda, in one write (``fire_join``). False where that does not
+        apply; the usual advance then runs."""
         outgoing = graph.outgoing(source)
         if hand_on is None or len(outgoing) != 1 or _past(record.deadline, now):
             return False
@@ -178,11 +179,14 @@ class StepCommitter:
         if join_decision_counted(graph.nodes[join], fan_in, *count) is not JoinDecision.FIRE:
             return False
         started = _first_attempt(join, hand_on, now)
-        eid = record.execution_id
-        if not await self.persistence.fire_join(eid, join, started, retire=source, now=now):
+        eid, upstream = record.execution_id, sorted(graph.ancestors(join))
+        fire = self.persistence.fire_join
+        steps = await fire(eid, join, started, retire=source, now=now, upstream=upstream)
+        if steps is None:
             return False
         failpoint("after-schedule")
-        hand_on.take(_task(record, join, now), Carried(record, graph, None), started)
+        view = Snapshot.read(record, {n: v for n, v in steps.items() if v is not None})
+        hand_on.take(_task(record, join, now), Carried(record, graph, view), started)
         return True
 
     async def _retry(

@@ -45,14 +45,14 @@ __all__ = ["Carried", "HandOn", "LocalDispatch", "TaskRunner"]
 @dataclass(frozen=True)
 class Carried:
     """What the step that alone decided a successor hands it when both run in one process:
-    the execution's record and graph, and the view the successor starts with (None: it reads
-    it, as a join does, whose other predecessors committed elsewhere). The successor then
-    takes its lease in one conditional write (the step not started, the execution neither
-    final nor paused) instead of reading the execution first."""
+    the execution's record and graph, and the view the successor starts with (its
+    predecessor's and its result; a join's, read by the write that fired it). The successor
+    then takes its lease in one conditional write (the step not started, the execution
+    neither final nor paused) instead of reading the execution first."""
 
     record: ExecutionRecord
     graph: Graph
-    snapshot: Snapshot | None
+    snapshot: Snapshot
 
 
 @dataclass(frozen=True)

@@ -133,8 +133,15 @@ class WorkflowPersistence(Protocol):
         arrivals: Mapping[str, JoinCount] | None = None,
     ) -> Committed | None: ...
     async def fire_join(
-        self, eid: str, node_id: str, started: VersionedStep, *, retire: str, now: float
-    ) -> bool: ...
+        self,
+        eid: str,
+        node_id: str,
+        started: VersionedStep,
+        *,
+        retire: str,
+        now: float,
+        upstream: Sequence[str] = (),
+    ) -> dict[str, VersionedStep | None] | None: ...
     async def decide_join(self, eid: str, node_id: str, fire: bool) -> tuple[bool, bool]: ...
     async def start_fresh(self, eid: str, started: StepRecord) -> VersionedStep | None: ...
     async def fired_nodes(self, eid: str) -> list[str]: ...
@@ -429,21 +436,32 @@ class KVPersistence:
         return Committed(VersionedStep(raw, new), bool(started), _join_counts(joins, read))
 
     async def fire_join(
-        self, eid: str, node_id: str, started: VersionedStep, *, retire: str, now: float
-    ) -> bool:
+        self,
+        eid: str,
+        node_id: str,
+        started: VersionedStep,
+        *,
+        retire: str,
+        now: float,
+        upstream: Sequence[str] = (),
+    ) -> dict[str, VersionedStep | None] | None:
         """Fire a join whose every incoming edge its last source's commit saw resolved, in
         one conditional write: the decision, the join on the agenda, its first attempt
         ``started`` (leased to that source's worker), and the source off the agenda
         (``retire``: nothing is left of its advance). Only if the join is undecided and has
-        no record and the execution is neither final nor paused; False otherwise (then the
-        usual advance decides it, idempotently)."""
+        no record and the execution is neither final nor paused; None otherwise (then the
+        usual advance decides it, idempotently). Fired: the records of the steps
+        ``upstream`` (those the join sees), read in the same step."""
         keys = self.keys
         join, step = keys.join(eid, node_id), keys.step(eid, node_id)
         expect = {join: None, step: None, keys.final(eid): None, keys.paused(eid): None}
         ops: list[Put | Delete] = [Put(join, _FIRE.encode()), Put(step, started.raw)]
         ops += self._agenda_puts(eid, [node_id], now)
         ops.append(Delete(keys.agenda(eid, retire)))
-        return await self._write(expect, ops) is not None
+        read = await self._write(expect, ops, [keys.step(eid, node) for node in upstream])
+        if read is None:
+            return None
+        return {node: _versioned(raw) for node, raw in zip(upstream, read, strict=True)}
 
     async def start_fresh(self, eid: str, started: StepRecord) -> VersionedStep | None:
         """Write the first attempt of a step in one conditional write: only if the step has no

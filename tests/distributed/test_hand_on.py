@@ -78,6 +78,15 @@ async def test_a_diamond_publishes_the_task_of_its_first_step_only(
     engine.register_blueprint(blueprint("diamond", plain(*nodes), edges))
     async with make_runtime(engine) as runtime:
         batches = published(runtime)
+        persistence = runtime.engine.persistence
+        reads: list[Sequence[str]] = []
+        steps_of = persistence.steps_of
+
+        async def read(eid: str, node_ids: Sequence[str]) -> dict[str, VersionedStep | None]:
+            reads.append(node_ids)
+            return await steps_of(eid, node_ids)
+
+        persistence.steps_of = read  # type: ignore[method-assign]  # the real one, observed
         eids, snapshots = [], []
         for _ in range(5):  # one at a time: the pool has free slots for both branches
             eids.append(await runtime.engine.execute_async("diamond", {}))
@@ -87,6 +96,7 @@ async def test_a_diamond_publishes_the_task_of_its_first_step_only(
     assert all(probe.runs_of(eid) == dict.fromkeys(nodes, 1) for eid in eids)
     assert batches == [["a"]] * 5, "the branches went to free slots, the join to the last"
     assert agendas == [[]] * 5, "a branch or the join was left on the agenda"
+    assert reads == [], "a step read its view: the join's comes with the write that fires it"
 
 
 async def test_without_eager_dispatch_every_step_goes_through_the_queue(
