@@ -180,6 +180,18 @@ class KVStore(Protocol):
         """Remove the log ``key`` and all its entries; ``True`` if it existed."""
         ...
 
+    async def publish(self, channel: str, message: bytes) -> int:
+        """Send ``message`` to whoever listens on ``channel`` now (``listen``), in every process
+        that shares the store; return how many listeners it reached. Nothing is kept: a
+        notice, never a record (a listener that is not listening at that moment misses it)."""
+        ...
+
+    def listen(self, channel: str) -> AsyncIterator[bytes]:
+        """The messages published on ``channel`` from when the iteration starts listening (its
+        first ``__anext__``) on, until the store closes. Best effort: after a lost connection
+        (``StoreUnavailable``) listen again, and read the state that matters from the store."""
+        ...
+
     async def close(self) -> None:
         """Release the backend's resources; later calls raise ``StoreClosed``. Idempotent."""
         ...

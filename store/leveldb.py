@@ -40,6 +40,7 @@ from itertools import islice
 
 import plyvel
 
+from store._channels import Channels
 from store._common import (
     StoreContextMixin,
     add_batch_counter,
@@ -166,6 +167,7 @@ class LevelDBStore(StoreContextMixin):
         self._sync = sync
         self._lock = threading.Lock()
         self._closed = False
+        self._channels = Channels()  # publish/listen: this process alone holds the store
         self._db = self._open(self.path)
         self._next_sweep = 0.0
         with self._locked():
@@ -421,10 +423,24 @@ class LevelDBStore(StoreContextMixin):
         with self._locked():
             return self._sweep(_now_ms())
 
+    async def publish(self, channel: str, message: bytes) -> int:
+        check_key(channel)
+        check_value(message)
+        with self._locked():
+            return self._channels.publish(channel, message)
+
+    async def listen(self, channel: str) -> AsyncIterator[bytes]:
+        check_key(channel)
+        with self._locked():  # refuses a closed store
+            messages = self._channels.listen(channel)
+        async for message in messages:
+            yield message
+
     async def close(self) -> None:
         with self._lock:
             if not self._closed:
                 self._closed = True
+                self._channels.close()
                 self._db.close()
                 logger.debug("closed LevelDB store at %s", self.path)
 

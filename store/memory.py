@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import islice
 
+from store._channels import Channels
 from store._common import (
     StoreContextMixin,
     add_batch_counter,
@@ -85,6 +86,7 @@ class MemoryStore(StoreContextMixin):
         self._log_expiries: list[tuple[float, str]] = []  # heap; may hold stale entries
         self._lock = threading.Lock()
         self._closed = False
+        self._channels = Channels()  # publish/listen: this process alone holds the store
 
     def __repr__(self) -> str:
         return f"MemoryStore(keys={len(self._data)}, closed={self._closed})"
@@ -297,9 +299,25 @@ class MemoryStore(StoreContextMixin):
             log = self._logs.pop(key, None)
             return log is not None and log.live(now)
 
+    async def publish(self, channel: str, message: bytes) -> int:
+        check_key(channel)
+        check_value(message)
+        with self._lock:
+            self._check_open()
+            return self._channels.publish(channel, message)
+
+    async def listen(self, channel: str) -> AsyncIterator[bytes]:
+        check_key(channel)
+        with self._lock:
+            self._check_open()
+            messages = self._channels.listen(channel)
+        async for message in messages:
+            yield message
+
     async def close(self) -> None:
         with self._lock:
             self._closed = True
+            self._channels.close()
             self._logs.clear()
             self._data.clear()
             self._keys.clear()

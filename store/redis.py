@@ -7,7 +7,8 @@ cannot contain NUL, so they never clash with data), index the keys for ordered, 
 (``ZRANGEBYLEX``) and record expiry times so that a periodic sweep can drop expired keys from the
 index. A log is a Redis stream named ``prefix + "\\x00log:" + key`` whose entry ids are
 ``<offset>-0`` (appended by one Lua script, so offsets are atomic across processes); it is not in
-the key index, so ``scan`` never sees it, and it expires with ``PEXPIRE``.
+the key index, so ``scan`` never sees it, and it expires with ``PEXPIRE``. ``publish`` and
+``listen`` use the pub/sub channel ``prefix + "\\x00channel:" + channel``.
 
 Writes and atomics are Lua scripts (atomic in Redis; see :mod:`store._redis_scripts`); the script
 calls made in one turn of the event loop go to Redis together, in one round trip
@@ -21,6 +22,7 @@ standalone Redis or Sentinel (not Cluster), Redis >= 6.2.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import struct
 import time
@@ -30,6 +32,7 @@ from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -63,6 +66,8 @@ __all__ = ["RedisStore", "check_redis_url", "split_prefix", "tls_url"]
 logger = logging.getLogger(__name__)
 
 _SWEEP_LIMIT = 1000
+_LISTEN_TICK = 1.0  # how long a listener waits for a message before it checks the store is open
+_CLOSED = object()
 _DEFAULT_OPTIONS: dict[str, Any] = {
     "socket_connect_timeout": 2.0,
     "socket_timeout": 5.0,
@@ -402,6 +407,36 @@ class RedisStore(StoreContextMixin):
             logger.debug("swept %d expired keys under prefix %r", removed, self.prefix)
         return removed
 
+    async def publish(self, channel: str, message: bytes) -> int:
+        check_value(message)
+        return int(await self._call(self._client.publish, self._channel(channel), message))
+
+    async def listen(self, channel: str) -> AsyncIterator[bytes]:
+        """``SUBSCRIBE`` on a connection of its own, held while the iteration lasts."""
+        name = self._channel(channel)
+        self._check_open()
+        pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await self._call(pubsub.subscribe, name)
+            while (found := await self._next_message(pubsub)) is not _CLOSED:
+                if found is not None and found["type"] == "message":
+                    yield found["data"]
+        finally:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+
+    async def _next_message(self, pubsub: PubSub) -> Any:
+        """The next message, None if none came within ``_LISTEN_TICK`` seconds, ``_CLOSED`` once
+        the store is closed (its connections then drop: not an outage)."""
+        try:
+            with self._errors(check_open=False):
+                found = await pubsub.get_message(timeout=_LISTEN_TICK)
+        except StoreUnavailable:
+            if self._closed:
+                return _CLOSED
+            raise
+        return _CLOSED if self._closed else found
+
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
@@ -416,6 +451,9 @@ class RedisStore(StoreContextMixin):
 
     def _log_key(self, key: str) -> bytes:
         return self._raw_prefix + b"\x00log:" + check_key(key).encode("utf-8")
+
+    def _channel(self, channel: str) -> bytes:
+        return self._raw_prefix + b"\x00channel:" + check_key(channel).encode("utf-8")
 
     def _check_open(self) -> None:
         if self._closed:

@@ -183,3 +183,32 @@ async def test_a_server_that_never_answers_costs_a_call_its_deadline_only() -> N
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_notice_reaches_listeners_of_its_prefix_through_any_store_object(
+    redis_prefix: tuple[str, str],
+) -> None:
+    """What one process publishes, another process on the same prefix hears; a store on
+    another prefix does not (its channel is another)."""
+    url, prefix = redis_prefix
+    mine, same, other = (
+        RedisStore(url, prefix=prefix),
+        RedisStore(url, prefix=prefix),
+        RedisStore(url, prefix=new_redis_prefix()),
+    )
+    try:
+        messages = mine.listen("finals")
+        heard = asyncio.ensure_future(anext(messages))
+        await assert_eventually(lambda: _reaches(same, heard), timeout=10)
+        assert heard.result() == b"e1"
+        assert await other.publish("finals", b"e1") == 0
+    finally:
+        await messages.aclose()  # type: ignore[attr-defined]
+        for store in (mine, same, other):
+            await store.close()
+
+
+async def _reaches(store: RedisStore, heard: asyncio.Future[bytes]) -> bool:
+    await store.publish("finals", b"e1")
+    await asyncio.sleep(0.01)
+    return heard.done()
