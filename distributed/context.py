@@ -2,7 +2,7 @@
 
 The persistence, the task queue, the local engine (definitions and node types), the lifecycle
 hooks, the clock, the workers of this process that take tasks eagerly (``dispatch``, see
-:mod:`distributed.dispatch`), the waiters for final statuses it tells (``finals``, see
+:mod:`distributed.dispatch`), the waiters for final statuses (``finals``, see
 :mod:`distributed.final_watch`), and the definitions its workers ran executions on (``recent``,
 see :mod:`distributed.recent`). ``build`` also installs the event log's ``EventRecorder`` hook
 (always on over a ``KVPersistence``; ``events=False`` leaves it out), see
@@ -39,11 +39,10 @@ class RuntimeContext:
     hooks: HookSet = field(default_factory=HookSet)
     clock: Callable[[], float] = time.time
     dispatch: LocalDispatch = field(default_factory=LocalDispatch)
-    finals: FinalWatch = field(default_factory=FinalWatch)
     recent: RecentDefinitions = field(default_factory=RecentDefinitions)
 
     def __post_init__(self) -> None:
-        self.hooks.add(self.finals)  # wakes this process's waiters (``DistributedEngine.wait``)
+        self.hooks.add(self.finals)  # wakes the waiters (``DistributedEngine.wait``)
 
     @classmethod
     def build(
@@ -77,3 +76,7 @@ class RuntimeContext:
     @cached_property
     def scheduler(self) -> Scheduler:
         return Scheduler(self)
+
+    @cached_property
+    def finals(self) -> FinalWatch:
+        return FinalWatch(self.persistence)

@@ -167,6 +167,7 @@ class DistributedEngine:
                 if deadline is not None and time.monotonic() >= deadline:
                     raise WaitTimeout(execution_id, timeout or 0.0)
                 await sleep_unless_set(told, interval)
+                told.clear()  # woken for another generation's status: the next read says
                 interval = min(interval * 1.5, self.config.max_poll_interval)
         return await self.get_execution_status(execution_id)
 
@@ -315,6 +316,7 @@ class DistributedEngine:
         await asyncio.gather(*self._local_runs.values(), return_exceptions=True)
         await self.context.flush_events()
         await self.persistence.flush_unscheduled()
+        await self.context.finals.close()
 
     async def _require(self, execution_id: str) -> ExecutionRecord:
         record = await self.persistence.record(check_execution_id(execution_id))

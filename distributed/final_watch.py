@@ -1,33 +1,52 @@
-"""``FinalWatch``: wakes ``DistributedEngine.wait`` the moment this process tells a final status.
+"""``FinalWatch``: wakes ``DistributedEngine.wait`` as soon as an execution's final status is
+told, in this process or in another one that shares the store.
 
 ``wait`` polls the store, backing off from ``EngineConfig.poll_interval`` to
-``max_poll_interval``. When the status is told in the waiter's own process (an embedded runtime,
-or a client that also runs workers), the ``execution_final`` hook fires there, in the writer
-that won, after the status is stored; this hook sets the waiters' events, so ``wait`` returns
-at once instead of at its next poll. Waiters elsewhere keep polling, which is also the fallback
-here: a wake-up only ever comes early, never instead of the store's answer.
+``max_poll_interval``. The process that tells a final status (the writer that won, after the
+status is stored) calls the ``execution_final`` hook: this hook sets the events of the waiters of
+its own process, and publishes the execution's id as a notice
+(``WorkflowPersistence.tell_final``, pub/sub on Redis). A process with waiters listens for those
+notices (``finals_told``, from its first ``wait`` until ``close``) and sets its waiters' events
+too, so ``wait`` returns within a round trip of the status being stored instead of at its next
+poll. Polling stays the fallback: a notice only ever wakes a waiter early, never answers in the
+store's place, and one lost (the listener was connecting, or the connection dropped) costs at most
+a poll interval.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Iterator
 
+from store import StoreClosed
+
 from .hooks import ExecutionFinished, Hooks
+from .persistence import WorkflowPersistence
+from .timebox import reraise_if_cancelling
 
 __all__ = ["FinalWatch", "sleep_unless_set"]
 
+log = logging.getLogger(__name__)
+
+_RELISTEN = 1.0  # seconds before listening again after the store failed
+
 
 class FinalWatch(Hooks):
-    """The events of the ``wait`` calls of this process, by execution id."""
+    """The events of the ``wait`` calls of this process, by execution id, and the notices that
+    set them from other processes (none without ``persistence``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, persistence: WorkflowPersistence | None = None) -> None:
+        self._persistence = persistence
         self._events: dict[str, list[asyncio.Event]] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self._telling: set[asyncio.Task[None]] = set()
 
     @contextlib.contextmanager
     def watch(self, execution_id: str) -> Iterator[asyncio.Event]:
-        """An event set once this process tells the execution's final status."""
+        """An event set once the execution's final status is told (here or elsewhere)."""
+        self._listen()
         event = asyncio.Event()
         events = self._events.setdefault(execution_id, [])
         events.append(event)
@@ -39,8 +58,52 @@ class FinalWatch(Hooks):
                 del self._events[execution_id]
 
     def execution_final(self, event: ExecutionFinished) -> None:
-        for waiting in self._events.get(event.execution_id, ()):
+        self._wake(event.execution_id)
+        if self._persistence is not None:
+            task = asyncio.get_running_loop().create_task(self._tell(event.execution_id))
+            self._telling.add(task)
+            task.add_done_callback(self._telling.discard)
+
+    async def close(self) -> None:
+        """Stop listening; notices not yet sent are dropped (waiters elsewhere poll)."""
+        tasks = [*self._telling, *([self._listener] if self._listener else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._listener = None
+
+    def _wake(self, execution_id: str) -> None:
+        for waiting in self._events.get(execution_id, ()):
             waiting.set()
+
+    async def _tell(self, execution_id: str) -> None:
+        assert self._persistence is not None
+        try:
+            await self._persistence.tell_final(execution_id)
+        except Exception as exc:
+            reraise_if_cancelling(exc)
+            log.debug("could not publish the final status of %s: %r", execution_id, exc)
+
+    def _listen(self) -> None:
+        running = self._listener is not None and not self._listener.done()
+        if self._persistence is not None and not running:
+            self._listener = asyncio.get_running_loop().create_task(
+                self._hear(self._persistence), name="flowloom-finals-told"
+            )
+
+    async def _hear(self, persistence: WorkflowPersistence) -> None:
+        """Wake the waiters of every execution told final, until the store closes."""
+        while True:
+            try:
+                async for execution_id in persistence.finals_told():
+                    self._wake(execution_id)
+                return  # the store closed
+            except StoreClosed:
+                return
+            except Exception as exc:
+                reraise_if_cancelling(exc)
+                log.debug("not hearing final statuses (%r); waiters poll meanwhile", exc)
+                await asyncio.sleep(_RELISTEN)
 
 
 async def sleep_unless_set(event: asyncio.Event, seconds: float) -> None:

@@ -96,6 +96,10 @@ class Keys:
     def announced(self, eid: str, generation: int) -> str:
         return f"{self.ns}exec/{eid}/announced/{generation}"
 
+    def finals_channel(self) -> str:
+        """The channel the ids of executions that became final are published on (a notice)."""
+        return f"{self.ns}finals"
+
     def histories(self, eid: str) -> str:
         return f"{self.ns}exec/{eid}/history/"
 

@@ -309,6 +309,10 @@ if ARGV[2] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return last
 """
 
+# ARGV: prefix, channel, message -> the listeners reached. A script, not a plain PUBLISH, so it
+# goes in the same round trip as the script calls of its turn (``ScriptPipe``).
+PUBLISH = "return redis.call('PUBLISH', ARGV[1] .. '\\0channel:' .. ARGV[2], ARGV[3])\n"
+
 ALL = {
     "PUT": PUT,
     "DELETE": DELETE,
@@ -321,4 +325,5 @@ ALL = {
     "SCAN_PAGE": SCAN_PAGE,
     "SWEEP": SWEEP,
     "LOG_APPEND": LOG_APPEND,
+    "PUBLISH": PUBLISH,
 }

@@ -409,7 +409,7 @@ class RedisStore(StoreContextMixin):
 
     async def publish(self, channel: str, message: bytes) -> int:
         check_value(message)
-        return int(await self._call(self._client.publish, self._channel(channel), message))
+        return int(await self._run("PUBLISH", check_key(channel), message))
 
     async def listen(self, channel: str) -> AsyncIterator[bytes]:
         """``SUBSCRIBE`` on a connection of its own, held while the iteration lasts."""

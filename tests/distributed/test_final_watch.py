@@ -1,14 +1,18 @@
-"""``wait`` is woken when its own process tells the final status (``distributed.final_watch``),
-not at its next poll; elsewhere it polls; on both backend pairs."""
+"""``wait`` is woken when the final status is told (``distributed.final_watch``), in its own
+process or, through the store's notice, in another one, not at its next poll; on both backend
+pairs (the other process: Redis)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 
+import pytest
+import redis.asyncio as aioredis
 from scenario_support import Probe, RuntimeFactory, blueprint, plain
+from support import assert_eventually, require_redis
 
-from distributed import EngineConfig
+from distributed import EngineConfig, KVPersistence, Runtime
 from distributed.final_watch import FinalWatch
 from distributed.hooks import ExecutionFinished
 from orchestration import Engine
@@ -29,6 +33,40 @@ async def test_wait_returns_when_this_process_tells_the_final_status_not_at_its_
         assert not runtime.engine.context.finals._events, "a waiter's event was left behind"
     assert [s.status for s in snapshots] == ["completed"] * 3
     assert waited < 10, f"wait returned after {waited:.1f} s: at a poll, not when told"
+
+
+@pytest.mark.parametrize("make_runtime", ["cluster"], indirect=True)
+async def test_wait_is_woken_by_a_final_status_another_process_tells(
+    make_runtime: RuntimeFactory, engine: Engine, probe: Probe
+) -> None:
+    """A client without workers, polling every 30 s, returns once the workers' runtime (its
+    own store and broker connections, as another process) tells the status: the notice."""
+    engine.register_blueprint(blueprint("held", {"a": {"gate": "a"}, "b": {}}, [("a", "b")]))
+    async with make_runtime(engine, workers=False) as client, make_runtime(engine):
+        client.engine.config = SLOW_POLL
+        eid = await client.engine.execute_async("held", {})
+        waiter = asyncio.ensure_future(client.engine.wait(eid, timeout=20))
+        await assert_eventually(lambda: _listeners(client), timeout=10)
+        begun = time.monotonic()
+        probe.open_gate("a")
+        snapshot = await waiter
+        waited = time.monotonic() - begun
+    assert snapshot.status == "completed"
+    assert waited < 10, f"wait returned after {waited:.1f} s: at a poll, not when told"
+
+
+async def _listeners(runtime: Runtime) -> int:
+    """How many connections listen for final statuses on the runtime's store (Redis)."""
+    persistence = runtime.engine.persistence
+    assert isinstance(persistence, KVPersistence)
+    prefix = getattr(persistence.store, "prefix")  # noqa: B009  # a RedisStore
+    channel = f"{prefix}\x00channel:{persistence.keys.finals_channel()}"
+    redis = aioredis.from_url(require_redis())
+    try:
+        counts = await redis.pubsub_numsub(channel)
+    finally:
+        await redis.aclose()
+    return int(counts[0][1])
 
 
 async def test_a_watch_is_set_only_by_its_own_executions_final_status() -> None:
