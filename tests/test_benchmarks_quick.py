@@ -6,6 +6,7 @@ another interpreter importing the engine."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 import pytest
@@ -14,6 +15,8 @@ from support import require_redis
 
 from benchmarks.__main__ import main
 from benchmarks.commit_bench import measure as measure_commits
+from benchmarks.latency import PARTS as LATENCY_PARTS
+from benchmarks.latency import run as latency_run
 from benchmarks.rss import main as rss_main
 
 SHAPES = ("chain-10", "diamond", "fanout-10")
@@ -95,3 +98,12 @@ async def test_the_commit_benchmark_measures_each_concurrency_and_leaves_no_keys
         assert not [key async for key in client.scan_iter(match="flowloom-commit-bench-*")]
     finally:
         await client.aclose()
+
+
+def test_the_latency_split_prints_the_four_parts_of_an_execution() -> None:
+    """``python -m benchmarks.latency``: four positive parts per execution (embedded here)."""
+    table = asyncio.run(latency_run(["--mode", "embedded", "--count", "3"]))
+    rows = [line.split("|")[1:-1] for line in table.splitlines()[2:]]
+    assert [row[0].strip() for row in rows] == list(LATENCY_PARTS)
+    for _, p50, most in rows:
+        assert 0 <= number(p50) <= number(most), table
