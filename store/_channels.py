@@ -7,6 +7,7 @@ taken its last ``_BACKLOG`` messages misses the next ones: notices are hints, ne
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator
 
 __all__ = ["Channels"]
@@ -38,14 +39,16 @@ class _Listener:
 
 
 class Channels:
-    """The listeners of each channel of one store."""
+    """The listeners of each channel of one store (safe to publish from any thread)."""
 
     def __init__(self) -> None:
         self._listeners: dict[str, set[_Listener]] = {}
+        self._lock = threading.Lock()
 
     def publish(self, channel: str, message: bytes) -> int:
         """Offer ``message`` to the channel's listeners; how many there were."""
-        listeners = list(self._listeners.get(channel, ()))
+        with self._lock:
+            listeners = list(self._listeners.get(channel, ()))
         for listener in listeners:
             listener.offer(message)
         return len(listeners)
@@ -54,18 +57,21 @@ class Channels:
         """The messages published on ``channel`` from the first ``__anext__`` on, until
         ``close``."""
         listener = _Listener()
-        self._listeners.setdefault(channel, set()).add(listener)
+        with self._lock:
+            self._listeners.setdefault(channel, set()).add(listener)
         try:
             while (message := await listener.queue.get()) is not None:
                 yield message
         finally:
-            listeners = self._listeners.get(channel, set())
-            listeners.discard(listener)
-            if not listeners:
-                self._listeners.pop(channel, None)
+            with self._lock:
+                listeners = self._listeners.get(channel, set())
+                listeners.discard(listener)
+                if not listeners:
+                    self._listeners.pop(channel, None)
 
     def close(self) -> None:
         """End every listener's iteration."""
-        for listeners in list(self._listeners.values()):
-            for listener in list(listeners):
-                listener.offer(None)
+        with self._lock:
+            listeners = [each for group in self._listeners.values() for each in group]
+        for listener in listeners:
+            listener.offer(None)

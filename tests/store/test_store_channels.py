@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from store import KVStore, StoreClosed
+from store import KVStore, MemoryStore, StoreClosed
 
 WAIT = 10.0
 READY = b"ready"
@@ -85,3 +85,12 @@ async def test_a_channel_name_is_checked_like_a_key(store: KVStore) -> None:
         await store.publish("", b"x")
     with pytest.raises(ValueError):
         await anext(store.listen("bad\x00name"))
+
+
+async def test_an_in_process_store_takes_a_notice_published_from_another_thread() -> None:
+    store = MemoryStore()
+    messages = await _listening(store, "c")
+    reached = await asyncio.to_thread(lambda: asyncio.run(store.publish("c", b"from a thread")))
+    assert reached == 1
+    assert await _take(messages, 1) == [b"from a thread"]
+    await store.close()
