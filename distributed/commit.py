@@ -185,7 +185,7 @@ class StepCommitter:
         if steps is None:
             return False
         failpoint("after-schedule")
-        view = Snapshot.read(record, {n: v for n, v in steps.items() if v is not None})
+        view = Snapshot.read(record, steps)
         hand_on.take(_task(record, join, now), Carried(record, graph, view), started)
         return True
 

@@ -238,7 +238,7 @@ class KVPersistence:
             step=_versioned(step),
             paused=paused is not None,
             on_agenda=agenda is not None,
-            upstream={n: _versioned(v) for n, v in zip(upstream, raws[5:], strict=True)},
+            upstream=_versions(upstream, raws[5:]),
         )
         return (VersionedStep(raw, started) if leased else None), view
 
@@ -265,7 +265,7 @@ class KVPersistence:
                     record=None if record is None else ExecutionRecord.from_bytes(record),
                     final=None if final is None else FinalStatus.from_bytes(final),
                     paused=paused is not None,
-                    steps={node: _versioned(raw) for node, raw in zip(nodes, steps, strict=True)},
+                    steps=_versions(nodes, steps),
                 )
         return views
 
@@ -342,10 +342,7 @@ class KVPersistence:
     async def steps_of(self, eid: str, node_ids: Sequence[str]) -> dict[str, VersionedStep | None]:
         """The records of some steps, in one round trip (None: not started)."""
         raws = await self.store.get_many([self.keys.step(eid, node) for node in node_ids])
-        return {
-            node: None if raw is None else VersionedStep(raw, StepRecord.from_bytes(raw))
-            for node, raw in zip(node_ids, raws, strict=True)
-        }
+        return _versions(node_ids, raws)
 
     async def swap_step(
         self, eid: str, expected: VersionedStep | None, new: StepRecord
@@ -463,7 +460,7 @@ class KVPersistence:
         read = await self._write(expect, ops, [keys.step(eid, node) for node in upstream])
         if read is None:
             return None
-        return {node: _versioned(raw) for node, raw in zip(upstream, read, strict=True)}
+        return _versions(upstream, read)
 
     async def start_fresh(self, eid: str, started: StepRecord) -> VersionedStep | None:
         """Write the first attempt of a step in one conditional write: only if the step has no
@@ -705,6 +702,13 @@ def _join_counts(joins: Sequence[str], raws: Sequence[bytes | None]) -> dict[str
 
 def _generation_put(keys: Keys, record: ExecutionRecord) -> Put:
     return Put(keys.generation(record.execution_id), str(record.generation).encode())
+
+
+def _versions(
+    node_ids: Sequence[str], raws: Sequence[bytes | None]
+) -> dict[str, VersionedStep | None]:
+    """The step records read for ``node_ids``, by node id (None: not started)."""
+    return {node: _versioned(raw) for node, raw in zip(node_ids, raws, strict=True)}
 
 
 def _versioned(raw: bytes | None) -> VersionedStep | None:

@@ -36,9 +36,11 @@ class Snapshot:
     seq: int = 0
 
     @classmethod
-    def read(cls, record: ExecutionRecord, steps: Mapping[str, VersionedStep]) -> Snapshot:
-        state, outputs = execution_state(record, steps)
-        newest = max((v.record.result.seq for v in steps.values() if v.record.result), default=0)
+    def read(cls, record: ExecutionRecord, steps: Mapping[str, VersionedStep | None]) -> Snapshot:
+        """The view the step records ``steps`` make (None: a step not started)."""
+        found = {node: version for node, version in steps.items() if version is not None}
+        state, outputs = execution_state(record, found)
+        newest = max((v.record.result.seq for v in found.values() if v.record.result), default=0)
         return cls(state, outputs, newest)
 
     def then(self, node_id: str, result: NodeResult, seq: int) -> Snapshot:
@@ -55,7 +57,7 @@ async def read_view(
     step, which sees the inputs alone)."""
     ancestors = sorted(graph.ancestors(node_id))
     steps = await persistence.steps_of(record.execution_id, ancestors) if ancestors else {}
-    return Snapshot.read(record, {n: v for n, v in steps.items() if v is not None})
+    return Snapshot.read(record, steps)
 
 
 def commit_seq(now: float, after: int) -> int:

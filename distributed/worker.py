@@ -486,7 +486,7 @@ class Worker:
         failpoint("after-lease")
         snapshot = None  # the view is read in _run, unless the guess read it with the lease
         if graph is guess:
-            snapshot = Snapshot.read(record, {n: v for n, v in view.upstream.items() if v})
+            snapshot = Snapshot.read(record, view.upstream)
         await self._run(record, graph, lease, task, snapshot)
         return None
 
