@@ -160,22 +160,24 @@ class DistributedEngine:
         deadline = None if timeout is None else time.monotonic() + timeout
         interval = self.config.poll_interval
         with self.context.finals.watch(execution_id) as told:
-            while await self.persistence.final(execution_id) is None:
+            while (status := await self._status(execution_id))[1] is None:
                 if cancelling():
                     raise asyncio.CancelledError
-                await self._require(execution_id)
                 if deadline is not None and time.monotonic() >= deadline:
                     raise WaitTimeout(execution_id, timeout or 0.0)
                 await sleep_unless_set(told, interval)
                 told.clear()  # woken for another generation's status: the next read says
                 interval = min(interval * 1.5, self.config.max_poll_interval)
-        return await self.get_execution_status(execution_id)
+        return await self._snapshot_of(*status)
 
     async def get_execution_status(self, execution_id: str) -> ExecutionSnapshot:
-        record = await self._require(execution_id)
-        final = await self.persistence.final(execution_id)
+        return await self._snapshot_of(*await self._status(execution_id))
+
+    async def _snapshot_of(
+        self, record: ExecutionRecord, final: FinalStatus | None, paused: bool
+    ) -> ExecutionSnapshot:
+        execution_id = record.execution_id
         steps = await self.persistence.steps(execution_id)
-        paused = final is None and await self.persistence.is_paused(execution_id)
         snapshot = _snapshot(record, final, steps, paused, self._total_steps(record, steps))
         if record.generation == 1:
             return snapshot
@@ -324,9 +326,16 @@ class DistributedEngine:
             raise ExecutionNotFound(execution_id)
         return record
 
+    async def _status(self, execution_id: str) -> tuple[ExecutionRecord, FinalStatus | None, bool]:
+        """The execution's record, final status and whether it is paused (not once final),
+        in one read; ``ExecutionNotFound`` if there is no such execution."""
+        view = await self.persistence.status_view(check_execution_id(execution_id))
+        if view.record is None:
+            raise ExecutionNotFound(execution_id)
+        return view.record, view.final, view.paused and view.final is None
+
     async def _require_running(self, execution_id: str) -> ExecutionRecord:
-        record = await self._require(execution_id)
-        final = await self.persistence.final(execution_id)
+        record, final, _ = await self._status(execution_id)
         if final is not None:
             raise ExecutionFinal(execution_id, final.status)
         return record

@@ -24,6 +24,7 @@ __all__ = [
     "Committed",
     "JoinCount",
     "KVPersistence",
+    "StatusView",
     "SweepView",
     "TaskView",
     "VersionedStep",
@@ -75,6 +76,16 @@ class SweepView:
 
 
 @dataclass(frozen=True)
+class StatusView:
+    """An execution's record, final status and whether it is paused, read in one round trip
+    (``record`` None: no such execution)."""
+
+    record: ExecutionRecord | None
+    final: FinalStatus | None
+    paused: bool
+
+
+@dataclass(frozen=True)
 class TaskView:
     """What a worker reads before running a step, fetched in one round trip."""
 
@@ -92,6 +103,7 @@ class WorkflowPersistence(Protocol):
     ) -> bool: ...
     async def record(self, eid: str) -> ExecutionRecord | None: ...
     async def final(self, eid: str) -> FinalStatus | None: ...
+    async def status_view(self, eid: str) -> StatusView: ...
     async def lease_or_view(
         self, eid: str, generation: int, started: StepRecord, upstream: Sequence[str] = ()
     ) -> tuple[VersionedStep | None, TaskView]: ...
@@ -146,7 +158,6 @@ class WorkflowPersistence(Protocol):
     async def start_fresh(self, eid: str, started: StepRecord) -> VersionedStep | None: ...
     async def fired_nodes(self, eid: str) -> list[str]: ...
     async def set_paused(self, eid: str, paused: bool) -> None: ...
-    async def is_paused(self, eid: str) -> bool: ...
     def active_executions(self) -> AsyncIterator[str]: ...
     def all_executions(self) -> AsyncIterator[str]: ...
     async def purge(self, eid: str) -> None: ...
@@ -209,6 +220,16 @@ class KVPersistence:
 
     async def final(self, eid: str) -> FinalStatus | None:
         return (await self.finals([eid]))[0]
+
+    async def status_view(self, eid: str) -> StatusView:
+        keys = self.keys
+        wanted = [keys.execution(eid), keys.final(eid), keys.paused(eid)]
+        record, final, paused = await self.store.get_many(wanted)
+        return StatusView(
+            record=None if record is None else ExecutionRecord.from_bytes(record),
+            final=None if final is None else FinalStatus.from_bytes(final),
+            paused=paused is not None,
+        )
 
     async def lease_or_view(
         self, eid: str, generation: int, started: StepRecord, upstream: Sequence[str] = ()
@@ -493,9 +514,6 @@ class KVPersistence:
             await self.store.put(self.keys.paused(eid), b"1")
         else:
             await self.store.delete(self.keys.paused(eid))
-
-    async def is_paused(self, eid: str) -> bool:
-        return await self.store.get(self.keys.paused(eid)) is not None
 
     async def active_executions(self) -> AsyncIterator[str]:
         prefix = self.keys.active_index()

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from scenario_support import Probe, RuntimeFactory, blueprint, plain
 from support import assert_eventually, require_redis
 
-from distributed import EngineConfig, KVPersistence, Runtime
+from distributed import EngineConfig, KVPersistence, Runtime, WaitTimeout
 from distributed.final_watch import FinalWatch
 from distributed.hooks import ExecutionFinished
 from orchestration import Engine
+from store import KVStore
 
 SLOW_POLL = EngineConfig(poll_interval=30.0, max_poll_interval=30.0)
 
@@ -53,6 +55,49 @@ async def test_wait_is_woken_by_a_final_status_another_process_tells(
         waited = time.monotonic() - begun
     assert snapshot.status == "completed"
     assert waited < 10, f"wait returned after {waited:.1f} s: at a poll, not when told"
+
+
+class Reads:
+    """A store that records which read each call was (``get``, ``get_many`` or ``scan``)."""
+
+    def __init__(self, inner: KVStore) -> None:
+        self.inner, self.calls = inner, list[str]()
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self.inner, name)
+        if name not in ("get", "get_many", "scan"):
+            return found
+
+        def read(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            return found(*args, **kwargs)
+
+        return read
+
+
+async def test_a_waiting_client_reads_the_execution_once_per_poll_and_the_steps_once_at_the_end(
+    make_runtime: RuntimeFactory, engine: Engine
+) -> None:
+    """The record, the final status and the pause flag come in one read (one round trip on
+    Redis): each poll of ``wait`` is that read, and a snapshot adds the scan of the steps."""
+    engine.register_blueprint(blueprint("pair", plain("a", "b"), [("a", "b")]))
+    spies: list[Reads] = []
+
+    def spy(store: KVStore) -> KVStore:
+        spies.append(Reads(store))
+        return spies[-1]  # type: ignore[return-value]
+
+    async with make_runtime(engine, workers=False, wrap_store=spy) as client:
+        client.engine.config = EngineConfig(poll_interval=0.01, max_poll_interval=0.01)
+        eid = await client.engine.execute_async("pair", {})
+        reads = spies[0].calls
+        reads.clear()
+        snapshot = await client.engine.get_execution_status(eid)
+        assert (snapshot.status, reads) == ("pending", ["get_many", "scan"])
+        reads.clear()
+        with pytest.raises(WaitTimeout):
+            await client.engine.wait(eid, timeout=0.3)
+        assert set(reads) == {"get_many"} and len(reads) >= 3, reads
 
 
 async def _listeners(runtime: Runtime) -> int:
