@@ -42,6 +42,10 @@ def to_json_value(value: Any, what: str = "value") -> JSON:
     ``MAX_JSON_DEPTH``; ``what`` names the value in the message. Both engines store this normal
     form, so a local run and a distributed run see identical values.
     """
+    if _plain_scalar(value):
+        return value
+    if type(value) in (list, dict) and not value:
+        return type(value)()  # a new one, as for any container
     try:
         text = json.dumps(value, allow_nan=False, ensure_ascii=False)
         text.encode("utf-8")  # a lone surrogate has no UTF-8 form: no store could keep it
@@ -56,6 +60,19 @@ def to_json_value(value: Any, what: str = "value") -> JSON:
     if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _depth(result) > MAX_JSON_DEPTH:
         raise InvalidJSONValue(f"{what} nests deeper than {MAX_JSON_DEPTH} levels")
     return result
+
+
+def _plain_scalar(value: Any) -> bool:
+    """Whether ``value`` is already its own normal form: a scalar of exactly a JSON type that
+    JSON writes and reads back unchanged (most step results: writing and parsing is saved)."""
+    kind = type(value)
+    if kind is str:
+        return bool(value.isascii()) or _scalar_problem(value) is None
+    if kind is int:
+        return bool(value.bit_length() < _BIG_INT_BITS)
+    if kind is float:
+        return math.isfinite(value)
+    return value is None or kind is bool
 
 
 def json_problem(value: Any, max_depth: int = MAX_JSON_DEPTH) -> tuple[str, str] | None:
