@@ -230,7 +230,7 @@ def _task(record: ExecutionRecord, node_id: str, now: float) -> Task:
 
 def _first_attempt(node_id: str, slot: HandOn, now: float) -> VersionedStep:
     """A successor's first attempt, leased to ``slot``."""
-    started = StepRecord(node_id=node_id).start(slot.owner, slot.ttl, now)
+    started = StepRecord.first_attempt(node_id, slot.owner, slot.ttl, now)
     return VersionedStep(started.to_bytes(), started)
 
 

@@ -46,7 +46,11 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     def to_bytes(self) -> bytes:
-        return self.model_dump_json().encode()
+        """The JSON at rest and on the queue, without the fields left at their defaults (a step
+        record is half as long: less to write, compact and parse); ``from_bytes`` fills them
+        in. Never compare these bytes with those of a record read back: compare records, or
+        the bytes as read (a record written by another version may spell its JSON otherwise)."""
+        return self.model_dump_json(exclude_defaults=True).encode()
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Any:
@@ -263,6 +267,20 @@ class StepRecord(_Model):
         return self.status == "pending" and (self.not_before is None or self.not_before <= now)
 
     # -- transitions ---------------------------------------------------------------------------
+
+    @classmethod
+    def first_attempt(cls, node_id: str, owner: str, ttl: float, now: float) -> StepRecord:
+        """A new step's first attempt under ``owner``'s lease: ``StepRecord(node_id=node_id)
+        .start(owner, ttl, now)``, built in one go (a step's successor is built so, each step)."""
+        return cls(
+            node_id=node_id,
+            status="running",
+            attempts=1,
+            token=1,
+            lease=Lease(owner=owner, expires_at=now + ttl, token=1),
+            started_at=now,
+            updated_at=now,
+        )
 
     def start(self, owner: str, ttl: float, now: float) -> StepRecord:
         token = self.token + 1

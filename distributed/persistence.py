@@ -642,7 +642,9 @@ class KVPersistence:
         the final status in the history, write the ``new`` record, delete the ``reset`` steps and
         put ``scheduled`` on the agenda. False if anything moved (another recovery won)."""
         eid, keys = current.execution_id, self.keys
-        expected = {keys.execution(eid): current.to_bytes(), keys.final(eid): final.to_bytes()}
+        expected = await self._as_stored({keys.execution(eid): current, keys.final(eid): final})
+        if expected is None:
+            return False
         ops: list[Put | Delete] = [
             Put(keys.history(eid, current.generation), final.to_bytes()),
             Put(keys.execution(eid), new.to_bytes()),
@@ -655,6 +657,20 @@ class KVPersistence:
             *self._deadline_puts(new),
         ]
         return await self.store.batch_if(expected, ops)
+
+    async def _as_stored(
+        self, records: Mapping[str, ExecutionRecord | FinalStatus]
+    ) -> dict[str, bytes | None] | None:
+        """The bytes stored under each key, if each holds its record still (None otherwise):
+        the expected values of a compare-and-set on records read earlier, whatever JSON
+        spelling the version that wrote them used."""
+        raws = await self.store.get_many(list(records))
+        stored = dict(zip(records, raws, strict=True))
+        for key, record in records.items():
+            raw = stored[key]
+            if raw is None or type(record).from_bytes(raw) != record:
+                return None
+        return stored
 
     async def hold_leadership(self, role: str, owner: str, ttl: float) -> bool:
         """Take or renew the leader lease of ``role`` for ``ttl`` seconds; False if another

@@ -349,7 +349,7 @@ class Worker:
         record, now = carried.record, self.context.clock()
         if task.generation != record.generation or _past(record.deadline, now):
             return False
-        started = StepRecord(node_id=task.node_id).start(self.id, self.config.lease_ttl, now)
+        started = StepRecord.first_attempt(task.node_id, self.id, self.config.lease_ttl, now)
         version = await self.persistence.start_fresh(record.execution_id, started)
         if version is None:
             return False
@@ -471,7 +471,7 @@ class Worker:
         call reads the records of the step's ancestors (``recent``): its view, if the guessed
         definition is the record's."""
         eid, node_id = task.execution_id, task.node_id
-        started = StepRecord(node_id=node_id).start(self.id, self.config.lease_ttl, now)
+        started = StepRecord.first_attempt(node_id, self.id, self.config.lease_ttl, now)
         guess, upstream = self.context.recent.guess(eid, node_id)
         persistence = self.persistence
         leased, view = await persistence.lease_or_view(eid, task.generation, started, upstream)

@@ -241,9 +241,9 @@ async def test_cancel_reaches_running_code_within_two_watch_intervals(
 
 
 class SwallowingStore:
-    """A ``KVStore`` whose ``get``, called by the ``victim`` task, answers late and swallows a
-    cancellation that arrives meanwhile: what Python 3.11's ``asyncio.wait_for`` inside
-    redis-py does when the cancel and the answer arrive together."""
+    """A ``KVStore`` whose reads (``get``, ``get_many``), made by the ``victim`` task, answer
+    late and swallow a cancellation that arrives meanwhile: what Python 3.11's
+    ``asyncio.wait_for`` inside redis-py does when the cancel and the answer arrive together."""
 
     def __init__(self, inner: KVStore) -> None:
         self.inner = inner
@@ -251,12 +251,15 @@ class SwallowingStore:
         self.reading = asyncio.Event()
 
     async def get(self, key: str) -> bytes | None:
-        value = await self.inner.get(key)
+        return (await self.get_many([key]))[0]
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        values = await self.inner.get_many(keys)
         if asyncio.current_task() is self.victim:
             self.reading.set()
             with contextlib.suppress(asyncio.CancelledError):  # swallowed
                 await asyncio.sleep(1)
-        return value
+        return values
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

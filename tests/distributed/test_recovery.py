@@ -32,7 +32,7 @@ from distributed import (
 )
 from distributed.lease import acquire_lease
 from orchestration import Engine, Node, NodeContext, NodeResult
-from store import StoreUnavailable
+from store import MemoryStore, StoreUnavailable
 
 WAIT = 60
 # a sweep that re-enqueues lost work quickly, and a short wait for a compatible worker
@@ -365,3 +365,25 @@ async def test_a_final_status_is_told_by_its_winner_and_by_the_sweep_only_if_the
         await runtime.recovery.sweep()
         await runtime.engine.scheduler.finalize(record, FinalStatus.cancelled())
     assert told.finals == ["untold"]
+
+
+async def test_an_execution_recorded_in_the_full_json_of_an_older_version_recovers() -> None:
+    """Records are written without their default fields; one written with every field (as an
+    earlier version wrote them) reads the same, and a new generation starts on it: the
+    compare-and-set expects the bytes as stored, not this version's spelling of them."""
+    persistence = KVPersistence(MemoryStore())
+    record = ExecutionRecord(execution_id="e1", workflow_id="w", graph_version="v1", inputs={})
+    final = FinalStatus.failed("boom", "a")
+    assert await persistence.create_execution(record, ["a"])
+    await persistence.set_final("e1", final, "tester")
+    keys = persistence.keys
+    for key, model in ((keys.execution("e1"), record), (keys.final("e1"), final)):
+        assert len(model.to_bytes()) < len(model.model_dump_json())
+        await persistence.store.put(key, model.model_dump_json().encode())
+
+    moved = record.model_copy(update={"workflow_id": "other"})
+    assert not await persistence.start_generation(moved, final, moved, [], ["a"])
+    new = record.next_generation(time.time())
+    assert await persistence.start_generation(record, final, new, [], ["a"])
+    assert await persistence.record("e1") == new and await persistence.final("e1") is None
+    assert await persistence.history("e1") == [final]

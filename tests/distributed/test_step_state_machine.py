@@ -107,6 +107,12 @@ def test_start_takes_a_fresh_lease_with_a_higher_fencing_token() -> None:
     assert second.lease_expiries == 1
 
 
+def test_a_first_attempt_is_a_new_record_started() -> None:
+    built = StepRecord.first_attempt("a", "w1", 5.0, NOW)
+    started = StepRecord(node_id="a").start("w1", 5.0, NOW)
+    assert built == started and built.to_bytes() == started.to_bytes()
+
+
 def test_a_delayed_retry_is_not_due_before_its_time() -> None:
     pending = StepRecord(node_id="a").start("w", 5.0, NOW).retry_later("boom", 3.0, NOW)
     assert not pending.due_at(NOW + 2.9)
