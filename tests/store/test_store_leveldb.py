@@ -12,6 +12,7 @@ import pytest
 from support import assert_eventually
 
 from store import LevelDBStore, Put, StoreClosed, StoreLocked, open_store
+from store.leveldb import DEFAULT_WRITE_BUFFER
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -151,3 +152,32 @@ async def test_open_store_accepts_absolute_and_relative_leveldb_urls(
     finally:
         for store in (absolute, relative, bare):
             await store.close()
+
+
+async def test_leveldb_keeps_writes_in_its_write_buffer_until_the_buffer_is_full(
+    tmp_path: Path,
+) -> None:
+    """2 MB written: a 64 KiB buffer was flushed into tables many times, the default one (16
+    MiB) holds it all (it stays in the log until the buffer fills)."""
+    value = os.urandom(1000)  # incompressible
+    tables = {}
+    for size in (2**16, DEFAULT_WRITE_BUFFER):
+        store = LevelDBStore(tmp_path / str(size), write_buffer_size=size)
+        for start in range(0, 2000, 100):
+            await store.batch([Put(f"k{i:05}", value) for i in range(start, start + 100)])
+        assert await store.get("k01999") == value
+        await store.close()
+        tables[size] = len(list((tmp_path / str(size)).glob("*.ldb")))
+    assert tables[2**16] > 0 and tables[DEFAULT_WRITE_BUFFER] == 0, tables
+
+
+@pytest.mark.parametrize(
+    ("size", "error"),
+    [("16MB", TypeError), (True, TypeError), (1024, ValueError), (2**31, ValueError)],
+)
+def test_a_write_buffer_size_that_is_not_a_sane_int_is_refused(
+    tmp_path: Path, size: object, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match="write_buffer_size"):
+        LevelDBStore(tmp_path / "db", write_buffer_size=size)  # type: ignore[arg-type]
+    assert not (tmp_path / "db").exists()
