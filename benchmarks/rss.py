@@ -7,9 +7,11 @@ Runs executions of ``--shape`` (no-op steps) on an embedded runtime (LevelDB in 
 directory + the in-process broker, 2 workers x 8 slots, in this process), keeping
 ``--in-flight`` executions submitted at all times, until ``--steps`` steps are done (or
 ``--max-seconds`` have passed). Every ``--every`` steps it prints a row: steps so far,
-seconds, steps/s over the interval, this process's RSS and peak RSS, and the LevelDB
-directory's size. Executions are kept (no retention), as the default runtime keeps them, so
-the store grows; the question is whether the process does.
+seconds, steps/s over the interval, this process's RSS and peak RSS, the LevelDB
+directory's size, and the CPU per step of the event loop's thread and of the others (LevelDB
+compacts in one of its own); at the end, LevelDB's compaction statistics. Executions are kept
+(no retention), as the default runtime keeps them, so the store grows; the question is whether
+the process does.
 
 ``--python-heap`` also traces Python's allocations (``tracemalloc``; slower): a column with the
 memory Python objects hold, and at the end the ten places whose allocations grew most between
@@ -25,6 +27,8 @@ import sys
 import time
 import tracemalloc
 from pathlib import Path
+
+from store import LevelDBStore
 
 from . import procstats
 from .flowloom_run import embedded
@@ -65,6 +69,8 @@ class Sampler:
         self.started = self.last_time = time.monotonic()
         self.last_steps = 0
         self.rows: list[tuple[int, float, float]] = []  # (steps, RSS MiB, anonymous RSS MiB)
+        self.cpu = procstats.thread_cpu_seconds(os.getpid())
+        self.compaction = ""  # LevelDB's statistics at the end
         self.snapshots: list[tracemalloc.Snapshot] = []  # first and last, with --python-heap
 
     def add(self, steps: int) -> None:
@@ -77,6 +83,7 @@ class Sampler:
         rate = (self.done - self.last_steps) / max(now - self.last_time, 1e-9)
         rss, anon = procstats.rss_mib(pid), procstats.anon_rss_mib(pid)
         self.rows.append((self.done, rss, anon))
+        loop_us, others_us = self._cpu_per_step(pid)
         heap = ""
         if tracemalloc.is_tracing():
             heap = f" {tracemalloc.get_traced_memory()[0] / 2**20:.1f} |"
@@ -84,10 +91,20 @@ class Sampler:
         print(
             f"| {self.done:,} | {now - self.started:,.0f} | {rate:,.0f} | {rss:.1f} "
             f"| {anon:.1f} | {procstats.peak_rss_mib(pid):.1f} "
-            f"| {_size_mib(self.directory):.1f} |{heap}",
+            f"| {_size_mib(self.directory):.1f} | {loop_us:.0f} | {others_us:.0f} |{heap}",
             flush=True,
         )
         self.last_time, self.last_steps = now, self.done
+
+    def _cpu_per_step(self, pid: int) -> tuple[float, float]:
+        """CPU microseconds per step since the last sample: of the event loop's thread (the
+        main one) and of the others (LevelDB's compaction)."""
+        cpu = procstats.thread_cpu_seconds(pid)
+        spent = {tid: seconds - self.cpu.get(tid, 0.0) for tid, seconds in cpu.items()}
+        self.cpu = cpu
+        steps = max(self.done - self.last_steps, 1)
+        loop = spent.pop(pid, 0.0)
+        return loop * 1e6 / steps, sum(spent.values()) * 1e6 / steps
 
 
 async def _loop(
@@ -118,6 +135,9 @@ async def run(args: argparse.Namespace) -> Sampler:
         )
         if sampler.done != sampler.last_steps:
             sampler.sample()
+        store = getattr(target.engine.persistence, "store", None)
+        if isinstance(store, LevelDBStore):
+            sampler.compaction = store.compaction_stats()
         return sampler
 
 
@@ -128,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         f"a sample every {args.every:,} steps\n"
     )
     columns = ["steps", "seconds", "steps/s", "RSS MiB", "anon RSS MiB", "peak RSS MiB"]
-    columns += ["LevelDB MiB", *(["Python heap MiB"] if args.python_heap else [])]
+    columns += ["LevelDB MiB", "loop CPU us/step", "other threads CPU us/step"]
+    columns += ["Python heap MiB"] if args.python_heap else []
     print("| " + " | ".join(columns) + " |")
     print("|" + " ---: |" * len(columns), flush=True)
     if args.python_heap:
@@ -142,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"\n{name} {first:.1f} -> {last:.1f} MiB from step {s0:,} to {s1:,}: "
                 f"{per:.2f} KiB per 1,000 steps"
             )
+    if sampler.compaction:
+        print(f"\nLevelDB at the end:\n{sampler.compaction.strip()}")
     if len(sampler.snapshots) == 2:
         print("\nPython allocations that grew most from the first sample to the last:")
         for stat in sampler.snapshots[1].compare_to(sampler.snapshots[0], "lineno")[:10]:

@@ -455,6 +455,12 @@ class LevelDBStore(StoreContextMixin):
         async for message in messages:
             yield message
 
+    def compaction_stats(self) -> str:
+        """LevelDB's own table of its levels: files, size, and the time, bytes read and bytes
+        written compacting into each (``leveldb.stats``)."""
+        with self._locked():
+            return bytes(self._db.get_property(b"leveldb.stats") or b"").decode()
+
     async def close(self) -> None:
         with self._lock:
             if not self._closed:
