@@ -151,8 +151,9 @@ class DistributedEngine:
         return await self.wait(execution_id, timeout=timeout)
 
     async def wait(self, execution_id: str, timeout: float | None = None) -> ExecutionSnapshot:
-        """Poll until the execution is final (woken at once when this process tells it, see
-        ``distributed.final_watch``); ``WaitTimeout`` after ``timeout`` seconds,
+        """Poll until the execution is final (woken at once when it is told final, here or
+        in another process: see ``distributed.final_watch``); ``WaitTimeout`` after ``timeout``
+        seconds,
         ``ExecutionNotFound`` if there is no such execution (or retention removed it).
         Cancelling the waiter ends the wait even if a store client swallowed the
         ``CancelledError`` (Python 3.11's ``asyncio.wait_for``, which redis-py uses, can)."""
@@ -165,10 +166,18 @@ class DistributedEngine:
                     raise asyncio.CancelledError
                 if deadline is not None and time.monotonic() >= deadline:
                     raise WaitTimeout(execution_id, timeout or 0.0)
-                await sleep_unless_set(told, interval)
+                await sleep_unless_set(told, self._poll_after(interval, deadline))
                 told.clear()  # woken for another generation's status: the next read says
                 interval = min(interval * 1.5, self.config.max_poll_interval)
         return await self._snapshot_of(*status)
+
+    def _poll_after(self, interval: float, deadline: float | None) -> float:
+        """Seconds until ``wait`` reads again: the backoff's ``interval``, or the longest once
+        this process hears every final status told (``FinalWatch.hearing``); never past
+        ``deadline``."""
+        hearing = self.context.finals.hearing
+        seconds = self.config.max_poll_interval if hearing else interval
+        return seconds if deadline is None else max(min(seconds, deadline - time.monotonic()), 0)
 
     async def get_execution_status(self, execution_id: str) -> ExecutionSnapshot:
         return await self._snapshot_of(*await self._status(execution_id))

@@ -11,6 +11,11 @@ too, so ``wait`` returns within a round trip of the status being stored instead 
 poll. Polling stays the fallback: a notice only ever wakes a waiter early, never answers in the
 store's place, and one lost (the listener was connecting, or the connection dropped) costs at most
 a poll interval.
+
+Once the listener has heard a notice (``hearing``: its subscription is live), every status told
+from then on reaches it, so ``wait`` polls only every ``max_poll_interval``, as a safety net for
+a teller that died between storing the status and telling it. Under load that saves most of a
+waiter's reads; a lone waiter in a quiet system polls as before until a first notice comes.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class FinalWatch(Hooks):
         self._events: dict[str, list[asyncio.Event]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._telling: set[asyncio.Task[None]] = set()
+        self.hearing = False  # the listener heard a notice since it (re)subscribed
 
     @contextlib.contextmanager
     def watch(self, execution_id: str) -> Iterator[asyncio.Event]:
@@ -71,6 +77,7 @@ class FinalWatch(Hooks):
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._listener = None
+        self.hearing = False
 
     def _wake(self, execution_id: str) -> None:
         for waiting in self._events.get(execution_id, ()):
@@ -96,6 +103,7 @@ class FinalWatch(Hooks):
         while True:
             try:
                 async for execution_id in persistence.finals_told():
+                    self.hearing = True
                     self._wake(execution_id)
                 return  # the store closed
             except StoreClosed:
@@ -103,7 +111,10 @@ class FinalWatch(Hooks):
             except Exception as exc:
                 reraise_if_cancelling(exc)
                 log.debug("not hearing final statuses (%r); waiters poll meanwhile", exc)
+                self.hearing = False
                 await asyncio.sleep(_RELISTEN)
+            finally:
+                self.hearing = False
 
 
 async def sleep_unless_set(event: asyncio.Event, seconds: float) -> None:

@@ -100,6 +100,49 @@ async def test_a_waiting_client_reads_the_execution_once_per_poll_and_the_steps_
         assert set(reads) == {"get_many"} and len(reads) >= 3, reads
 
 
+async def test_a_client_that_hears_final_statuses_polls_only_at_the_longest_interval(
+    make_runtime: RuntimeFactory, engine: Engine
+) -> None:
+    """Until its listener has heard a notice, ``wait`` backs off from ``poll_interval``; once
+    it hears them (any execution's), it reads at ``max_poll_interval`` only."""
+    engine.register_blueprint(blueprint("pair", plain("a", "b"), [("a", "b")]))
+    spies: list[Reads] = []
+
+    def spy(store: KVStore) -> KVStore:
+        spies.append(Reads(store))
+        return spies[-1]  # type: ignore[return-value]
+
+    async with make_runtime(engine, workers=False, wrap_store=spy) as client:
+        client.engine.config = EngineConfig(poll_interval=0.01, max_poll_interval=5.0)
+        eid = await client.engine.execute_async("pair", {})
+        finals = client.engine.context.finals
+        reads = spies[0].calls
+        reads.clear()
+        with pytest.raises(WaitTimeout):
+            await client.engine.wait(eid, timeout=0.5)
+        assert not finals.hearing and len(reads) >= 6, reads  # 0.01, 0.015, 0.0225, ...
+
+        persistence = client.engine.persistence
+        await assert_eventually(lambda: _told(persistence, finals), timeout=10)
+        reads.clear()
+        begun = time.monotonic()
+        with pytest.raises(WaitTimeout):
+            await client.engine.wait(eid, timeout=0.5)
+        waited = time.monotonic() - begun
+        assert len(reads) == 2, reads  # the first read, and one at the deadline
+        assert waited < 2, f"the wait overran its timeout: {waited:.1f} s"
+        await client.engine.close()
+        assert not finals.hearing
+
+
+async def _told(persistence: object, finals: FinalWatch) -> bool:
+    """Tell another execution final (as a worker of another process would), until heard."""
+    assert isinstance(persistence, KVPersistence)
+    await persistence.tell_final("another")
+    await asyncio.sleep(0.05)
+    return finals.hearing
+
+
 async def _listeners(runtime: Runtime) -> int:
     """How many connections listen for final statuses on the runtime's store (Redis)."""
     persistence = runtime.engine.persistence
