@@ -153,8 +153,7 @@ class DistributedEngine:
     async def wait(self, execution_id: str, timeout: float | None = None) -> ExecutionSnapshot:
         """Poll until the execution is final (woken at once when it is told final, here or
         in another process: see ``distributed.final_watch``); ``WaitTimeout`` after ``timeout``
-        seconds,
-        ``ExecutionNotFound`` if there is no such execution (or retention removed it).
+        seconds, ``ExecutionNotFound`` if there is no such execution (or retention removed it).
         Cancelling the waiter ends the wait even if a store client swallowed the
         ``CancelledError`` (Python 3.11's ``asyncio.wait_for``, which redis-py uses, can)."""
         check_execution_id(execution_id)

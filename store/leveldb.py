@@ -26,11 +26,12 @@ threads alike; an ``asyncio.Lock`` would add nothing. Multi-key writes use
 ``write_batch(transaction=True)``. Writes are not fsynced unless ``sync=True``: a process crash
 loses nothing, an OS crash may lose the last writes.
 
-Write buffer: LevelDB's default (4 MiB) made its background compaction cost more CPU than the
-steps themselves once the database held a few hundred thousand steps (every step record, agenda
-entry and event of an execution lands at a random place in the key space, and each flush of the
-buffer is merged into the whole level below). ``DEFAULT_WRITE_BUFFER`` (16 MiB) cut the bytes
-compaction wrote over 150,000 steps from 1,040 to 274 MiB (``benchmarks/README.md``); the price is
+Write buffer: with LevelDB's default (4 MiB), its background compaction cost half as much CPU
+as the steps themselves by 150,000 steps of an embedded runtime, and more as the database grew
+(every step record, agenda entry and event of an execution lands at a random place in the key
+space, and each flush of the buffer is merged into the level below). ``DEFAULT_WRITE_BUFFER``
+(16 MiB) cut the bytes compaction wrote over those 150,000 steps from 1,040 to 274 MiB and its
+CPU by three quarters (``benchmarks/README.md``); it still grows with the database. The price is
 up to twice that much memory (the buffer and the one being flushed), and as much log to replay
 when the store opens after a crash.
 """
