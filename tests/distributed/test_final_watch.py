@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -60,8 +61,8 @@ async def test_wait_is_woken_by_a_final_status_another_process_tells(
 class Reads:
     """A store that records which read each call was (``get``, ``get_many`` or ``scan``)."""
 
-    def __init__(self, inner: KVStore) -> None:
-        self.inner, self.calls = inner, list[str]()
+    def __init__(self, inner: KVStore, calls: list[str]) -> None:
+        self.inner, self.calls = inner, calls
 
     def __getattr__(self, name: str) -> Any:
         found = getattr(self.inner, name)
@@ -75,22 +76,25 @@ class Reads:
         return read
 
 
+def recording_reads(calls: list[str]) -> Callable[[KVStore], KVStore]:
+    """A ``wrap_store`` whose store records its reads in ``calls``."""
+
+    def wrap(store: KVStore) -> KVStore:
+        return Reads(store, calls)  # type: ignore[return-value]
+
+    return wrap
+
+
 async def test_a_waiting_client_reads_the_execution_once_per_poll_and_the_steps_once_at_the_end(
     make_runtime: RuntimeFactory, engine: Engine
 ) -> None:
     """The record, the final status and the pause flag come in one read (one round trip on
     Redis): each poll of ``wait`` is that read, and a snapshot adds the scan of the steps."""
     engine.register_blueprint(blueprint("pair", plain("a", "b"), [("a", "b")]))
-    spies: list[Reads] = []
-
-    def spy(store: KVStore) -> KVStore:
-        spies.append(Reads(store))
-        return spies[-1]  # type: ignore[return-value]
-
-    async with make_runtime(engine, workers=False, wrap_store=spy) as client:
+    reads: list[str] = []
+    async with make_runtime(engine, workers=False, wrap_store=recording_reads(reads)) as client:
         client.engine.config = EngineConfig(poll_interval=0.01, max_poll_interval=0.01)
         eid = await client.engine.execute_async("pair", {})
-        reads = spies[0].calls
         reads.clear()
         snapshot = await client.engine.get_execution_status(eid)
         assert (snapshot.status, reads) == ("pending", ["get_many", "scan"])
@@ -106,17 +110,11 @@ async def test_a_client_that_hears_final_statuses_polls_only_at_the_longest_inte
     """Until its listener has heard a notice, ``wait`` backs off from ``poll_interval``; once
     it hears them (any execution's), it reads at ``max_poll_interval`` only."""
     engine.register_blueprint(blueprint("pair", plain("a", "b"), [("a", "b")]))
-    spies: list[Reads] = []
-
-    def spy(store: KVStore) -> KVStore:
-        spies.append(Reads(store))
-        return spies[-1]  # type: ignore[return-value]
-
-    async with make_runtime(engine, workers=False, wrap_store=spy) as client:
+    reads: list[str] = []
+    async with make_runtime(engine, workers=False, wrap_store=recording_reads(reads)) as client:
         client.engine.config = EngineConfig(poll_interval=0.01, max_poll_interval=5.0)
         eid = await client.engine.execute_async("pair", {})
         finals = client.engine.context.finals
-        reads = spies[0].calls
         reads.clear()
         with pytest.raises(WaitTimeout):
             await client.engine.wait(eid, timeout=0.5)
