@@ -29,6 +29,7 @@ invalid id does not decode: it is dead-lettered once with the reason).
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from .errors import InvalidExecutionId
@@ -46,22 +47,24 @@ MAX_ID_LENGTH = 512
 """The longest execution id a caller may choose."""
 MAX_DERIVED_ID_LENGTH = 4096
 """The longest execution id that may name an execution: child ids nest under their parent's."""
-_FORBIDDEN_CATEGORIES = frozenset({"Cc", "Cs", "Zl", "Zp"})
 _CATEGORY_NAMES = {
     "Cc": "a control character",
     "Cs": "a lone surrogate (not UTF-8)",
     "Zl": "a line separator",
     "Zp": "a paragraph separator",
 }
+_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029]")
+"""Every character of the categories Cc, Cs, Zl and Zp (stable sets: Unicode never assigns a
+new character to them); a test checks it against ``unicodedata`` over all of Unicode."""
 
 
 def _character_problem(value: str) -> str | None:
-    for index, char in enumerate(value):
-        category = unicodedata.category(char)
-        if category in _FORBIDDEN_CATEGORIES:
-            what = "NUL" if char == "\x00" else _CATEGORY_NAMES[category]
-            return f"contains {what} (U+{ord(char):04X}) at position {index}"
-    return None
+    found = _FORBIDDEN.search(value)
+    if found is None:
+        return None
+    char, index = found.group(), found.start()
+    what = "NUL" if char == "\x00" else _CATEGORY_NAMES[unicodedata.category(char)]
+    return f"contains {what} (U+{ord(char):04X}) at position {index}"
 
 
 def execution_id_problem(value: object, *, new: bool = False) -> str | None:

@@ -4,6 +4,8 @@ error, nothing stored) and the queue (a task with an invalid id does not decode)
 from __future__ import annotations
 
 import json
+import sys
+import unicodedata
 from collections.abc import AsyncIterator
 
 import pytest
@@ -15,6 +17,7 @@ from distributed.ids import (
     MAX_ID_LENGTH,
     check_execution_id,
     execution_id_problem,
+    step_id_problem,
 )
 from distributed.queue import decode_task
 from orchestration import Engine
@@ -39,6 +42,14 @@ INVALID = [
     ("sep\u2028arator", "contains a line separator (U+2028)"),
     ("x" * (MAX_DERIVED_ID_LENGTH + 1), f"over the limit of {MAX_DERIVED_ID_LENGTH}"),
 ]
+
+
+def test_the_refused_characters_are_exactly_the_categories_cc_cs_zl_and_zp() -> None:
+    refused = {"Cc", "Cs", "Zl", "Zp"}
+    for code in range(sys.maxunicode + 1):
+        char = chr(code)
+        expected = unicodedata.category(char) in refused
+        assert (step_id_problem(f"a{char}") is not None) is expected, hex(code)
 
 
 @pytest.mark.parametrize("value", VALID)
