@@ -124,7 +124,7 @@ class FinalStatus(_Model):
     """
 
     status: FinalStatusName
-    outputs: dict[str, Any] = {}
+    outputs: dict[str, Any] = Field(default_factory=dict)
     error: str | None = None
     failed_step: str | None = None
     finished_at: float = Field(default_factory=time.time)
@@ -158,7 +158,7 @@ class TaskResult(_Model):
 
     output: Any = None
     action: str | None = None
-    state_updates: dict[str, Any] = {}
+    state_updates: dict[str, Any] = Field(default_factory=dict)
     taken: tuple[str, ...] = ()
     skipped: tuple[str, ...] = ()
     seq: int = 0
@@ -426,12 +426,12 @@ class ExecutionSnapshot(_Model):
     completed_steps: tuple[str, ...]
     running_steps: tuple[str, ...]
     total_steps: int
-    outputs: dict[str, Any] = {}
+    outputs: dict[str, Any] = Field(default_factory=dict)
     error: str | None = None
     failed_step: str | None = None
     created_at: float
     finished_at: float | None = None
-    steps: dict[str, StepRecord] = {}
+    steps: dict[str, StepRecord] = Field(default_factory=dict)
     generation: int = 1
     history: tuple[FinalStatus, ...] = ()  # final statuses of earlier generations, oldest first
     awaiting: tuple[str, ...] = ()  # events the open waits wait for
