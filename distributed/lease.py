@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from .errors import LeaseLost
 from .models import StepRecord
 from .persistence import Committed, JoinCount, VersionedStep, WorkflowPersistence
-from .timebox import reraise_if_cancelling
 
 __all__ = ["StepLease", "acquire_lease"]
-
-log = logging.getLogger(__name__)
 
 
 async def acquire_lease(
@@ -105,20 +101,6 @@ class StepLease:
         if self.record.status != "running":
             raise LeaseLost(self.eid, self.record.node_id)
         await self.swap(self.record.heartbeat(self.ttl, time.time()))
-
-    async def heartbeat(self, interval: float, on_lost: Callable[[], None]) -> None:
-        """Extend the lease every ``interval`` seconds; call ``on_lost`` if the lease moved."""
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.extend()
-            except LeaseLost:
-                log.warning("lease lost on %s/%s", self.eid, self.record.node_id)
-                on_lost()
-                return
-            except Exception as exc:  # a store hiccup: try again next beat; expiry is the backstop
-                reraise_if_cancelling(exc)
-                log.exception("heartbeat failed on %s/%s", self.eid, self.record.node_id)
 
     async def release(self, error: str) -> None:
         """Give the step back as pending so another worker can take it at once."""

@@ -40,6 +40,7 @@ from .context import RuntimeContext
 from .dispatch import Carried, HandOn
 from .errors import LeaseLost
 from .failpoints import failpoint
+from .heartbeats import Heartbeats
 from .hooks import (
     DeadLettered,
     StepFinished,
@@ -150,6 +151,7 @@ class Worker:
         self._handlers: set[asyncio.Task[None]] = set()
         self._running: dict[_Key, asyncio.Task[StepOutcome]] = {}
         self._cancelled: dict[_Key, str] = {}  # running steps we cancelled, and why
+        self._heartbeats = Heartbeats(self.config.heartbeat)
         self._fetching = asyncio.Event()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -162,6 +164,7 @@ class Worker:
             asyncio.create_task(self._consume(consumer), name=f"consume-{self.id}"),
             asyncio.create_task(self._watch(), name=f"watch-{self.id}"),
             asyncio.create_task(self._keep_alive(), name=f"alive-{self.id}"),
+            asyncio.create_task(self._heartbeats.run(), name=f"heartbeats-{self.id}"),
         ]
         if self.config.eager:
             self.context.dispatch.register(self)
@@ -638,9 +641,7 @@ class Worker:
         key = (ctx.execution_id, lease.record.node_id)
         running = asyncio.create_task(self.executor.run(graph, ctx, is_fallback=is_fallback))
         self._running[key] = running
-        beat = asyncio.create_task(
-            lease.heartbeat(self.config.heartbeat, lambda: self._cancel(key, _LEASE_LOST))
-        )
+        self._heartbeats.hold(lease, lambda: self._cancel(key, _LEASE_LOST))
         try:
             return await running
         except asyncio.CancelledError:
@@ -652,7 +653,7 @@ class Worker:
                 await self._settle_cancelled(lease)
             return None
         finally:
-            beat.cancel()
+            self._heartbeats.drop(lease)
             self._running.pop(key, None)
             self._cancelled.pop(key, None)
 
