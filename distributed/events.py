@@ -48,7 +48,6 @@ with the execution's retention once the execution is final.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -267,15 +266,18 @@ class EventRecorder(Hooks):
 
     def _schedule(self, delay: float) -> None:
         """Drain ``delay`` seconds from now, unless a drain is due sooner already."""
-        with contextlib.suppress(RuntimeError):  # no loop here: flush() appends it later
+        try:
             loop = asyncio.get_running_loop()
-            due = loop.time() + delay
-            if self._timer is not None:
-                if self._timer.when() <= due:
-                    return
-                self._timer.cancel()  # a token drain, and now an event that should go sooner
-            # drains take turns (a lock), so one may start while one runs
-            self._timer = loop.call_at(due, self._start_drain)
+        except RuntimeError:  # no loop here: flush() appends it later
+            return
+        due = loop.time() + delay
+        timer = self._timer
+        if timer is not None:
+            if timer.when() <= due:
+                return
+            timer.cancel()  # a token drain, and now an event that should go sooner
+        # drains take turns (a lock), so one may start while one runs
+        self._timer = loop.call_at(due, self._start_drain)
 
     def record_token(self, execution_id: str, step_id: str, attempt: int, text: str) -> None:
         """Queue a chunk of streamed text of an attempt as a ``step.token`` event, appended to
