@@ -3,7 +3,8 @@
 The persistence, the task queue, the local engine (definitions and node types), the lifecycle
 hooks, the clock, the workers of this process that take tasks eagerly (``dispatch``, see
 :mod:`distributed.dispatch`), the waiters for final statuses (``finals``, see
-:mod:`distributed.final_watch`), and the definitions its workers ran executions on (``recent``,
+:mod:`distributed.final_watch`), the doorbells of other processes' workers (``doorbells``, see
+:mod:`distributed.doorbell`), and the definitions its workers ran executions on (``recent``,
 see :mod:`distributed.recent`). ``build`` also installs the event log's ``EventRecorder`` hook
 (always on over a ``KVPersistence``; ``events=False`` leaves it out), see
 :mod:`distributed.events`. Components take a context instead of building each other's
@@ -20,6 +21,7 @@ from functools import cached_property
 from orchestration import Engine
 
 from .dispatch import LocalDispatch
+from .doorbell import Doorbells
 from .events import EventRecorder
 from .final_watch import FinalWatch
 from .hooks import Hooks, HookSet
@@ -76,6 +78,10 @@ class RuntimeContext:
     @cached_property
     def scheduler(self) -> Scheduler:
         return Scheduler(self)
+
+    @cached_property
+    def doorbells(self) -> Doorbells:
+        return Doorbells(self.persistence, self.dispatch)
 
     @cached_property
     def finals(self) -> FinalWatch:

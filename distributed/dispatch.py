@@ -120,6 +120,11 @@ class LocalDispatch:
     def unregister(self, runner: TaskRunner) -> None:
         self._runners.pop(runner.id, None)
 
+    @property
+    def has_runners(self) -> bool:
+        """True if a worker of this process takes tasks eagerly."""
+        return bool(self._runners)
+
     def is_local(self, runner_id: str) -> bool:
         """True if the runner is alive in this process."""
         return runner_id in self._runners
@@ -130,25 +135,27 @@ class LocalDispatch:
         carried: Mapping[str, Carried] | None = None,
         *,
         wait: bool = False,
-    ) -> int:
+    ) -> list[Task]:
         """Start each task on a runner with a free slot, round robin, with what its
-        predecessor ``carried`` to it (by node id); return how many started. What a task not
-        started carried is kept for its queued copy, in case a worker here receives it.
+        predecessor ``carried`` to it (by node id); return those not started. What a task
+        not started carried is kept for its queued copy, in case a worker here receives it.
         ``wait``: a task no slot is free for runs in the next one that frees up (the recovery
         sweep's: its queued copy may sit on a dead worker's partition until a rebalance)."""
         runners = list(self._runners.values())
-        started = 0
+        left = []
         for task in tasks:
             hint = (carried or {}).get(task.node_id)
             if self._start(runners, task, hint):
-                started += 1
-            elif wait and runners:
+                continue
+            if wait and runners:
                 runner = runners[self._next % len(runners)]
                 self._next += 1
-                started += runner.take_when_free(task)
+                if runner.take_when_free(task):
+                    continue
             elif hint is not None and runners:
                 _remember(self._waiting, _key(task), hint)
-        return started
+            left.append(task)
+        return left
 
     async def reserve(self, wanted: int) -> list[HandOn]:
         """Hold up to ``wanted`` free slots of this process's runners, one runner after

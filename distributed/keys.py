@@ -26,6 +26,8 @@ Every key starts with the persistence's namespace (default ``flowloom/``)::
     leader/recovery             the recovery sweeper's leader lease (owner id, with a TTL)
     worker/{worker_id}          a worker's liveness key (with a short TTL it keeps renewing)
 
+    doorbell/{worker_id}        a *channel* (``KVStore.publish``): tasks other processes offer
+                                the worker (see ``distributed.doorbell``)
     exec/{eid}/events           a store *log* (not a value: ``KVStore.log_append``): the
                                 execution's event log, JSON ``ExecutionEvent`` entries with
                                 store-assigned offsets, trimmed to the newest N, expired with
@@ -124,8 +126,15 @@ class Keys:
     def deadline(self, eid: str) -> str:
         return f"{self.deadline_index()}{eid}"
 
+    def worker_index(self) -> str:
+        return f"{self.ns}worker/"
+
     def worker(self, worker_id: str) -> str:
-        return f"{self.ns}worker/{worker_id}"
+        return f"{self.worker_index()}{worker_id}"
+
+    def doorbell(self, worker_id: str) -> str:
+        """The channel a worker hears tasks other processes offer it on (``doorbells``)."""
+        return f"{self.ns}doorbell/{worker_id}"
 
     def leader(self, role: str) -> str:
         return f"{self.ns}leader/{role}"

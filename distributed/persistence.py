@@ -186,6 +186,9 @@ class WorkflowPersistence(Protocol):
     async def touch_worker(self, worker_id: str, ttl: float) -> None: ...
     async def forget_worker(self, worker_id: str) -> None: ...
     async def live_workers(self, worker_ids: Sequence[str]) -> set[str]: ...
+    async def worker_ids(self) -> list[str]: ...
+    async def ring(self, worker_id: str, message: bytes) -> None: ...
+    def rings(self, worker_id: str) -> AsyncIterator[bytes]: ...
 
 
 class KVPersistence:
@@ -695,6 +698,20 @@ class KVPersistence:
         """Those of ``worker_ids`` whose liveness key is present, in one round trip."""
         raws = await self.store.get_many([self.keys.worker(w) for w in worker_ids])
         return {w for w, raw in zip(worker_ids, raws, strict=True) if raw is not None}
+
+    async def worker_ids(self) -> list[str]:
+        """The ids of the workers whose liveness key is present, in every process."""
+        prefix = self.keys.worker_index()
+        return [key.removeprefix(prefix) async for key, _ in self.store.scan(prefix)]
+
+    async def ring(self, worker_id: str, message: bytes) -> None:
+        """Offer a worker tasks (``distributed.doorbell``), heard if it listens (``rings``)."""
+        await self.store.publish(self.keys.doorbell(worker_id), message)
+
+    async def rings(self, worker_id: str) -> AsyncIterator[bytes]:
+        """The messages ``ring`` sends ``worker_id`` from now on, from every process."""
+        async for message in self.store.listen(self.keys.doorbell(worker_id)):
+            yield message
 
     def _agenda_puts(self, eid: str, node_ids: Iterable[str], now: float) -> list[Put]:
         return [

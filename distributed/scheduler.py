@@ -14,6 +14,7 @@ first-writer-wins, and a re-enqueued task of a step that has already run is drop
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections import OrderedDict
@@ -79,14 +80,21 @@ class Scheduler:
         """Enqueue tasks of steps that are already on the agenda, and start them at once on
         this process's workers that have a free slot (eager dispatch), or with
         ``wait_for_slot`` in the next slot that frees up (the recovery sweep's: the queued copy
-        of a task taken from a dead worker may wait for the broker group to rebalance)."""
+        of a task taken from a dead worker may wait for the broker group to rebalance); ring
+        the workers of other processes with the rest (``distributed.doorbell``)."""
         eid, generation = record.execution_id, record.generation
         tasks = [
             Task(execution_id=eid, node_id=n, reason=reason, generation=generation)
             for n in node_ids
         ]
+        dispatch, doorbells = self.context.dispatch, self.context.doorbells
+        if not dispatch.has_runners:
+            # a client rings while it publishes: the steps are on the agenda already, so a
+            # worker may start them before the broker has their tasks
+            await asyncio.gather(self.queue.enqueue_many(tasks), doorbells.ring(tasks))
+            return
         await self.queue.enqueue_many(tasks)
-        self.context.dispatch.offer(tasks, carried, wait=wait_for_slot)
+        await doorbells.ring(dispatch.offer(tasks, carried, wait=wait_for_slot))
 
     def sole_successors(self, graph: Graph, source: str, edges: Mapping[str, bool]) -> list[str]:
         """The targets of ``source``'s taken ``edges`` that have no other incoming edge: their

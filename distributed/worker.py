@@ -38,6 +38,7 @@ from orchestration.waits import WAIT
 from .commit import StepCommitter
 from .context import RuntimeContext
 from .dispatch import Carried, HandOn
+from .doorbell import answer_rings
 from .errors import LeaseLost
 from .failpoints import failpoint
 from .heartbeats import Heartbeats
@@ -168,6 +169,8 @@ class Worker:
         ]
         if self.config.eager:
             self.context.dispatch.register(self)
+            rings = answer_rings(self.persistence, self.id, self.try_take)
+            self._tasks.append(asyncio.create_task(rings, name=f"rings-{self.id}"))
         slots = self.config.concurrency
         event = WorkerStarted(worker_id=self.id, slots=slots, queue_lag=consumer.lag)
         self.context.hooks.worker_started(event)

@@ -1,0 +1,130 @@
+"""Doorbells: a task enqueued in one process starts at once on an idle worker of another.
+
+Eager dispatch (``distributed.dispatch``) starts a task on a free slot of the process that
+enqueues it. A process without a free slot of its own -- a client, or a worker whose slots are
+busy -- also rings a doorbell: it offers the tasks its own workers did not take to the live
+workers of other processes (their liveness keys), round robin, over the store's publish/listen
+(one ``PUBLISH`` per worker rung on Redis). A worker that hears a ring starts each task it has a
+free slot for, as it would one of its own process's (``Worker.try_take``); one that is busy or
+stopping lets it be. The task was published to the queue all the same, and the steps it names
+are on the agenda, so a ring adds speed, never a duty: a ring lost, unheard or refused leaves
+the task to the broker's delivery, as before. The queued copy of a task a ring started is
+dropped by whoever receives it (the step is running or done), as eager copies are.
+
+Why: the broker's delivery is the slow hop of a cluster (a Kafka-protocol broker answers a
+consumer's long poll within milliseconds at best; Tansu holds it for half of
+``fetch_max_wait_ms``), and it is paid by every execution's first step, by the successors a
+step cannot hand on to its own process, and by a fan-out wider than one process's free slots.
+
+A ring is a list of tasks as on the queue (JSON, one per line), decoded as untrusted input
+(``decode_task``): one that does not decode is logged and dropped; its queued copy is
+dead-lettered with the reason where it is delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from store import StoreClosed
+
+from .dispatch import LocalDispatch
+from .errors import UndecodableTask
+from .models import Task
+from .persistence import WorkflowPersistence
+from .queue import decode_task
+from .timebox import reraise_if_cancelling
+
+__all__ = ["Doorbells", "answer_rings", "decode_ring", "encode_ring"]
+
+log = logging.getLogger(__name__)
+
+REFRESH = 1.0  # seconds a process trusts the list of live workers it read
+_RELISTEN = 1.0  # seconds before listening again after the store failed
+
+
+def encode_ring(tasks: Sequence[Task]) -> bytes:
+    return b"\n".join(task.to_bytes() for task in tasks)
+
+
+def decode_ring(message: bytes) -> list[Task]:
+    """The tasks of a ring that decode; those that do not are logged and left out."""
+    tasks = []
+    for line in message.split(b"\n"):
+        if not line:
+            continue
+        try:
+            tasks.append(decode_task(line))
+        except UndecodableTask as exc:
+            log.warning("ignoring a ring: %s", exc)
+    return tasks
+
+
+class Doorbells:
+    """Rings the workers of other processes with the tasks this process did not start."""
+
+    def __init__(
+        self,
+        persistence: WorkflowPersistence,
+        dispatch: LocalDispatch,
+        *,
+        refresh: float = REFRESH,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.persistence = persistence
+        self.dispatch = dispatch
+        self.refresh = refresh
+        self.clock = clock
+        self._workers: list[str] = []
+        self._read_at = float("-inf")
+        self._reading = asyncio.Lock()
+        self._next = 0
+
+    async def ring(self, tasks: Sequence[Task]) -> None:
+        """Offer ``tasks`` to the live workers of other processes, round robin, one message
+        per worker; a failure is logged (the queue delivers the tasks)."""
+        if not tasks:
+            return
+        try:
+            workers = await self._remote_workers()
+            if not workers:
+                return
+            offered: dict[str, list[Task]] = {}
+            for task in tasks:
+                offered.setdefault(workers[self._next % len(workers)], []).append(task)
+                self._next += 1
+            rings = (self.persistence.ring(w, encode_ring(ts)) for w, ts in offered.items())
+            await asyncio.gather(*rings)
+        except Exception as exc:
+            reraise_if_cancelling(exc)
+            log.debug("could not ring other workers (%r); the queue delivers", exc)
+
+    async def _remote_workers(self) -> list[str]:
+        """The live workers of other processes, as read at most ``refresh`` seconds ago."""
+        if self.clock() - self._read_at >= self.refresh:
+            async with self._reading:
+                if self.clock() - self._read_at >= self.refresh:
+                    self._workers = await self.persistence.worker_ids()
+                    self._read_at = self.clock()
+        return [w for w in self._workers if not self.dispatch.is_local(w)]
+
+
+async def answer_rings(
+    persistence: WorkflowPersistence, worker_id: str, take: Callable[[Task], bool]
+) -> None:
+    """Hand every task rung for ``worker_id`` to ``take`` (which starts it if a slot is free),
+    until the store closes; listen again a second after the store failed."""
+    while True:
+        try:
+            async for message in persistence.rings(worker_id):
+                for task in decode_ring(message):
+                    take(task)
+            return
+        except StoreClosed:
+            return
+        except Exception as exc:
+            reraise_if_cancelling(exc)
+            log.debug("not hearing rings for %s (%r); the queue delivers", worker_id, exc)
+            await asyncio.sleep(_RELISTEN)

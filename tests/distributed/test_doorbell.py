@@ -1,0 +1,164 @@
+"""Doorbells (``distributed.doorbell``): a process rings the workers of other processes with the
+tasks its own workers did not take; a worker with a free slot starts them at once, the broker's
+copies are dropped where they arrive. On real stores (memory for the ringing rules, Redis and
+the Kafka-protocol broker for two runtimes that share them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+from scenario_support import Probe, RuntimeFactory, blueprint, plain
+from support import assert_eventually
+
+from distributed import KVPersistence, Runtime, Task
+from distributed.dispatch import LocalDispatch
+from distributed.doorbell import Doorbells, decode_ring, encode_ring
+from orchestration import Engine
+from store import MemoryStore
+
+WAIT = 30.0
+
+
+def tasks(*nodes: str) -> list[Task]:
+    return [Task(execution_id="e", node_id=node) for node in nodes]
+
+
+def test_a_ring_carries_tasks_as_on_the_queue_and_drops_what_does_not_decode(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sent = tasks("a", "b")
+    assert decode_ring(encode_ring(sent)) == sent
+    bad = b"\n".join([sent[0].to_bytes(), b"{not json", b'{"execution_id":"x/y","node_id":"n"}'])
+    with caplog.at_level(logging.WARNING, logger="distributed.doorbell"):
+        assert decode_ring(bad + b"\n") == sent[:1]
+    assert len([r for r in caplog.records if "ignoring a ring" in r.message]) == 2
+    assert decode_ring(b"") == []
+
+
+class LocalRunner:
+    """A runner registered in the ringing process's dispatch, always busy."""
+
+    def __init__(self, runner_id: str) -> None:
+        self.id = runner_id
+
+    def try_take(self, task: Task, carried: object = None) -> bool:
+        return False
+
+    def take_when_free(self, task: Task) -> bool:
+        return False
+
+    async def reserve(self) -> None:
+        return None
+
+
+@pytest.fixture
+async def persistence() -> AsyncIterator[KVPersistence]:
+    async with MemoryStore() as store:
+        yield KVPersistence(store)
+
+
+async def _hear(persistence: KVPersistence, worker_id: str, heard: list[list[str]]) -> None:
+    async for message in persistence.rings(worker_id):
+        heard.append([task.node_id for task in decode_ring(message)])
+
+
+async def test_rings_go_round_robin_to_live_workers_of_other_processes_only(
+    persistence: KVPersistence,
+) -> None:
+    dispatch = LocalDispatch()
+    dispatch.register(LocalRunner("here"))
+    for worker in ("here", "w1", "w2"):
+        await persistence.touch_worker(worker, 30)
+    heard: dict[str, list[list[str]]] = {w: [] for w in ("here", "w1", "w2")}
+    listeners = [asyncio.create_task(_hear(persistence, w, heard[w])) for w in heard]
+    await asyncio.sleep(0.05)  # subscribed
+    bells = Doorbells(persistence, dispatch)
+    await bells.ring(tasks("a", "b", "c"))
+    await bells.ring(tasks("d"))
+    await bells.ring([])
+    await assert_eventually(lambda: sum(len(h) for h in heard.values()) == 3)
+    for listener in listeners:
+        listener.cancel()
+    assert heard["here"] == []  # its own process's runners were offered the tasks already
+    assert sorted(heard["w1"] + heard["w2"]) == [["a", "c"], ["b"], ["d"]]
+
+
+async def test_the_list_of_workers_is_read_again_after_the_refresh_interval_only(
+    persistence: KVPersistence,
+) -> None:
+    now = [0.0]
+    bells = Doorbells(persistence, LocalDispatch(), refresh=1.0, clock=lambda: now[0])
+    heard: list[list[str]] = []
+    listener = asyncio.create_task(_hear(persistence, "late", heard))
+    await asyncio.sleep(0.05)
+    await bells.ring(tasks("before"))  # no live worker: nothing is sent
+    await persistence.touch_worker("late", 30)
+    await bells.ring(tasks("cached"))  # the list read a moment ago is still trusted
+    now[0] = 1.0
+    await bells.ring(tasks("after"))
+    await assert_eventually(lambda: heard == [["after"]])
+    listener.cancel()
+
+
+async def test_a_store_that_fails_a_ring_costs_nothing_but_the_ring(
+    persistence: KVPersistence, caplog: pytest.LogCaptureFixture
+) -> None:
+    bells = Doorbells(persistence, LocalDispatch())
+    await persistence.store.close()
+    with caplog.at_level(logging.DEBUG, logger="distributed.doorbell"):
+        await bells.ring(tasks("a"))  # does not raise: the queue delivers the task
+    assert any("could not ring" in r.message for r in caplog.records)
+
+
+def withhold_deliveries(runtime: Runtime, release: asyncio.Event) -> None:
+    """The runtime's workers receive nothing from the broker until ``release`` is set."""
+    queue = runtime.engine.context.queue
+    make_consumer = queue.consumer
+
+    async def consumer(group: str) -> object:
+        real = await make_consumer(group)
+        fetch = real.next
+
+        async def held() -> object:
+            await release.wait()
+            return await fetch()
+
+        real.next = held  # type: ignore[method-assign]  # the real consumer, held back
+        return real
+
+    queue.consumer = consumer  # type: ignore[method-assign,assignment]
+
+
+@pytest.mark.parametrize("make_runtime", ["cluster"], indirect=True)
+async def test_a_clients_execution_runs_on_a_rung_worker_while_the_broker_delivers_nothing(
+    make_runtime: RuntimeFactory, engine: Engine, probe: Probe
+) -> None:
+    engine.register_blueprint(blueprint("rung", plain("a", "b", "c"), [("a", "b"), ("a", "c")]))
+    release = asyncio.Event()
+    workers = make_runtime(engine)
+    withhold_deliveries(workers, release)
+    async with workers, make_runtime(engine, workers=False) as client:
+        persistence = client.engine.persistence
+        assert isinstance(persistence, KVPersistence)
+        assert workers.pool is not None
+        ids = [worker.id for worker in workers.pool.workers]
+
+        async def all_listening() -> bool:  # an empty ring: nothing to take
+            channels = [persistence.keys.doorbell(w) for w in ids]
+            heard = [await persistence.store.publish(c, b"") for c in channels]
+            return all(heard)
+
+        await assert_eventually(all_listening, timeout=WAIT)
+        eid = await client.engine.execute_async("rung", {})
+        snapshot = await client.engine.wait(eid, timeout=WAIT)
+        assert snapshot.status == "completed"
+        assert probe.runs_of(eid) == {"a": 1, "b": 1, "c": 1}
+        release.set()  # the broker's copies arrive now, and are dropped
+        again = await client.engine.execute_sync("rung", {}, timeout=WAIT)
+        assert again.status == "completed"
+        await asyncio.sleep(0.5)
+    assert probe.runs_of(eid) == {"a": 1, "b": 1, "c": 1}
