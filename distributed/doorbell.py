@@ -63,7 +63,10 @@ def decode_ring(message: bytes) -> list[Task]:
 
 
 class Doorbells:
-    """Rings the workers of other processes with the tasks this process did not start."""
+    """Rings the workers of other processes with the tasks this process did not start: those
+    that reported free slots when they last renewed their liveness (every quarter of its TTL),
+    each with at most as many tasks as it had free slots. Under load no worker has any, and
+    nobody is rung."""
 
     def __init__(
         self,
@@ -77,7 +80,7 @@ class Doorbells:
         self.dispatch = dispatch
         self.refresh = refresh
         self.clock = clock
-        self._workers: list[str] = []
+        self._free: dict[str, int] = {}  # worker id -> free slots, as last read
         self._read_at = float("-inf")
         self._reading = asyncio.Lock()
         self._next = 0
@@ -88,27 +91,37 @@ class Doorbells:
         if not tasks:
             return
         try:
-            workers = await self._remote_workers()
-            if not workers:
-                return
-            offered: dict[str, list[Task]] = {}
-            for task in tasks:
-                offered.setdefault(workers[self._next % len(workers)], []).append(task)
-                self._next += 1
+            offered = self._share(tasks, await self._remote_free_slots())
             rings = (self.persistence.ring(w, encode_ring(ts)) for w, ts in offered.items())
             await asyncio.gather(*rings)
         except Exception as exc:
             reraise_if_cancelling(exc)
             log.debug("could not ring other workers (%r); the queue delivers", exc)
 
-    async def _remote_workers(self) -> list[str]:
-        """The live workers of other processes, as read at most ``refresh`` seconds ago."""
+    def _share(self, tasks: Sequence[Task], free: dict[str, int]) -> dict[str, list[Task]]:
+        """The tasks for each worker, round robin, at most its free slots each."""
+        offered: dict[str, list[Task]] = {}
+        workers = list(free)
+        for task in tasks:
+            if not workers:
+                break
+            worker = workers[self._next % len(workers)]
+            self._next += 1
+            offered.setdefault(worker, []).append(task)
+            if len(offered[worker]) >= free[worker]:
+                workers.remove(worker)
+        return offered
+
+    async def _remote_free_slots(self) -> dict[str, int]:
+        """The live workers of other processes that had free slots, as read at most
+        ``refresh`` seconds ago."""
         if self.clock() - self._read_at >= self.refresh:
             async with self._reading:
                 if self.clock() - self._read_at >= self.refresh:
-                    self._workers = await self.persistence.worker_ids()
+                    self._free = await self.persistence.free_slots()
                     self._read_at = self.clock()
-        return [w for w in self._workers if not self.dispatch.is_local(w)]
+        local = self.dispatch.is_local
+        return {w: n for w, n in self._free.items() if n > 0 and not local(w)}
 
 
 async def answer_rings(

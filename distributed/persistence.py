@@ -183,10 +183,10 @@ class WorkflowPersistence(Protocol):
     ) -> bool: ...
     async def hold_leadership(self, role: str, owner: str, ttl: float) -> bool: ...
     async def give_up_leadership(self, role: str, owner: str) -> None: ...
-    async def touch_worker(self, worker_id: str, ttl: float) -> None: ...
+    async def touch_worker(self, worker_id: str, ttl: float, free_slots: int = 0) -> None: ...
     async def forget_worker(self, worker_id: str) -> None: ...
     async def live_workers(self, worker_ids: Sequence[str]) -> set[str]: ...
-    async def worker_ids(self) -> list[str]: ...
+    async def free_slots(self) -> dict[str, int]: ...
     async def ring(self, worker_id: str, message: bytes) -> None: ...
     def rings(self, worker_id: str) -> AsyncIterator[bytes]: ...
 
@@ -687,9 +687,10 @@ class KVPersistence:
         key = self.keys.leader(role)
         await self.store.batch_if({key: owner.encode()}, [Delete(key)])
 
-    async def touch_worker(self, worker_id: str, ttl: float) -> None:
-        """Write or renew a worker's liveness key for ``ttl`` seconds."""
-        await self.store.put(self.keys.worker(worker_id), b"1", ttl=ttl)
+    async def touch_worker(self, worker_id: str, ttl: float, free_slots: int = 0) -> None:
+        """Write or renew a worker's liveness key for ``ttl`` seconds, with the number of its
+        slots that were free (a hint for ``distributed.doorbell``)."""
+        await self.store.put(self.keys.worker(worker_id), b"%d" % free_slots, ttl=ttl)
 
     async def forget_worker(self, worker_id: str) -> None:
         await self.store.delete(self.keys.worker(worker_id))
@@ -699,10 +700,11 @@ class KVPersistence:
         raws = await self.store.get_many([self.keys.worker(w) for w in worker_ids])
         return {w for w, raw in zip(worker_ids, raws, strict=True) if raw is not None}
 
-    async def worker_ids(self) -> list[str]:
-        """The ids of the workers whose liveness key is present, in every process."""
+    async def free_slots(self) -> dict[str, int]:
+        """The live workers of every process (their liveness key is present), with the number
+        of free slots each last reported (0 when it reported none or it does not parse)."""
         prefix = self.keys.worker_index()
-        return [key.removeprefix(prefix) async for key, _ in self.store.scan(prefix)]
+        return {key.removeprefix(prefix): _count(raw) async for key, raw in self.store.scan(prefix)}
 
     async def ring(self, worker_id: str, message: bytes) -> None:
         """Offer a worker tasks (``distributed.doorbell``), heard if it listens (``rings``)."""
@@ -749,6 +751,11 @@ def _join_counts(joins: Sequence[str], raws: Sequence[bytes | None]) -> dict[str
     """The counters of ``joins`` from their raw values (arrived, taken for each in turn)."""
     counts = [0 if raw is None else int(raw) for raw in raws]
     return {join: JoinCount(*counts[2 * i : 2 * i + 2]) for i, join in enumerate(joins)}
+
+
+def _count(raw: bytes) -> int:
+    """A worker's free slots from its liveness key (written by another process: trust nothing)."""
+    return int(raw) if raw.isdigit() and len(raw) < 10 else 0
 
 
 def _generation_put(keys: Keys, record: ExecutionRecord) -> Put:

@@ -158,7 +158,8 @@ class Worker:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        await self.persistence.touch_worker(self.id, self.config.liveness_ttl)
+        free = self.config.concurrency if self.config.eager else 0  # as it will be in a moment
+        await self.persistence.touch_worker(self.id, self.config.liveness_ttl, free)
         consumer = await self.queue.consumer(self.config.group)
         self._fetching.set()
         self._tasks = [
@@ -381,13 +382,22 @@ class Worker:
             reraise_if_cancelling(exc)
             log.warning("could not hand back %s/%s: %r", record.execution_id, task.node_id, exc)
 
+    @property
+    def free_slots(self) -> int:
+        """Slots not running a task (one of them may be waiting for the broker's next
+        delivery); none while the worker stops or when it does not take tasks eagerly."""
+        if not self.config.eager or not self._fetching.is_set():
+            return 0
+        return max(self.config.concurrency - len(self._handlers), 0)
+
     async def _keep_alive(self) -> None:
-        """Renew the liveness key; the sweep takes a worker without one for dead."""
+        """Renew the liveness key, with the slots free at the moment (a hint for the
+        doorbells of other processes); the sweep takes a worker without one for dead."""
         ttl = self.config.liveness_ttl
         while True:
             await asyncio.sleep(ttl / 4)
             try:
-                await self.persistence.touch_worker(self.id, ttl)
+                await self.persistence.touch_worker(self.id, ttl, self.free_slots)
             except Exception as exc:
                 reraise_if_cancelling(exc)
                 log.warning("could not renew the liveness of %s: %r", self.id, exc)

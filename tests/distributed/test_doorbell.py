@@ -72,7 +72,7 @@ async def test_rings_go_round_robin_to_live_workers_of_other_processes_only(
     dispatch = LocalDispatch()
     dispatch.register(LocalRunner("here"))
     for worker in ("here", "w1", "w2"):
-        await persistence.touch_worker(worker, 30)
+        await persistence.touch_worker(worker, 30, free_slots=4)
     heard: dict[str, list[list[str]]] = {w: [] for w in ("here", "w1", "w2")}
     listeners = [asyncio.create_task(_hear(persistence, w, heard[w])) for w in heard]
     await asyncio.sleep(0.05)  # subscribed
@@ -87,6 +87,25 @@ async def test_rings_go_round_robin_to_live_workers_of_other_processes_only(
     assert sorted(heard["w1"] + heard["w2"]) == [["a", "c"], ["b"], ["d"]]
 
 
+async def test_a_worker_is_rung_with_at_most_the_slots_it_had_free(
+    persistence: KVPersistence,
+) -> None:
+    await persistence.touch_worker("busy", 30, free_slots=0)
+    await persistence.touch_worker("one", 30, free_slots=1)
+    await persistence.touch_worker("two", 30, free_slots=2)
+    await persistence.store.put(persistence.keys.worker("odd"), b"lots", ttl=30)  # ignored
+    heard: dict[str, list[list[str]]] = {w: [] for w in ("busy", "one", "two", "odd")}
+    listeners = [asyncio.create_task(_hear(persistence, w, heard[w])) for w in heard]
+    await asyncio.sleep(0.05)
+    await Doorbells(persistence, LocalDispatch()).ring(tasks("a", "b", "c", "d", "e"))
+    await assert_eventually(lambda: len(heard["one"]) == len(heard["two"]) == 1)
+    for listener in listeners:
+        listener.cancel()
+    assert heard["busy"] == heard["odd"] == []  # d and e are left to the broker
+    assert sorted([*heard["one"][0], *heard["two"][0]]) == ["a", "b", "c"]
+    assert len(heard["one"][0]) == 1
+
+
 async def test_the_list_of_workers_is_read_again_after_the_refresh_interval_only(
     persistence: KVPersistence,
 ) -> None:
@@ -96,7 +115,7 @@ async def test_the_list_of_workers_is_read_again_after_the_refresh_interval_only
     listener = asyncio.create_task(_hear(persistence, "late", heard))
     await asyncio.sleep(0.05)
     await bells.ring(tasks("before"))  # no live worker: nothing is sent
-    await persistence.touch_worker("late", 30)
+    await persistence.touch_worker("late", 30, free_slots=1)
     await bells.ring(tasks("cached"))  # the list read a moment ago is still trusted
     now[0] = 1.0
     await bells.ring(tasks("after"))
