@@ -3,7 +3,8 @@
 Eager dispatch (``distributed.dispatch``) starts a task on a free slot of the process that
 enqueues it. A process without a free slot of its own -- a client, or a worker whose slots are
 busy -- also rings a doorbell: it offers the tasks its own workers did not take to the live
-workers of other processes (their liveness keys), round robin, over the store's publish/listen
+workers of other processes that had free slots (each renews its liveness key with the number,
+``Worker.free_slots``), round robin, at most that many each, over the store's publish/listen
 (one ``PUBLISH`` per worker rung on Redis). A worker that hears a ring starts each task it has a
 free slot for, as it would one of its own process's (``Worker.try_take``); one that is busy or
 stopping lets it be. The task was published to the queue all the same, and the steps it names
