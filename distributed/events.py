@@ -89,6 +89,7 @@ DEFAULT_MAX_EVENTS = 10_000
 DEFAULT_MAX_AGE = 24 * 3600.0
 TOKEN = "step.token"
 _BATCH = 200
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=repr)  # one, not one per event
 _STEP_TYPES = {
     "completed": "step.finished",
     "fallback": "step.finished",
@@ -125,9 +126,16 @@ class ExecutionEvent:
         }
 
     def encode(self) -> bytes:
-        body = self.to_json()
-        del body["offset"]  # the store assigns it
-        return json.dumps(body, separators=(",", ":"), default=repr).encode()
+        """The entry at rest: ``to_json`` without the offset (the store assigns it)."""
+        body = {
+            "type": self.type,
+            "execution_id": self.execution_id,
+            "at": self.at,
+            "step_id": self.step_id,
+            "attempt": self.attempt,
+            "data": dict(self.data),
+        }
+        return _ENCODER.encode(body).encode()
 
     @classmethod
     def decode(cls, offset: int, raw: bytes) -> ExecutionEvent:

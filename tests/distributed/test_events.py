@@ -4,6 +4,7 @@ embedded and on the cluster."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -292,3 +293,28 @@ async def test_a_step_re_run_after_its_worker_was_killed_has_its_own_attempt_s_e
         assert len(started) == 2 and started[0][0] < started[1][0], started
         assert started[0][1] != started[1][1]  # the victim, then a survivor
         assert finished == [started[1][0]]  # only the re-run attempt finished
+
+
+def test_an_entry_at_rest_is_the_event_without_its_offset_and_decodes_back() -> None:
+    event = ExecutionEvent(
+        type="step.finished",
+        execution_id="e",
+        at=1.5,
+        step_id="s",
+        attempt=2,
+        data={"outcome": "completed", "odd": set},  # not JSON: written as its repr
+        offset=7,
+    )
+    raw = event.encode()
+    expected = event.to_json()
+    del expected["offset"]  # the store assigns it
+    expected["data"] = {"outcome": "completed", "odd": repr(set)}
+    assert json.loads(raw) == expected
+    again = ExecutionEvent.decode(7, raw)
+    assert (again.type, again.execution_id, again.at, again.step_id, again.attempt) == (
+        "step.finished",
+        "e",
+        1.5,
+        "s",
+        2,
+    )
