@@ -115,19 +115,14 @@ class ExecutionEvent:
 
     def to_json(self) -> dict[str, Any]:
         """The event as a JSON-ready dict."""
-        return {
-            "offset": self.offset,
-            "type": self.type,
-            "execution_id": self.execution_id,
-            "at": self.at,
-            "step_id": self.step_id,
-            "attempt": self.attempt,
-            "data": dict(self.data),
-        }
+        return {"offset": self.offset, **self._at_rest()}
 
     def encode(self) -> bytes:
         """The entry at rest: ``to_json`` without the offset (the store assigns it)."""
-        body = {
+        return _ENCODER.encode(self._at_rest()).encode()
+
+    def _at_rest(self) -> dict[str, Any]:
+        return {
             "type": self.type,
             "execution_id": self.execution_id,
             "at": self.at,
@@ -135,7 +130,6 @@ class ExecutionEvent:
             "attempt": self.attempt,
             "data": dict(self.data),
         }
-        return _ENCODER.encode(body).encode()
 
     @classmethod
     def decode(cls, offset: int, raw: bytes) -> ExecutionEvent:
