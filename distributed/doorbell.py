@@ -29,10 +29,9 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from store import StoreClosed
-
 from .dispatch import LocalDispatch
 from .errors import UndecodableTask
+from .listening import listen_until_closed
 from .models import Task
 from .persistence import WorkflowPersistence
 from .queue import decode_task
@@ -43,7 +42,6 @@ __all__ = ["Doorbells", "answer_rings", "decode_ring", "encode_ring"]
 log = logging.getLogger(__name__)
 
 REFRESH = 1.0  # seconds a process trusts the list of live workers it read
-_RELISTEN = 1.0  # seconds before listening again after the store failed
 
 
 def encode_ring(tasks: Sequence[Task]) -> bytes:
@@ -129,16 +127,10 @@ async def answer_rings(
     persistence: WorkflowPersistence, worker_id: str, take: Callable[[Task], bool]
 ) -> None:
     """Hand every task rung for ``worker_id`` to ``take`` (which starts it if a slot is free),
-    until the store closes; listen again a second after the store failed."""
-    while True:
-        try:
-            async for message in persistence.rings(worker_id):
-                for task in decode_ring(message):
-                    take(task)
-            return
-        except StoreClosed:
-            return
-        except Exception as exc:
-            reraise_if_cancelling(exc)
-            log.debug("not hearing rings for %s (%r); the queue delivers", worker_id, exc)
-            await asyncio.sleep(_RELISTEN)
+    until the store closes (the queue delivers meanwhile when the store fails)."""
+
+    def hear(message: bytes) -> None:
+        for task in decode_ring(message):
+            take(task)
+
+    await listen_until_closed(lambda: persistence.rings(worker_id), hear, f"rings for {worker_id}")

@@ -25,17 +25,14 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-from store import StoreClosed
-
 from .hooks import ExecutionFinished, Hooks
+from .listening import listen_until_closed
 from .persistence import WorkflowPersistence
 from .timebox import reraise_if_cancelling
 
 __all__ = ["FinalWatch", "sleep_unless_set"]
 
 log = logging.getLogger(__name__)
-
-_RELISTEN = 1.0  # seconds before listening again after the store failed
 
 
 class FinalWatch(Hooks):
@@ -99,22 +96,19 @@ class FinalWatch(Hooks):
             )
 
     async def _hear(self, persistence: WorkflowPersistence) -> None:
-        """Wake the waiters of every execution told final, until the store closes."""
-        while True:
-            try:
-                async for execution_id in persistence.finals_told():
-                    self.hearing = True
-                    self._wake(execution_id)
-                return  # the store closed
-            except StoreClosed:
-                return
-            except Exception as exc:
-                reraise_if_cancelling(exc)
-                log.debug("not hearing final statuses (%r); waiters poll meanwhile", exc)
-                self.hearing = False
-                await asyncio.sleep(_RELISTEN)
-            finally:
-                self.hearing = False
+        """Wake the waiters of every execution told final, until the store closes (waiters
+        poll meanwhile when the store fails)."""
+
+        def hear(execution_id: str) -> None:
+            self.hearing = True
+            self._wake(execution_id)
+
+        await listen_until_closed(
+            persistence.finals_told, hear, "final statuses", lapsed=self._lapse
+        )
+
+    def _lapse(self) -> None:
+        self.hearing = False
 
 
 async def sleep_unless_set(event: asyncio.Event, seconds: float) -> None:

@@ -63,7 +63,18 @@ async def persistence() -> AsyncIterator[KVPersistence]:
 
 async def _hear(persistence: KVPersistence, worker_id: str, heard: list[list[str]]) -> None:
     async for message in persistence.rings(worker_id):
-        heard.append([task.node_id for task in decode_ring(message)])
+        if message:  # an empty ring (``listening``) carries no task
+            heard.append([task.node_id for task in decode_ring(message)])
+
+
+async def listening(persistence: KVPersistence, worker_ids: list[str]) -> None:
+    """Until every worker's channel has a listener: an empty ring is heard, and carries no task."""
+    channels = [persistence.keys.doorbell(w) for w in worker_ids]
+
+    async def all_heard() -> bool:
+        return all([await persistence.store.publish(c, b"") for c in channels])
+
+    await assert_eventually(all_heard, timeout=WAIT)
 
 
 async def test_rings_go_round_robin_to_live_workers_of_other_processes_only(
@@ -75,7 +86,7 @@ async def test_rings_go_round_robin_to_live_workers_of_other_processes_only(
         await persistence.touch_worker(worker, 30, free_slots=4)
     heard: dict[str, list[list[str]]] = {w: [] for w in ("here", "w1", "w2")}
     listeners = [asyncio.create_task(_hear(persistence, w, heard[w])) for w in heard]
-    await asyncio.sleep(0.05)  # subscribed
+    await listening(persistence, list(heard))
     bells = Doorbells(persistence, dispatch)
     await bells.ring(tasks("a", "b", "c"))
     await bells.ring(tasks("d"))
@@ -96,7 +107,7 @@ async def test_a_worker_is_rung_with_at_most_the_slots_it_had_free(
     await persistence.store.put(persistence.keys.worker("odd"), b"lots", ttl=30)  # ignored
     heard: dict[str, list[list[str]]] = {w: [] for w in ("busy", "one", "two", "odd")}
     listeners = [asyncio.create_task(_hear(persistence, w, heard[w])) for w in heard]
-    await asyncio.sleep(0.05)
+    await listening(persistence, list(heard))
     await Doorbells(persistence, LocalDispatch()).ring(tasks("a", "b", "c", "d", "e"))
     await assert_eventually(lambda: len(heard["one"]) == len(heard["two"]) == 1)
     for listener in listeners:
@@ -113,7 +124,7 @@ async def test_the_list_of_workers_is_read_again_after_the_refresh_interval_only
     bells = Doorbells(persistence, LocalDispatch(), refresh=1.0, clock=lambda: now[0])
     heard: list[list[str]] = []
     listener = asyncio.create_task(_hear(persistence, "late", heard))
-    await asyncio.sleep(0.05)
+    await listening(persistence, ["late"])
     await bells.ring(tasks("before"))  # no live worker: nothing is sent
     await persistence.touch_worker("late", 30, free_slots=1)
     await bells.ring(tasks("cached"))  # the list read a moment ago is still trusted
@@ -164,14 +175,7 @@ async def test_a_clients_execution_runs_on_a_rung_worker_while_the_broker_delive
         persistence = client.engine.persistence
         assert isinstance(persistence, KVPersistence)
         assert workers.pool is not None
-        ids = [worker.id for worker in workers.pool.workers]
-
-        async def all_listening() -> bool:  # an empty ring: nothing to take
-            channels = [persistence.keys.doorbell(w) for w in ids]
-            heard = [await persistence.store.publish(c, b"") for c in channels]
-            return all(heard)
-
-        await assert_eventually(all_listening, timeout=WAIT)
+        await listening(persistence, [worker.id for worker in workers.pool.workers])
         eid = await client.engine.execute_async("rung", {})
         snapshot = await client.engine.wait(eid, timeout=WAIT)
         assert snapshot.status == "completed"
