@@ -6,7 +6,8 @@ slots in this process; CPU and RSS are this process's. ``cluster-N``: N worker p
 log level WARNING, stderr in ``$TMPDIR/<tag>.log``) on Redis + the Kafka-protocol broker, under
 a unique namespace (keys, topic, group; its keys are deleted afterwards), and a client runtime
 without workers here; executions run for ``SETTLE`` seconds before the cells, while the
-processes join the consumer group.
+processes join the consumer group. The client waits with the default ``EngineConfig``: final-status
+notices wake it, its polls are the fallback.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from urllib.parse import urlparse
 
 import redis.asyncio as aioredis
 
-from distributed import EngineConfig, PoolConfig, Runtime, WorkerConfig
+from distributed import PoolConfig, Runtime, WorkerConfig
 from distributed.engine import DistributedEngine
 
 from . import procstats
@@ -42,7 +43,6 @@ APP = "benchmarks.workloads:build_engine"
 TANSU = "session_timeout_ms=6000&heartbeat_interval_ms=500&fetch_max_wait_ms=20"
 CONCURRENCY = 8  # slots per worker
 SETTLE = 10.0  # seconds of warm-up after the worker processes start
-FAST_POLL = EngineConfig(poll_interval=0.005, max_poll_interval=0.02)
 
 
 @dataclass
@@ -71,7 +71,6 @@ async def embedded(shapes: list[Shape]) -> AsyncIterator[Target]:
             pool=pool,
         )
         async with runtime:
-            runtime.engine.config = FAST_POLL
             pid = os.getpid()
             rss = lambda: procstats.rss_mib(pid)  # noqa: E731
             yield Target(runtime.engine, [pid], rss=rss, data_dir=Path(directory))
@@ -150,7 +149,6 @@ async def cluster(
     )
     try:
         async with runtime:
-            runtime.engine.config = FAST_POLL
             await settle(runtime.engine, shapes[0], processes)
             pids = [p.pid for p in procs]
             yield Target(

@@ -55,6 +55,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from pydantic_core import to_json
+
 from orchestration.context import Emitter, TokenEmitter, current_emitter, current_token_emitter
 from store import KVStore
 
@@ -89,7 +91,6 @@ DEFAULT_MAX_EVENTS = 10_000
 DEFAULT_MAX_AGE = 24 * 3600.0
 TOKEN = "step.token"
 _BATCH = 200
-_ENCODER = json.JSONEncoder(separators=(",", ":"), default=repr)  # one, not one per event
 _STEP_TYPES = {
     "completed": "step.finished",
     "fallback": "step.finished",
@@ -119,7 +120,7 @@ class ExecutionEvent:
 
     def encode(self) -> bytes:
         """The entry at rest: ``to_json`` without the offset (the store assigns it)."""
-        return _ENCODER.encode(self._at_rest()).encode()
+        return to_json(self._at_rest(), fallback=repr)  # pydantic's: 4x json's speed
 
     def _at_rest(self) -> dict[str, Any]:
         return {

@@ -235,7 +235,8 @@ class StepRecord(_Model):
     child_id: str | None = None
     awaiting: str | None = None  # the event a wait step waits for
     iteration: int = 0  # a loop step: the iteration whose child runs (child_id)
-    carried: dict[str, Any] = {}  # a loop step: the values carried between iterations
+    # a loop step: the values carried between iterations
+    carried: dict[str, Any] = Field(default_factory=dict)
     fallback: str | None = None
     fallback_attempts: int = 0
     lease_expiries: int = 0  # attempts whose worker died or hung (see RecoveryConfig)
@@ -380,13 +381,16 @@ class StepRecord(_Model):
 
     def _to(self, transition: Transition, now: float, **changes: Any) -> StepRecord:
         self._allow(transition)
-        unknown = changes.keys() - StepRecord.model_fields.keys()
+        unknown = changes.keys() - _STEP_FIELDS
         assert not unknown, f"not StepRecord fields: {unknown}"
         return self.model_copy(update={**changes, "updated_at": now})
 
     def _allow(self, transition: Transition) -> None:
         if self.status not in TRANSITIONS[transition]:
             raise IllegalTransition(self.node_id, self.status, transition)
+
+
+_STEP_FIELDS = frozenset(StepRecord.model_fields)  # read once: pydantic computes it per access
 
 
 class Task(_Model):

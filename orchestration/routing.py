@@ -83,7 +83,8 @@ def route(graph: Graph, node_id: str, result: NodeResult, state: Mapping[str, JS
     candidates = _candidates(edges, result.action)
     if candidates is None:
         raise UnroutableAction(node_id, result.action)
-    names = condition_names(result, state)
+    conditional = any(e.condition is not None for e in candidates)
+    names = condition_names(result, state) if conditional else {}  # two copies of the state
     taken = tuple(
         e
         for e in candidates

@@ -41,6 +41,8 @@ class StoreContextMixin:
 
 def check_key(key: object) -> str:
     """Return ``key`` if it is a valid key, else raise ``TypeError``/``ValueError``."""
+    if type(key) is str and key.isascii() and key and "\x00" not in key:
+        return key  # the usual key, checked without encoding it
     if not isinstance(key, str):
         raise TypeError(f"store keys must be str, not {type(key).__name__}")
     if not key:
