@@ -111,8 +111,10 @@ def check_ops(ops: Sequence[Put | Delete | Incr]) -> list[Put | Delete | Incr]:
     for op in checked:
         if isinstance(op, Put):
             check_key(op.key)
-            check_value(op.value)
-            check_optional_ttl(op.ttl)
+            if type(op.value) is not bytes:  # the checks of a step's commit: spare the calls
+                check_value(op.value)
+            if op.ttl is not None:
+                check_ttl(op.ttl)
         elif isinstance(op, Delete):
             check_key(op.key)
         elif isinstance(op, Incr):
@@ -136,7 +138,7 @@ def check_expected(expected: Mapping[str, bytes | None]) -> dict[str, bytes | No
     checked = dict(expected)
     for key, value in checked.items():
         check_key(key)
-        if value is not None:
+        if value is not None and type(value) is not bytes:
             check_value(value)
     return checked
 

@@ -43,9 +43,9 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Mapping, Sequence
 from itertools import islice
+from types import TracebackType
 
 import plyvel
 
@@ -186,12 +186,14 @@ class LevelDBStore(StoreContextMixin):
         self._sweep_interval = check_ttl(sweep_interval)
         self._sync = sync
         self._lock = threading.Lock()
+        self._locked = _Guard(self, write=False)  # ``with self._locked as now:``
+        self._writing = _Guard(self, write=True)  # the same, after the sweep when it is due
         self._closed = False
         self._channels = Channels()  # publish/listen: this process alone holds the store
         self._db = self._open(self.path, _check_buffer(write_buffer_size))
         self._next_sweep = 0.0
-        with self._locked():
-            self._sweep_due()
+        with self._writing:
+            pass
 
     def __repr__(self) -> str:
         return f"LevelDBStore({self.path!r}, closed={self._closed})"
@@ -212,13 +214,12 @@ class LevelDBStore(StoreContextMixin):
 
     async def get(self, key: str) -> bytes | None:
         raw_key = _data_key(check_key(key))
-        with self._locked():
-            return _unpack(self._db.get(raw_key), _now_ms())
+        with self._locked as now:
+            return _unpack(self._db.get(raw_key), now)
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         raw_keys = [_data_key(check_key(key)) for key in keys]
-        with self._locked():
-            now = _now_ms()
+        with self._locked as now:
             return [_unpack(self._db.get(raw_key), now) for raw_key in raw_keys]
 
     async def scan(self, prefix: str, *, page_size: int = 500) -> AsyncIterator[tuple[str, bytes]]:
@@ -242,8 +243,7 @@ class LevelDBStore(StoreContextMixin):
         page: list[tuple[str, bytes]] = []
         read = 0
         last: bytes | None = None
-        with self._locked():
-            now = _now_ms()
+        with self._locked as now:
             iterator = self._db.iterator(start=start, stop=stop, include_start=include_start)
             with iterator:
                 for raw_key, raw in iterator:
@@ -261,12 +261,12 @@ class LevelDBStore(StoreContextMixin):
         check_key(key)
         check_value(value)
         check_optional_ttl(ttl)
-        with self._writing() as now:
+        with self._writing as now:
             self._apply(_record(key, value, _expiry(ttl, now)))
 
     async def delete(self, key: str) -> bool:
         raw_key = _data_key(check_key(key))
-        with self._writing() as now:
+        with self._writing as now:
             existed = _unpack(self._db.get(raw_key), now) is not None
             self._apply([(raw_key, None)])
             return existed
@@ -287,7 +287,7 @@ class LevelDBStore(StoreContextMixin):
     ) -> list[bytes | None] | None:
         conditions, checked = check_expected(expected), check_ops(ops)
         wanted = [_data_key(check_key(key)) for key in keys]
-        with self._writing() as now:
+        with self._writing as now:
             if not self._holds(conditions, now):
                 return None
             self._apply(self._batch_mutations(checked, now))  # raises before it writes
@@ -301,7 +301,7 @@ class LevelDBStore(StoreContextMixin):
     ) -> tuple[bool, list[bytes | None]]:
         wanted = [_data_key(check_key(key)) for key in keys]
         conditions, checked = check_expected(expected), check_ops(ops)
-        with self._writing() as now:
+        with self._writing as now:
             values = [_unpack(self._db.get(key), now) for key in wanted]
             if not self._holds(conditions, now):
                 return False, values
@@ -322,7 +322,7 @@ class LevelDBStore(StoreContextMixin):
             check_value(expected)
         check_value(new)
         check_optional_ttl(ttl)
-        with self._writing() as now:
+        with self._writing as now:
             if _unpack(self._db.get(_data_key(key)), now) != expected:
                 return False
             self._apply(_record(key, new, _expiry(ttl, now)))
@@ -334,7 +334,7 @@ class LevelDBStore(StoreContextMixin):
     async def incr(self, key: str, amount: int = 1) -> int:
         check_key(key)
         check_amount(amount)
-        with self._writing() as now:
+        with self._writing as now:
             raw = self._db.get(_data_key(key))
             current = _unpack(raw, now)
             total = add_counter(key, 0 if current is None else parse_counter(key, current), amount)
@@ -345,7 +345,7 @@ class LevelDBStore(StoreContextMixin):
     async def expire(self, key: str, ttl: float) -> bool:
         check_key(key)
         check_ttl(ttl)
-        with self._writing() as now:
+        with self._writing as now:
             value = _unpack(self._db.get(_data_key(key)), now)
             if value is None:
                 return False
@@ -368,7 +368,7 @@ class LevelDBStore(StoreContextMixin):
         check_max_len(max_len)
         check_optional_ttl(ttl)
         check_optional_ttl(max_age)
-        with self._writing() as now:
+        with self._writing as now:
             raw_meta = self._db.get(_LOG_META + key.encode("utf-8"))
             meta = _log_meta(raw_meta, now)
             mutations: list[Mutation] = []
@@ -407,8 +407,8 @@ class LevelDBStore(StoreContextMixin):
         check_key(key)
         check_offset(after)
         check_page_size(limit)
-        with self._locked():
-            meta = _log_meta(self._db.get(_LOG_META + key.encode("utf-8")), _now_ms())
+        with self._locked as now:
+            meta = _log_meta(self._db.get(_LOG_META + key.encode("utf-8")), now)
             if meta is None:
                 return []
             start = _log_entry_key(key, max(after + 1, meta[1]))
@@ -420,7 +420,7 @@ class LevelDBStore(StoreContextMixin):
     async def log_expire(self, key: str, ttl: float) -> bool:
         check_key(key)
         check_ttl(ttl)
-        with self._writing() as now:
+        with self._writing as now:
             raw_meta = self._db.get(_LOG_META + key.encode("utf-8"))
             meta = _log_meta(raw_meta, now)
             if meta is None or raw_meta is None:
@@ -431,7 +431,7 @@ class LevelDBStore(StoreContextMixin):
 
     async def log_delete(self, key: str) -> bool:
         check_key(key)
-        with self._writing() as now:
+        with self._writing as now:
             raw_meta = self._db.get(_LOG_META + key.encode("utf-8"))
             if raw_meta is None:
                 return False
@@ -440,18 +440,18 @@ class LevelDBStore(StoreContextMixin):
 
     async def sweep(self) -> int:
         """Delete every expired key now; return how many were deleted."""
-        with self._locked():
-            return self._sweep(_now_ms())
+        with self._locked as now:
+            return self._sweep(now)
 
     async def publish(self, channel: str, message: bytes) -> int:
         check_key(channel)
         check_value(message)
-        with self._locked():
+        with self._locked:
             return self._channels.publish(channel, message)
 
     async def listen(self, channel: str) -> AsyncIterator[bytes]:
         check_key(channel)
-        with self._locked():  # refuses a closed store
+        with self._locked:  # refuses a closed store
             messages = self._channels.listen(channel)
         async for message in messages:
             yield message
@@ -459,7 +459,7 @@ class LevelDBStore(StoreContextMixin):
     def compaction_stats(self) -> str:
         """LevelDB's own table of its levels: files, size, and the time, bytes read and bytes
         written compacting into each (``leveldb.stats``)."""
-        with self._locked():
+        with self._locked:
             return bytes(self._db.get_property(b"leveldb.stats") or b"").decode()
 
     async def close(self) -> None:
@@ -471,24 +471,6 @@ class LevelDBStore(StoreContextMixin):
                 logger.debug("closed LevelDB store at %s", self.path)
 
     # -- internals -----------------------------------------------------------------------------
-
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Hold the lock, check the store is open, and translate plyvel errors."""
-        with self._lock:
-            if self._closed:
-                raise StoreClosed(f"LevelDB store at {self.path}")
-            try:
-                yield
-            except plyvel.Error as exc:
-                raise StoreUnavailable(f"leveldb://{self.path}", str(exc)) from exc
-
-    @contextmanager
-    def _writing(self) -> Iterator[int]:
-        """Like :meth:`_locked`, for a write: runs the sweep when due; yields now (ms)."""
-        with self._locked():
-            self._sweep_due()
-            yield _now_ms()
 
     def _apply(self, mutations: list[Mutation]) -> None:
         with self._db.write_batch(transaction=True, sync=self._sync) as batch:
@@ -505,10 +487,12 @@ class LevelDBStore(StoreContextMixin):
         written: dict[bytes, bytes | None] = {}  # data key -> the record the batch gave it
         for op in ops:
             raw_key = _data_key(op.key)
-            if isinstance(op, Put):
-                record = _record(op.key, op.value, _expiry(op.ttl, now))
-                written[raw_key] = record[0][1]
-                mutations += record
+            if isinstance(op, Put):  # as ``_record``, the data key encoded once
+                expiry = 0 if op.ttl is None else _expiry(op.ttl, now)
+                written[raw_key] = expiry.to_bytes(8, "big") + op.value
+                mutations.append((raw_key, written[raw_key]))
+                if expiry:
+                    mutations.append((_index_key(expiry, op.key), b""))
             elif isinstance(op, Delete):
                 written[raw_key] = None
                 mutations.append((raw_key, None))
@@ -609,3 +593,46 @@ class LevelDBStore(StoreContextMixin):
             self._apply(mutations)
             logger.debug("swept %d expired keys from %s", removed, self.path)
         return removed
+
+
+class _Guard:
+    """What every operation of a ``LevelDBStore`` runs under: its lock held, a closed store
+    refused (``StoreClosed``), plyvel's errors raised as ``StoreUnavailable``; for a write, the
+    expiry sweep run first when it is due. Entering gives the time (ms since the epoch). A
+    class rather than a ``contextmanager`` generator: a step's commit passes through it several
+    times, and a generator costs three times as much."""
+
+    __slots__ = ("_store", "_write")
+
+    def __init__(self, store: LevelDBStore, *, write: bool) -> None:
+        self._store, self._write = store, write
+
+    def __enter__(self) -> int:
+        store = self._store
+        store._lock.acquire()
+        try:
+            if store._closed:
+                raise StoreClosed(f"LevelDB store at {store.path}")
+            if self._write:
+                store._sweep_due()
+        except BaseException as exc:
+            store._lock.release()
+            if isinstance(exc, plyvel.Error):
+                raise _unavailable(store, exc) from exc
+            raise
+        return _now_ms()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        store = self._store
+        store._lock.release()
+        if isinstance(exc, plyvel.Error):
+            raise _unavailable(store, exc) from exc
+
+
+def _unavailable(store: LevelDBStore, exc: plyvel.Error) -> StoreUnavailable:
+    return StoreUnavailable(f"leveldb://{store.path}", str(exc))
