@@ -12,20 +12,31 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
-from scenario_support import FAST_POOL, SCHEDULING_MARGIN, Probe, Run, RuntimeFactory, blueprint
+from scenario_support import (
+    FAST_POOL,
+    SCHEDULING_MARGIN,
+    Probe,
+    Run,
+    RuntimeFactory,
+    blueprint,
+    plain,
+)
 from support import assert_eventually, assert_never
 
 from distributed import (
     ExecutionOptions,
+    Hooks,
     KVPersistence,
     PoolConfig,
     Runtime,
+    StepFinished,
     WorkerConfig,
 )
-from orchestration import Engine
+from orchestration import Engine, Node, NodeContext, NodeResult
 from store import Delete, Incr, KVStore, Put
 
 WAIT = 60.0
@@ -238,6 +249,70 @@ async def test_cancel_reaches_running_code_within_two_watch_intervals(
     snapshot = await runtime.engine.wait(eid, timeout=WAIT)
     assert snapshot.status == "cancelled"
     assert "next" not in probe.runs_of(eid)
+
+
+class Stubborn:
+    """A node type whose code swallows its first cancel and returns on its own."""
+
+    def __init__(self) -> None:
+        self.swallowed = asyncio.Event()
+
+    def validate(self, node: Node) -> list[str]:
+        return []
+
+    async def run(self, node: Node, ctx: NodeContext, services: Any) -> NodeResult:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            self.swallowed.set()
+        return NodeResult(output="returned anyway")
+
+
+class PendingCancels(Hooks):
+    """Records, as each attempt ends, the cancels its task still has pending: a step runs in
+    its slot's task, which must go on as if the step's cancel had never reached it."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, tuple[str, int]] = {}  # step -> (outcome, task.cancelling())
+
+    def step_finished(self, event: StepFinished) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.seen[event.step_id] = (event.outcome, task.cancelling())
+
+
+async def test_a_cancelled_step_leaves_its_task_with_no_cancel_pending(
+    engine: Engine, probe: Probe, tmp_path: Path
+) -> None:
+    stubborn, hooks = Stubborn(), PendingCancels()
+    engine.node_types.register("stubborn", stubborn)
+    engine.register_blueprint(blueprint("long", {"long": {"delay": 30}}, []))
+    swallows = blueprint("swallows", {"swallows": {}}, [])
+    swallows["nodes"][0]["uses"] = "stubborn"
+    engine.register_blueprint(swallows)
+    engine.register_blueprint(blueprint("after", plain("a", "b"), [("a", "b")]))
+    store_url = f"leveldb://{tmp_path / 'leveldb'}"
+    runtime = Runtime.from_urls(
+        engine, store_url=store_url, broker_url="inproc://", pool=FAST_POOL, hooks=hooks
+    )
+    async with runtime:
+        long = await runtime.engine.execute_async("long", {})
+        swallowing = await runtime.engine.execute_async("swallows", {})
+        await assert_eventually(lambda: (long, "long") in probe.started, timeout=WAIT)
+        await runtime.engine.cancel(long)
+        await runtime.engine.cancel(swallowing)
+        await asyncio.wait_for(stubborn.swallowed.wait(), timeout=WAIT)
+        for eid in (long, swallowing):
+            assert (await runtime.engine.wait(eid, timeout=WAIT)).status == "cancelled"
+        await assert_eventually(lambda: "swallows" in hooks.seen, timeout=WAIT)
+        after = await runtime.engine.execute_sync("after", {}, timeout=WAIT)
+
+    assert hooks.seen["long"] == ("cancelled", 0)
+    assert hooks.seen["swallows"][1] == 0, hooks.seen  # it returned: the cancel is taken back
+    assert after.status == "completed" and (hooks.seen["a"], hooks.seen["b"]) == (
+        ("completed", 0),
+        ("completed", 0),
+    )
 
 
 class SwallowingStore:
