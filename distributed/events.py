@@ -318,17 +318,17 @@ class EventRecorder(Hooks):
         await self._drain()
 
     async def _drain(self, *, until_empty: bool = True) -> None:
-        """Append the queued events, ``_BATCH`` at a time. A background drain appends what was
-        queued when it began; what comes meanwhile waits for the next one (whose timer runs from
-        the first such event), so a busy process appends about once per ``flush_interval``
-        however slow the store, and a stream's chunks merge over that long. ``flush`` drains
-        until nothing is left."""
+        """Append the queued events. A background drain appends what was queued when it began,
+        in one turn however much that is (the executions' logs side by side, each in pieces of
+        ``_BATCH``), so it keeps up with any rate of events; what comes meanwhile waits for the
+        next one (whose timer runs from the first such event), so a busy process appends about
+        once per ``flush_interval`` however slow the store, and a stream's chunks merge over
+        that long. ``flush`` drains until nothing is left."""
         async with self._lock:  # one drain at a time keeps each process's events in order
             while self._queue:
                 taken, self._queue = self._queue, []
                 self._token_tail.clear()  # its indexes pointed into the queue taken
-                for start in range(0, len(taken), _BATCH):
-                    await self._append(taken[start : start + _BATCH])
+                await self._append(taken)
                 if not until_empty:
                     break
             expire, self._expire = self._expire, set()
@@ -337,24 +337,19 @@ class EventRecorder(Hooks):
                     key = self.keys.events(execution_id)
                     await self._guard(self.store.log_expire(key, self.retention))
 
-    async def _append(self, batch: list[_Entry]) -> None:
+    async def _append(self, taken: list[_Entry]) -> None:
         by_execution: dict[str, list[bytes]] = {}
-        for event in batch:
+        for event in taken:
             by_execution.setdefault(event.execution_id, []).append(event.encode())
         # side by side: a Redis store sends the appends of one turn in one round trip
-        await asyncio.gather(
-            *(
-                self._guard(
-                    self.store.log_append(
-                        self.keys.events(execution_id),
-                        entries,
-                        max_len=self.max_len,
-                        max_age=self.max_age,
-                    )
-                )
-                for execution_id, entries in by_execution.items()
-            )
-        )
+        await asyncio.gather(*(self._append_log(eid, ns) for eid, ns in by_execution.items()))
+
+    async def _append_log(self, execution_id: str, entries: list[bytes]) -> None:
+        key = self.keys.events(execution_id)
+        for start in range(0, len(entries), _BATCH):  # in order: one piece after the other
+            piece = entries[start : start + _BATCH]
+            append = self.store.log_append(key, piece, max_len=self.max_len, max_age=self.max_age)
+            await self._guard(append)
 
     @staticmethod
     async def _guard(call: Any) -> None:

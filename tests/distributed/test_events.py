@@ -202,6 +202,24 @@ async def test_the_log_keeps_only_the_newest_events_when_it_is_bounded() -> None
     assert [e.step_id for e in events] == [f"s{n}" for n in range(20, 30)]
 
 
+async def test_a_busy_process_s_events_never_pile_up_waiting_for_their_append() -> None:
+    """Steps queue events on every turn of the loop (here 100 per turn, of 32 executions): a
+    drain appends all that was queued when it began, in a few turns however much that is, so
+    the events not in the logs yet stay about a drain's worth; they never grow with time."""
+    store, keys = MemoryStore(), Keys("t/")
+    recorder = EventRecorder(store, keys, flush_interval=0.001)
+    turns, per_turn, executions = 300, 100, 32
+    for turn in range(turns):
+        for n in range(per_turn):
+            recorder.step_started(started(f"e{n % executions}", f"s{turn}"))
+        await asyncio.sleep(0)
+    logged = 0
+    for n in range(executions):
+        logged += len(await collect(read_events(store, keys, f"e{n}")))
+    assert turns * per_turn - logged <= 10 * per_turn  # not appended yet: a few turns' worth
+    await recorder.flush()
+
+
 async def test_the_log_expires_with_the_execution_s_retention_once_final() -> None:
     store, keys = MemoryStore(), Keys("t/")
     recorder = EventRecorder(store, keys, retention=0.2)
