@@ -30,8 +30,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 from orchestration import Graph
 
@@ -42,8 +41,7 @@ from .snapshot import Snapshot
 __all__ = ["Carried", "HandOn", "LocalDispatch", "TaskRunner"]
 
 
-@dataclass(frozen=True)
-class Carried:
+class Carried(NamedTuple):
     """What the step that alone decided a successor hands it when both run in one process:
     the execution's record and graph, and the view the successor starts with (its
     predecessor's and its result; a join's, read by the write that fired it). The successor
@@ -55,8 +53,7 @@ class Carried:
     snapshot: Snapshot
 
 
-@dataclass(frozen=True)
-class HandOn:
+class HandOn(NamedTuple):
     """A slot that takes a successor leased to it in its predecessor's commit: ``owner`` and
     ``ttl`` make the lease, ``take`` queues the successor to run in the slot next (the task is
     never published), with its carried view and its leased first attempt. ``release`` gives

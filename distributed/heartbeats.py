@@ -24,7 +24,7 @@ __all__ = ["Heartbeats"]
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Beat:
     due: float  # time.monotonic() of the next extension; inf while one runs
     on_lost: Callable[[], None]

@@ -38,8 +38,7 @@ _RIDE_TIME = 0.02  # seconds an owed agenda removal waits for a write to ride on
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class VersionedStep:
+class VersionedStep(NamedTuple):
     """A step record with the exact bytes it was read as: the expected value of the next CAS."""
 
     raw: bytes
@@ -54,15 +53,14 @@ class JoinCount(NamedTuple):
     taken: int
 
 
-@dataclass(frozen=True)
-class Committed:
+class Committed(NamedTuple):
     """A step's commit that won (``commit_step``): the step's new version, whether the
     successor leased with it was written (``handed_on``), and the counters of the joins its
     edges lead into as the commit left them (``joins``)."""
 
     step: VersionedStep
-    handed_on: bool = False
-    joins: Mapping[str, JoinCount] = field(default_factory=dict)
+    handed_on: bool
+    joins: Mapping[str, JoinCount]
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,7 @@ order they committed, as in memory.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from orchestration import Graph, NodeResult, apply_updates
 
@@ -27,8 +26,7 @@ from .persistence import VersionedStep, WorkflowPersistence
 __all__ = ["Snapshot", "commit_seq", "execution_state", "read_view"]
 
 
-@dataclass(frozen=True)
-class Snapshot:
+class Snapshot(NamedTuple):
     """The state and outputs a step runs with, and ``seq``: the newest commit they include."""
 
     state: Mapping[str, Any]

@@ -14,7 +14,7 @@ the size and the limit, and nothing oversized is stored.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from orchestration import (
     Engine,
@@ -35,13 +35,12 @@ __all__ = ["StepExecutor", "StepOutcome"]
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class StepOutcome:
+class StepOutcome(NamedTuple):
     """A result, or an error with the decision about what runs next."""
 
     result: NodeResult | None = None
     error: BaseException | None = None
-    decision: AttemptDecision = field(default_factory=GiveUp)
+    decision: AttemptDecision = GiveUp()
 
     def describe_error(self) -> str:
         return f"{type(self.error).__name__}: {self.error}" if self.error else "unknown error"

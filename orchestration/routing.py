@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import NamedTuple
 
 from orchestration.conditions import compile_condition
 from orchestration.errors import UnroutableAction
@@ -43,8 +44,7 @@ class NodeResult:
     state_updates: Mapping[str, JSON] = field(default_factory=dict, hash=False)
 
 
-@dataclass(frozen=True)
-class Routing:
+class Routing(NamedTuple):
     """The outgoing edges of a node split into taken and skipped (together: all of them)."""
 
     taken: tuple[Edge, ...]

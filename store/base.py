@@ -19,14 +19,12 @@ raising ``TypeError``/``ValueError``; that is what makes a rejected batch leave 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 __all__ = ["Delete", "Incr", "KVStore", "Put"]
 
 
-@dataclass(frozen=True)
-class Put:
+class Put(NamedTuple):
     """Set ``key`` to ``value`` in a :meth:`KVStore.batch`, optionally expiring after ``ttl``."""
 
     key: str
@@ -34,15 +32,13 @@ class Put:
     ttl: float | None = None
 
 
-@dataclass(frozen=True)
-class Delete:
+class Delete(NamedTuple):
     """Remove ``key`` inside a :meth:`KVStore.batch` (absent keys are ignored)."""
 
     key: str
 
 
-@dataclass(frozen=True)
-class Incr:
+class Incr(NamedTuple):
     """Add ``amount`` to the ASCII decimal counter at ``key`` (absent = 0) inside a
     :meth:`KVStore.batch`, keeping the key's TTL (as :meth:`KVStore.incr`).
 

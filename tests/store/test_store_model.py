@@ -43,7 +43,7 @@ Op = Put | Delete | Incr | CompareAndSet | Batch
 
 keys = st.sampled_from(KEYS)
 values = st.one_of(st.binary(max_size=6), st.integers(-50, 50).map(lambda i: str(i).encode()))
-simple_ops = st.one_of(st.builds(Put, keys, values), st.builds(Delete, keys))
+simple_ops = st.one_of(st.builds(Put, keys, values, ttl=st.none()), st.builds(Delete, keys))
 operations: st.SearchStrategy[Op] = st.one_of(
     simple_ops,
     st.builds(Incr, keys, st.integers(-5, 5)),
