@@ -159,6 +159,7 @@ class DistributedEngine:
         check_execution_id(execution_id)
         deadline = None if timeout is None else time.monotonic() + timeout
         interval = self.config.poll_interval
+        steps = None  # read with the status once told it is final: one round trip, not two
         with self.context.finals.watch(execution_id) as told:
             while (status := await self._status(execution_id))[1] is None:
                 if cancelling():
@@ -166,9 +167,22 @@ class DistributedEngine:
                 if deadline is not None and time.monotonic() >= deadline:
                     raise WaitTimeout(execution_id, timeout or 0.0)
                 await sleep_unless_set(told, self._poll_after(interval, deadline))
-                told.clear()  # woken for another generation's status: the next read says
+                if told.is_set():
+                    told.clear()  # maybe another generation's status: the next read says
+                    status, steps = await self._status_and_steps(execution_id)
+                    if status[1] is not None:
+                        break
                 interval = min(interval * 1.5, self.config.max_poll_interval)
-        return await self._snapshot_of(*status)
+        return await self._snapshot_of(*status, steps=steps)
+
+    async def _status_and_steps(
+        self, execution_id: str
+    ) -> tuple[tuple[ExecutionRecord, FinalStatus | None, bool], dict[str, VersionedStep]]:
+        """``_status`` and the step records, read side by side (a Redis store sends the two
+        reads of one turn in one round trip)."""
+        return await asyncio.gather(
+            self._status(execution_id), self.persistence.steps(execution_id)
+        )
 
     def _poll_after(self, interval: float, deadline: float | None) -> float:
         """Seconds until ``wait`` reads again: the backoff's ``interval``, or the longest once
@@ -182,10 +196,16 @@ class DistributedEngine:
         return await self._snapshot_of(*await self._status(execution_id))
 
     async def _snapshot_of(
-        self, record: ExecutionRecord, final: FinalStatus | None, paused: bool
+        self,
+        record: ExecutionRecord,
+        final: FinalStatus | None,
+        paused: bool,
+        *,
+        steps: Mapping[str, VersionedStep] | None = None,
     ) -> ExecutionSnapshot:
         execution_id = record.execution_id
-        steps = await self.persistence.steps(execution_id)
+        if steps is None:
+            steps = await self.persistence.steps(execution_id)
         snapshot = _snapshot(record, final, steps, paused, self._total_steps(record, steps))
         if record.generation == 1:
             return snapshot
