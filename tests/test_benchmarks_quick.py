@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
 
 import pytest
 import redis.asyncio as aioredis
@@ -17,6 +18,7 @@ from benchmarks.__main__ import main
 from benchmarks.commit_bench import measure as measure_commits
 from benchmarks.latency import PARTS as LATENCY_PARTS
 from benchmarks.latency import run as latency_run
+from benchmarks.opcodes import main as opcodes_main
 from benchmarks.rss import main as rss_main
 
 SHAPES = ("chain-10", "diamond", "fanout-10")
@@ -88,6 +90,20 @@ def test_the_rss_run_samples_every_interval_and_reports_python_heap_growth(
     assert "KiB per 1,000 steps" in out
     assert "LevelDB at the end:" in out and "Compactions" in out
     assert "Python allocations that grew most" in out
+
+
+def test_the_opcode_count_lists_the_step_s_functions_and_leaves_no_tracer(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``python -m benchmarks.opcodes``, small: 200 steps, the 5 costliest functions."""
+    assert opcodes_main(["--steps", "200", "--in-flight", "2", "--top", "5"]) == 0
+    assert sys.gettrace() is None
+    out = capsys.readouterr().out
+    per_step = out.split("opcodes per step: ", 1)[1].split(";", 1)[0]
+    assert number(per_step) > 1000  # a step runs thousands of bytecodes, no fewer
+    rows = [ln.strip("|").split("|") for ln in out.splitlines() if ln.startswith("| ")][2:]
+    assert len(rows) == 5 and all(number(ops) > 0 for ops, *_ in rows)
+    assert any("distributed/" in function for *_, function in rows), rows
 
 
 async def test_the_commit_benchmark_measures_each_concurrency_and_leaves_no_keys() -> None:
