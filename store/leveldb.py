@@ -290,7 +290,7 @@ class LevelDBStore(StoreContextMixin):
         with self._writing as now:
             if not self._holds(conditions, now):
                 return None
-            self._apply(self._batch_mutations(checked, now))  # raises before it writes
+            self._write_batch(checked, now)  # writes nothing if it raises
             return [_unpack(self._db.get(key), now) for key in wanted]
 
     async def get_and_batch_if(
@@ -305,7 +305,7 @@ class LevelDBStore(StoreContextMixin):
             values = [_unpack(self._db.get(key), now) for key in wanted]
             if not self._holds(conditions, now):
                 return False, values
-            self._apply(self._batch_mutations(checked, now))  # raises before it writes
+            self._write_batch(checked, now)  # writes nothing if it raises
             return True, values
 
     def _holds(self, conditions: Mapping[str, bytes | None], now: int) -> bool:
@@ -480,29 +480,32 @@ class LevelDBStore(StoreContextMixin):
                 else:
                     batch.put(raw_key, raw_value)
 
-    def _batch_mutations(self, ops: list[Put | Delete | Incr], now: int) -> list[Mutation]:
-        """The mutations of a batch; an ``Incr`` adds to the record the batch's earlier
-        operations left (else the stored one) and keeps its expiry header, as ``incr``."""
-        mutations: list[Mutation] = []
+    def _write_batch(self, ops: list[Put | Delete | Incr], now: int) -> None:
+        """Write a batch's operations in one LevelDB write, straight into its write batch
+        (which writes nothing if an ``Incr`` raises). An ``Incr`` adds to the record the
+        batch's earlier operations left (else the stored one) and keeps its expiry header, as
+        ``incr``."""
         written: dict[bytes, bytes | None] = {}  # data key -> the record the batch gave it
-        for op in ops:
-            raw_key = _data_key(op.key)
-            if isinstance(op, Put):  # as ``_record``, the data key encoded once
-                expiry = 0 if op.ttl is None else _expiry(op.ttl, now)
-                written[raw_key] = expiry.to_bytes(8, "big") + op.value
-                mutations.append((raw_key, written[raw_key]))
-                if expiry:
-                    mutations.append((_index_key(expiry, op.key), b""))
-            elif isinstance(op, Delete):
-                written[raw_key] = None
-                mutations.append((raw_key, None))
-            else:
-                raw = written[raw_key] if raw_key in written else self._db.get(raw_key)
-                current = _unpack(raw, now)
-                header = raw[:8] if raw is not None and current is not None else bytes(8)
-                written[raw_key] = header + add_batch_counter(op.key, current, op.amount)
-                mutations.append((raw_key, written[raw_key]))
-        return mutations
+        with self._db.write_batch(transaction=True, sync=self._sync) as batch:
+            for op in ops:
+                raw_key = _data_key(op.key)
+                if isinstance(op, Put):  # as ``_record``, the data key encoded once
+                    expiry = 0 if op.ttl is None else _expiry(op.ttl, now)
+                    written[raw_key] = record = expiry.to_bytes(8, "big") + op.value
+                    batch.put(raw_key, record)
+                    if expiry:
+                        batch.put(_index_key(expiry, op.key), b"")
+                elif isinstance(op, Delete):
+                    written[raw_key] = None
+                    batch.delete(raw_key)
+                else:
+                    raw = written[raw_key] if raw_key in written else self._db.get(raw_key)
+                    current = _unpack(raw, now)
+                    header = raw[:8] if raw is not None and current is not None else bytes(8)
+                    written[raw_key] = counter = header + add_batch_counter(
+                        op.key, current, op.amount
+                    )
+                    batch.put(raw_key, counter)
 
     def _log_meta_record(
         self, key: str, expiry: int, first: int, last: int, oldest: int
