@@ -662,6 +662,7 @@ class Worker:
         try:
             return await self.executor.run(graph, ctx, is_fallback=is_fallback)
         except asyncio.CancelledError:
+            self._running.pop(key, None)  # no cancel of the step reaches what follows
             reason = self._take_back(key, this)
             if reason is None or this.cancelling():  # the worker is stopping: hand it back
                 await asyncio.shield(lease.release(f"worker {self.id} stopped"))
