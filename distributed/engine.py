@@ -161,17 +161,18 @@ class DistributedEngine:
         interval = self.config.poll_interval
         steps = None  # read with the status once told it is final: one round trip, not two
         with self.context.finals.watch(execution_id) as told:
-            while (status := await self._status(execution_id))[1] is None:
+            status = await self._status(execution_id)
+            while status[1] is None:
                 if cancelling():
                     raise asyncio.CancelledError
                 if deadline is not None and time.monotonic() >= deadline:
                     raise WaitTimeout(execution_id, timeout or 0.0)
                 await sleep_unless_set(told, self._poll_after(interval, deadline))
-                if told.is_set():
-                    told.clear()  # maybe another generation's status: the next read says
+                if told.is_set():  # maybe another generation's status: the read says
+                    told.clear()
                     status, steps = await self._status_and_steps(execution_id)
-                    if status[1] is not None:
-                        break
+                else:
+                    status, steps = await self._status(execution_id), None
                 interval = min(interval * 1.5, self.config.max_poll_interval)
         return await self._snapshot_of(*status, steps=steps)
 

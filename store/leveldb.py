@@ -192,7 +192,7 @@ class LevelDBStore(StoreContextMixin):
         self._channels = Channels()  # publish/listen: this process alone holds the store
         self._db = self._open(self.path, _check_buffer(write_buffer_size))
         self._next_sweep = 0.0
-        with self._writing:
+        with self._writing:  # the first expiry sweep
             pass
 
     def __repr__(self) -> str:
