@@ -28,14 +28,15 @@ Event types::
 
 ``ctx.emit`` reaches the log through ``orchestration.context.current_emitter``, and an LLM's
 streamed text through ``current_token_emitter``: the recorder sets both in ``step_started``,
-which the worker calls in the task that then starts the attempt (whose task inherits them), and
-clears them in ``step_finished``. Token events are on unless the recorder was built with
-``tokens=False`` (every execution it records), the step's ``StepStarted.tokens`` is False (the
-execution turned them off) or the node did (``params.streamTokens: false``); with them off the
-provider is not even asked to stream. Chunks queued back to back for one attempt are merged into
-one ``step.token`` event (up to ``token_chars`` characters), and a batch holding only tokens is
-appended ``token_interval`` (200 ms) after its first chunk rather than 50 ms, so a stream costs
-one event and one append per execution every 200 ms, however fast its chunks come.
+which the worker calls in the task that then runs the attempt, and resets them in
+``step_finished`` (the slot's next step begins in the context the slot began with). Token
+events are on unless the recorder was built with ``tokens=False`` (every execution it records),
+the step's ``StepStarted.tokens`` is False (the execution turned them off) or the node did
+(``params.streamTokens: false``); with them off the provider is not even asked to stream.
+Chunks queued back to back for one attempt are merged into one ``step.token`` event (up to
+``token_chars`` characters), and a batch holding only tokens is appended ``token_interval``
+(200 ms) after its first chunk rather than 50 ms, so a stream costs one event and one append per
+execution every 200 ms, however fast its chunks come.
 
 Every step event carries the attempt, so events of an attempt that was retried or re-run after a
 crash can be told apart from the final attempt's. ``AttemptTracker`` (and ``drop_superseded``,
@@ -48,10 +49,12 @@ with the execution's retention once the execution is final.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextvars import Token
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -184,6 +187,7 @@ class EventRecorder(Hooks):
         self.clock = clock
         self._queue: list[_Entry] = []
         self._token_tail: dict[tuple[str, str], int] = {}  # a step's last queued token event
+        self._bound: dict[tuple[str, str, int], tuple[Token[Any], Token[Any]]] = {}  # emitters
         self._expire: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -199,9 +203,12 @@ class EventRecorder(Hooks):
     def step_started(self, event: StepStarted) -> None:
         eid, step, attempt = event.execution_id, event.step_id, event.attempt
         self.record(eid, "step.started", step, attempt, {"worker_id": event.worker_id})
-        current_emitter.set(self._emitter(eid, step, attempt))
         tokens = self.tokens and event.tokens
-        current_token_emitter.set(self._token_emitter(eid, step, attempt) if tokens else None)
+        token_emitter = self._token_emitter(eid, step, attempt) if tokens else None
+        self._bound[eid, step, attempt] = (
+            current_emitter.set(self._emitter(eid, step, attempt)),
+            current_token_emitter.set(token_emitter),
+        )
 
     def _emitter(self, execution_id: str, step_id: str, attempt: int) -> Emitter:
         def emit(message: str, data: Mapping[str, Any]) -> None:
@@ -217,12 +224,23 @@ class EventRecorder(Hooks):
         return emit
 
     def step_finished(self, event: StepFinished) -> None:
-        current_emitter.set(None)
-        current_token_emitter.set(None)
+        self._unbind(event.execution_id, event.step_id, event.attempt)
         kind = _STEP_TYPES.get(event.outcome)
         if kind is not None:
             data = {"outcome": event.outcome, "duration": round(event.duration, 6)}
             self.record(event.execution_id, kind, event.step_id, event.attempt, data)
+
+    def _unbind(self, execution_id: str, step_id: str, attempt: int) -> None:
+        """Reset the emitters ``step_started`` set for an attempt (to None if it was started
+        in another context, as by a duplicate run of the attempt in this process)."""
+        bound = self._bound.pop((execution_id, step_id, attempt), None)
+        if bound is not None:
+            with contextlib.suppress(ValueError):  # a token of another context
+                current_token_emitter.reset(bound[1])
+                current_emitter.reset(bound[0])
+                return
+        current_emitter.set(None)
+        current_token_emitter.set(None)
 
     def step_skipped(self, event: StepSkipped) -> None:
         self.record(event.execution_id, "step.skipped", event.step_id)

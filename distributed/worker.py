@@ -23,7 +23,7 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable
-from contextvars import ContextVar
+from contextvars import Context, ContextVar, copy_context
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -324,13 +324,29 @@ class Worker:
         """Run what was handed to a slot this task holds, then free the slot."""
         try:
             _handoff.set(handoff)
-            await self._run_handed_on(handoff)
+            await self._run_handed_on(handoff, copy_context())
         finally:
             self._slots.release()
 
-    async def _run_handed_on(self, handoff: _Handoff) -> None:
-        """Run the tasks handed on to this slot, one after another (each may hand on one)."""
+    async def _run_handed_on(self, handoff: _Handoff, clean: Context) -> None:
+        """Run the tasks handed on to this slot, one after another (each may hand on one),
+        each in the context the slot began with (``clean``): a step whose node or hook left a
+        context variable set does not pass it on, as the steps after it run in a task of their
+        own with a copy of ``clean``."""
+        ended = await self._run_while_clean(handoff, clean)
+        while not ended:
+            fresh = self._run_while_clean(handoff, clean)
+            ended = await asyncio.create_task(fresh, context=clean.copy())
+        for task, carried, leased in handoff.tasks:  # stopping
+            if leased is not None and carried is not None:
+                await self._give_back(task, carried, leased)
+
+    async def _run_while_clean(self, handoff: _Handoff, clean: Context) -> bool:
+        """Run handed-on tasks while this task's context is ``clean``; False if a step left
+        it changed with tasks still to run."""
         while handoff.tasks and self._fetching.is_set():
+            if copy_context() != clean:
+                return False
             task, carried, leased = handoff.tasks.pop()
             try:
                 if leased is not None and carried is not None:
@@ -344,9 +360,7 @@ class Worker:
             except Exception as exc:
                 reraise_if_cancelling(exc)
                 log.exception("eager run of %s/%s failed", task.execution_id, task.node_id)
-        for task, carried, leased in handoff.tasks:  # stopping
-            if leased is not None and carried is not None:
-                await self._give_back(task, carried, leased)
+        return True
 
     async def _start_carried(self, task: Task, carried: Carried) -> bool:
         """Run a successor with what its predecessor carried, leased in one conditional write
@@ -408,8 +422,9 @@ class Worker:
         """Run a delivered task, settle its delivery, then any successor it handed on."""
         handoff = _Handoff(self)
         _handoff.set(handoff)
+        clean = copy_context()
         await self._deliver(item)
-        await self._run_handed_on(handoff)
+        await self._run_handed_on(handoff, clean)
 
     async def _deliver(self, item: QueuedTask) -> None:
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import replace
 from typing import Any, cast
 
@@ -29,7 +30,7 @@ from support import assert_eventually
 
 from distributed import Runtime, StepRecord, Task
 from distributed.persistence import TaskView, VersionedStep
-from orchestration import Engine
+from orchestration import Engine, Node, NodeContext, NodeResult
 from store import Delete, Incr, KVStore, Put
 
 WAIT = 60.0
@@ -110,6 +111,44 @@ async def test_without_eager_dispatch_every_step_goes_through_the_queue(
     assert snapshot.status == "completed"
     assert probe.runs_of(eid) == dict.fromkeys(CHAIN, 1)
     assert batches == [[node] for node in CHAIN]
+
+
+class ContextSetter:
+    """A node type that notes the value of ``marker`` it finds and, when its params say
+    ``set``, leaves ``marker`` set to its node id (as code that sets a context variable and
+    never resets it)."""
+
+    marker: ContextVar[str | None] = ContextVar("test_marker", default=None)
+
+    def __init__(self) -> None:
+        self.found: dict[str, str | None] = {}
+
+    def validate(self, node: Node) -> list[str]:
+        return []
+
+    async def run(self, node: Node, ctx: NodeContext, services: Any) -> NodeResult:
+        self.found[node.id] = self.marker.get()
+        if node.params.get("set"):
+            self.marker.set(node.id)
+        return NodeResult(output=node.id)
+
+
+async def test_a_context_variable_a_step_leaves_set_does_not_reach_the_steps_after_it(
+    make_runtime: RuntimeFactory, engine: Engine
+) -> None:
+    setter = ContextSetter()
+    engine.node_types.register("setter", setter)
+    chain = blueprint("chain", {"a": {"set": True}, "b": {}, "c": {"set": True}, "d": {}}, [])
+    for node in chain["nodes"]:
+        node["uses"] = "setter"
+    chain["edges"] = [{"source": s, "target": t} for s, t in itertools.pairwise(CHAIN)]
+    engine.register_blueprint(chain)
+    async with make_runtime(engine) as runtime:
+        batches = published(runtime)
+        snapshot = await runtime.engine.execute_sync("chain", {}, timeout=WAIT)
+    assert snapshot.status == "completed"
+    assert batches == [["a"]], "b, c and d ran in a's slot"
+    assert setter.found == dict.fromkeys(CHAIN), "each step began with its slot's context"
 
 
 class LeaseReads:
