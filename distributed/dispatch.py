@@ -93,23 +93,23 @@ _REMEMBERED = 10_000
 
 class LocalDispatch:
     """The task runners of this process, offered every task this process enqueues, and the
-    tasks they ran to the end (so a worker of this process acks their queued copies without
-    reading the store)."""
+    tasks they took (so a worker of this process acks their queued copies without reading
+    the store)."""
 
     def __init__(self) -> None:
         self._runners: dict[str, TaskRunner] = {}
         self._next = 0
-        self._done: OrderedDict[_TaskKey, None] = OrderedDict()
+        self._taken: OrderedDict[_TaskKey, None] = OrderedDict()
         self._waiting: OrderedDict[_TaskKey, Carried] = OrderedDict()
 
-    def mark_done(self, task: Task) -> None:
-        """An eager run of ``task`` ended without an infrastructure error: its step is done,
-        failed, waiting or rescheduled by a task of its own, so the queued copy is moot."""
-        _remember(self._done, _key(task), None)
+    def forget(self, task: Task) -> None:
+        """A runner took ``task`` but its run ended in an error, or it stopped before the
+        run began: its queued copy is to run after all."""
+        self._taken.pop(_key(task), None)
 
-    def ran(self, task: Task) -> bool:
-        """True if this is the queued copy of a task a runner here ran to the end."""
-        return self._done.pop(_key(task), False) is None
+    def taken(self, task: Task) -> bool:
+        """True if this is the queued copy of a task a runner here took (once per task)."""
+        return self._taken.pop(_key(task), False) is None
 
     def register(self, runner: TaskRunner) -> None:
         self._runners[runner.id] = runner
@@ -134,8 +134,9 @@ class LocalDispatch:
         wait: bool = False,
     ) -> list[Task]:
         """Start each task on a runner with a free slot, round robin, with what its
-        predecessor ``carried`` to it (by node id); return those not started. What a task
-        not started carried is kept for its queued copy, in case a worker here receives it.
+        predecessor ``carried`` to it (by node id); return those not started. A task started
+        is marked taken at once: its queued copy, should a worker here receive it, is acked
+        unread (``taken``). What a task not started carried is kept for its queued copy.
         ``wait``: a task no slot is free for runs in the next one that frees up (the recovery
         sweep's: its queued copy may sit on a dead worker's partition until a rebalance)."""
         runners = list(self._runners.values())
@@ -148,6 +149,7 @@ class LocalDispatch:
                 runner = runners[self._next % len(runners)]
                 self._next += 1
                 if runner.take_when_free(task):
+                    _remember(self._taken, _key(task), None)
                     continue
             elif hint is not None and runners:
                 _remember(self._waiting, _key(task), hint)
@@ -175,6 +177,7 @@ class LocalDispatch:
         for i in range(len(runners)):
             runner = runners[(self._next + i) % len(runners)]
             if runner.try_take(task, hint):
+                _remember(self._taken, _key(task), None)  # before anything else runs
                 self._next = (self._next + i + 1) % len(runners)
                 return True
         return False

@@ -74,6 +74,11 @@ class TaskConsumer:
     async def next(self) -> QueuedTask:
         return _decoded(await self._consumer.__anext__(), self._max_task_bytes)
 
+    def next_ready(self) -> QueuedTask | None:
+        """The next delivery if one is at hand without waiting, else None."""
+        delivery = self._consumer.next_ready()
+        return None if delivery is None else _decoded(delivery, self._max_task_bytes)
+
     async def lag(self) -> dict[int, int]:
         """Tasks of the partitions this consumer holds that the group has not acked yet."""
         return await self._consumer.lag()

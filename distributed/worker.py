@@ -204,7 +204,7 @@ class Worker:
             while self._fetching.is_set():
                 await self._slots.acquire()
                 try:
-                    item = await self._next(consumer)
+                    item = await self._next_to_run(consumer)
                 except BrokerError as exc:  # the broker blipped: keep the worker alive
                     self._slots.release()
                     log.warning("fetching tasks failed (%s); retrying", exc)
@@ -222,8 +222,26 @@ class Worker:
                 consumer.close(), self.config.close_timeout, f"closing {self.id}'s consumer"
             )
 
+    async def _next_to_run(self, consumer: TaskConsumer) -> QueuedTask | None:
+        """The next delivery to run, or None once fetching stops. The queued copies of
+        tasks a worker here took (``LocalDispatch.taken``) are acked on the way, in the slot
+        the fetch holds: under load they would otherwise wait for a slot and a task each, and
+        pile up in the queue."""
+        dispatch = self.context.dispatch
+        while True:
+            item = await self._next(consumer)
+            if item is None or item.task is None or not dispatch.taken(item.task):
+                return item
+            failpoint("before-ack")
+            await _settle(item.ack())
+
     async def _next(self, consumer: TaskConsumer) -> QueuedTask | None:
         """The next delivery, or None once fetching stops (the consumer stays open)."""
+        if self._stopping.is_set():
+            return None
+        ready = consumer.next_ready()
+        if ready is not None:
+            return ready
         fetch = asyncio.ensure_future(consumer.next())
         fetch.add_done_callback(_retrieve)  # a fetch orphaned by stop() may end in an error
         stopped = asyncio.ensure_future(self._stopping.wait())
@@ -316,6 +334,9 @@ class Worker:
         self._urgent += urgent
         try:
             await self._slots.acquire()
+        except BaseException:  # stopping: its queued copy runs it
+            self.context.dispatch.forget(task)
+            raise
         finally:
             self._urgent -= urgent
         await self._run_in_slot(_Handoff(self, [(task, carried, None)]))
@@ -340,6 +361,8 @@ class Worker:
         for task, carried, leased in handoff.tasks:  # stopping
             if leased is not None and carried is not None:
                 await self._give_back(task, carried, leased)
+            else:  # its queued copy runs it
+                self.context.dispatch.forget(task)
 
     async def _run_while_clean(self, handoff: _Handoff, clean: Context) -> bool:
         """Run handed-on tasks while this task's context is ``clean``; False if a step left
@@ -352,15 +375,27 @@ class Worker:
                 if leased is not None and carried is not None:
                     await self._run_leased(task, carried, leased)
                     continue  # never published: no queued copy to drop
-                if carried is None or not await self._start_carried(task, carried):
-                    await self._process(task)
-                self.context.dispatch.mark_done(task)
+                await self._run_taken(task, carried)
             except _DeadLetter as exc:  # its queued copy is dead-lettered with the reason
                 log.warning("not running %s/%s: %s", task.execution_id, task.node_id, exc)
             except Exception as exc:
                 reraise_if_cancelling(exc)
                 log.exception("eager run of %s/%s failed", task.execution_id, task.node_id)
         return True
+
+    async def _run_taken(self, task: Task, carried: Carried | None) -> None:
+        """Run a task this process published and a worker here took: marked taken since
+        (``LocalDispatch.offer``), its queued copy is dropped unread should a worker here
+        receive it, unless this run ends in an error (then the copy runs it, or dead-letters
+        it with the reason). A copy dropped while the run goes on leaves the step to this run;
+        should the run fail after that, the step is still on the agenda, and the recovery
+        sweep finishes it."""
+        try:
+            if carried is None or not await self._start_carried(task, carried):
+                await self._process(task)
+        except BaseException:
+            self.context.dispatch.forget(task)
+            raise
 
     async def _start_carried(self, task: Task, carried: Carried) -> bool:
         """Run a successor with what its predecessor carried, leased in one conditional write
@@ -454,8 +489,6 @@ class Worker:
         await _settle(item.ack())
 
     async def _process(self, task: Task) -> None:
-        if self.context.dispatch.ran(task):
-            return  # the queued copy of a task a worker here already ran eagerly
         eid, node_id, now = task.execution_id, task.node_id, self.context.clock()
         view = await self._run_if_fresh(task, now)
         if view is None:

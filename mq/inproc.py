@@ -214,16 +214,25 @@ class InProcConsumer:
     async def __anext__(self) -> InProcDelivery:
         await asyncio.sleep(0)  # let competing consumers of the group take their turn
         while not (self._closed or self.queue.closed):
+            delivery = self.next_ready()
+            if delivery is not None:
+                return delivery
+            await self.queue.changed.wait()
+        raise StopAsyncIteration
+
+    def next_ready(self) -> InProcDelivery | None:
+        """The group's next message, if one is waiting (no turn is given to competitors)."""
+        while not (self._closed or self.queue.closed):
             envelope = self.queue.pop()
             if envelope is None:
-                await self.queue.changed.wait()
-            elif envelope.delivery_count > self.max_deliveries:
+                return None
+            if envelope.delivery_count > self.max_deliveries:
                 self._dead_letter_exhausted(envelope)
-            else:
-                delivery = InProcDelivery(self, envelope)
-                self._unacked[id(delivery)] = delivery
-                return delivery
-        raise StopAsyncIteration
+                continue
+            delivery = InProcDelivery(self, envelope)
+            self._unacked[id(delivery)] = delivery
+            return delivery
+        return None
 
     def _dead_letter_exhausted(self, envelope: _Envelope) -> None:
         delivery = InProcDelivery(self, replace(envelope, delivery_count=self.max_deliveries))

@@ -173,6 +173,12 @@ class KafkaConsumer:
                 raise StopAsyncIteration
         return self._deliver(self._buffer.popleft())
 
+    def next_ready(self) -> KafkaDelivery | None:
+        """The next record of the last fetch, if one is left."""
+        if self._closed or not self._buffer:
+            return None
+        return self._deliver(self._buffer.popleft())
+
     async def _fetch(self, client: AIOKafkaConsumer) -> bool:
         """Fill the buffer from assigned partitions; False once the consumer is closed."""
         try:

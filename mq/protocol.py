@@ -85,6 +85,11 @@ class Consumer(Protocol):
 
     async def __anext__(self) -> Delivery: ...
 
+    def next_ready(self) -> Delivery | None:
+        """The next delivery if one is at hand without waiting (fetched already), else
+        None: then ``__anext__`` waits for one. Tracked and settled as any delivery."""
+        ...
+
     async def __aenter__(self) -> Self: ...
 
     async def __aexit__(

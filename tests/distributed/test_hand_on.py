@@ -191,6 +191,38 @@ async def test_a_delivered_step_is_leased_by_the_write_that_reads_its_execution(
     assert spies[0].calls == [(node, True) for node in CHAIN]
 
 
+async def test_the_queued_copy_of_a_task_started_eagerly_is_acked_unread(
+    make_runtime: RuntimeFactory, engine: Engine, probe: Probe
+) -> None:
+    """The first task of an execution submitted in a process with workers starts there at
+    once and is published too: its copy, delivered to a worker here, is acked without a read
+    of the store (even while the eager run is still going on)."""
+    register_chain(engine)
+    spies: list[LeaseReads] = []
+
+    def spy(store: KVStore) -> KVStore:
+        spies.append(LeaseReads(store))
+        return cast(KVStore, spies[-1])
+
+    async with make_runtime(engine, wrap_store=spy) as runtime:
+        dispatch, dropped = runtime.engine.context.dispatch, list[str]()
+        taken = dispatch.taken
+
+        def observed(task: Task) -> bool:
+            if taken(task):
+                dropped.append(task.node_id)
+                return True
+            return False
+
+        dispatch.taken = observed  # type: ignore[method-assign]  # the real one, observed
+        eid = await runtime.engine.execute_async("chain", {})
+        snapshot = await runtime.engine.wait(eid, timeout=WAIT)
+        await assert_eventually(lambda: dropped == ["a"], timeout=WAIT)
+    assert snapshot.status == "completed"
+    assert probe.runs_of(eid) == dict.fromkeys(CHAIN, 1)
+    assert spies[0].calls == [("a", True)], "the copy was read"
+
+
 async def test_a_chain_never_reads_all_of_its_step_records(
     make_runtime: RuntimeFactory, engine: Engine, probe: Probe
 ) -> None:

@@ -41,6 +41,9 @@ class BlippingConsumer(TaskConsumer):
             raise BrokerUnavailable("broker did not answer")
         return await self.inner.next()
 
+    def next_ready(self) -> QueuedTask | None:
+        return None  # every fetch waits, and may fail
+
     async def close(self) -> None:
         await self.inner.close()
 

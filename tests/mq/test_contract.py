@@ -132,6 +132,28 @@ async def test_a_restarted_consumer_gets_only_the_unacked_messages(broker: Broke
     assert [d.payload for d in second] == [b"m2", b"m3", b"m4"]
 
 
+async def test_next_ready_hands_out_what_is_fetched_without_waiting(broker: Broker) -> None:
+    topic, group = unique("ready"), unique("g")
+    payloads = [f"m{i}".encode() for i in range(6)]
+    await broker.ensure_topic(topic)
+    async with broker.consume(topic, group) as consumer:
+        assert consumer.next_ready() is None  # nothing fetched yet: None, at once
+        await broker.publish_batch(topic, [Message(p, key="k") for p in payloads])
+        got = await receive(consumer, 1, ack=False)
+        while (ready := consumer.next_ready()) is not None:
+            got.append(ready)
+        assert len(got) > 1, "the fetch that brought the first brought others"
+        got += await receive(consumer, len(payloads) - len(got), ack=False)
+        assert [d.payload for d in got] == payloads  # in order, each once
+        for delivery in got[:3]:
+            await delivery.ack()
+
+    async with broker.consume(topic, group) as restarted:  # settled as any delivery
+        again = await receive(restarted, 3)
+        assert restarted.next_ready() is None
+    assert [d.payload for d in again] == payloads[3:]
+
+
 async def test_settling_after_the_consumer_closed_raises_delivery_revoked(broker: Broker) -> None:
     topic = unique("revoked")
     await broker.publish(topic, b"late")
