@@ -59,7 +59,9 @@ class Target:
 
 
 @asynccontextmanager
-async def embedded(shapes: list[Shape]) -> AsyncIterator[Target]:
+async def embedded(shapes: list[Shape], retention: float | None = None) -> AsyncIterator[Target]:
+    """An embedded runtime (LevelDB in a temporary directory, the in-process broker, 2 x 8
+    slots); ``retention``: finished executions expire after that many seconds."""
     with tempfile.TemporaryDirectory(prefix="flowloom-bench-") as directory:
         pool = PoolConfig(
             worker_count=2, concurrency=CONCURRENCY, worker=WorkerConfig(grace_period=5.0)
@@ -69,6 +71,7 @@ async def embedded(shapes: list[Shape]) -> AsyncIterator[Target]:
             store_url=f"leveldb://{directory}/leveldb",
             broker_url="inproc://",
             pool=pool,
+            retention=retention,
         )
         async with runtime:
             pid = os.getpid()

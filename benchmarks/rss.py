@@ -1,7 +1,7 @@
 """``python -m benchmarks.rss``: RSS of an embedded runtime over a long run (is it flat?).
 
 Usage: python -m benchmarks.rss [--steps 1000000] [--every 50000] [--shape chain-10]
-       [--in-flight 32] [--max-seconds S] [--python-heap]
+       [--in-flight 32] [--max-seconds S] [--retention S] [--python-heap]
 
 Runs executions of ``--shape`` (no-op steps) on an embedded runtime (LevelDB in a temporary
 directory + the in-process broker, 2 workers x 8 slots, in this process), keeping
@@ -11,7 +11,8 @@ seconds, steps/s over the interval, this process's RSS and peak RSS, the LevelDB
 directory's size, and the CPU per step of the event loop's thread and of the others (LevelDB
 compacts in one of its own); at the end, LevelDB's compaction statistics. Executions are kept
 (no retention), as the default runtime keeps them, so the store grows; the question is whether
-the process does.
+the process does. ``--retention S`` expires finished executions after ``S`` seconds, as a
+long-running deployment would: then the store should stay bounded too.
 
 ``--python-heap`` also traces Python's allocations (``tracemalloc``; slower): a column with the
 memory Python objects hold, and at the end the ten places whose allocations grew most between
@@ -46,6 +47,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--shape", default="chain-10")
     parser.add_argument("--in-flight", type=int, default=32, help="executions submitted at once")
     parser.add_argument("--max-seconds", type=float, help="stop earlier after this long")
+    parser.add_argument(
+        "--retention", type=float, help="finished executions expire after this many seconds"
+    )
     parser.add_argument(
         "--python-heap", action="store_true", help="trace Python's allocations (slower)"
     )
@@ -122,7 +126,7 @@ async def _loop(
 
 
 async def run(args: argparse.Namespace) -> Sampler:
-    async with embedded([args.shape]) as target:
+    async with embedded([args.shape], retention=args.retention) as target:
         assert target.data_dir is not None
         sampler = Sampler(args.every, target.data_dir)
         budget = [args.steps]
