@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Self
 
-from store.base import Delete, Incr, Put
+from store.base import BatchOp, Delete, Incr, Publish, Put
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -105,7 +105,7 @@ def check_page_size(page_size: object) -> int:
     return page_size
 
 
-def check_ops(ops: Sequence[Put | Delete | Incr]) -> list[Put | Delete | Incr]:
+def check_ops(ops: Sequence[BatchOp]) -> list[BatchOp]:
     """Validate every operation of a batch, before anything is written."""
     checked = list(ops)
     for op in checked:
@@ -120,9 +120,12 @@ def check_ops(ops: Sequence[Put | Delete | Incr]) -> list[Put | Delete | Incr]:
         elif isinstance(op, Incr):
             check_key(op.key)
             _check_batch_amount(op.amount)
+        elif isinstance(op, Publish):
+            check_key(op.channel)
+            check_value(op.message)
         else:
             kind = type(op).__name__
-            raise TypeError(f"batch operations must be Put, Delete or Incr, not {kind}")
+            raise TypeError(f"batch operations must be Put, Delete, Incr or Publish, not {kind}")
     return checked
 
 
@@ -205,3 +208,8 @@ def check_offset(offset: object) -> int:
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
         raise ValueError(f"log offsets are ints >= 0, not {offset!r}")
     return offset
+
+
+def published(ops: Sequence[BatchOp]) -> list[Publish]:
+    """The ``Publish`` operations of a batch, to send once it is written."""
+    return [op for op in ops if isinstance(op, Publish)]

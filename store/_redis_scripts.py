@@ -42,7 +42,8 @@ DELETE = _HELPERS + "return remove(ARGV[2])\n"
 # (``RedisStore``'s ``_pack_*``), so a commit of many keys is a handful of arguments: encoding
 # dozens of small arguments was most of the client's cost of a write. Lengths are 4-byte
 # big-endian; ``struct.unpack`` (Redis's Lua) reads them. An operation: 'P', key, value,
-# ttl_ms ('' = none) | 'D', key | 'I', key, amount (ASCII decimal). A condition: key,
+# ttl_ms ('' = none) | 'D', key | 'I', key, amount (ASCII decimal) | 'B', channel, message
+# (a ``Publish``: sent after every write of the batch). A condition: key,
 # has_expected ('0'/'1'), expected. A batch with an 'I' is checked whole before anything is
 # written (``check_incrs``); the caller says whether it has one, so other batches skip the check.
 _BATCH_HELPERS = """
@@ -54,7 +55,7 @@ local function read_ops(blob)
     kind, key, pos = struct.unpack('>c1I4c0', blob, pos)
     if kind == 'P' then
       arg, ttl, pos = struct.unpack('>I4c0I4c0', blob, pos)
-    elseif kind == 'I' then
+    elseif kind == 'I' or kind == 'B' then
       arg, pos = struct.unpack('>I4c0', blob, pos)
     end
     ops[#ops + 1] = {kind, key, arg, ttl}
@@ -94,8 +95,13 @@ local function apply_ops(ops)
     elseif kind == 'I' then
       redis.call('INCRBY', ARGV[1] .. key, op[3])  -- keeps the TTL
       redis.call('ZADD', KEYS[1], 0, key)
-    else
+    elseif kind == 'D' then
       remove(key)
+    end
+  end
+  for _, op in ipairs(ops) do  -- the notices, once everything is written (as PUBLISH's)
+    if op[1] == 'B' then
+      redis.call('PUBLISH', ARGV[1] .. '\0channel:' .. op[2], op[3])
     end
   end
 end
@@ -133,7 +139,7 @@ local function check_incrs(ops)
       end
       if why then return "batch Incr of '" .. key .. "' by " .. amount .. ': value ' .. why end
       values[key] = start + tonumber(amount)
-    else
+    elseif kind == 'D' then
       values[key] = false
     end
   end

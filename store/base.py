@@ -1,4 +1,4 @@
-"""The ``KVStore`` protocol and the batch operations ``Put``, ``Delete`` and ``Incr``.
+"""The ``KVStore`` protocol and the batch operations ``Put``, ``Delete``, ``Incr`` and ``Publish``.
 
 Keys are non-empty ``str`` without NUL characters (stored as UTF-8); values are ``bytes``; TTLs are
 positive, finite seconds (``float``), kept with millisecond precision. Keys sort by code point,
@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
-__all__ = ["Delete", "Incr", "KVStore", "Put"]
+__all__ = ["BatchOp", "Delete", "Incr", "KVStore", "Publish", "Put"]
 
 
 class Put(NamedTuple):
@@ -36,6 +36,16 @@ class Delete(NamedTuple):
     """Remove ``key`` inside a :meth:`KVStore.batch` (absent keys are ignored)."""
 
     key: str
+
+
+class Publish(NamedTuple):
+    """Send ``message`` on ``channel`` (as :meth:`KVStore.publish`) inside a
+    :meth:`KVStore.batch`: only once the batch is written, after its writes, so a listener that
+    hears it and then reads finds them (not when ``batch_if``'s conditions fail or an ``Incr``
+    raises). A notice, never a record, as ``publish``'s."""
+
+    channel: str
+    message: bytes
 
 
 class Incr(NamedTuple):
@@ -54,6 +64,10 @@ class Incr(NamedTuple):
 
     key: str
     amount: int = 1
+
+
+BatchOp = Put | Delete | Incr | Publish
+"""An operation of a :meth:`KVStore.batch`."""
 
 
 @runtime_checkable
@@ -88,13 +102,11 @@ class KVStore(Protocol):
         """
         ...
 
-    async def batch(self, ops: Sequence[Put | Delete | Incr]) -> None:
+    async def batch(self, ops: Sequence[BatchOp]) -> None:
         """Apply every operation, in order, atomically: all of them or none."""
         ...
 
-    async def batch_if(
-        self, expected: Mapping[str, bytes | None], ops: Sequence[Put | Delete | Incr]
-    ) -> bool:
+    async def batch_if(self, expected: Mapping[str, bytes | None], ops: Sequence[BatchOp]) -> bool:
         """Apply ``ops`` like :meth:`batch`, but only if every key of ``expected`` holds its
         expected value (``None``: is absent), all in one atomic step; ``True`` if applied."""
         ...
@@ -102,7 +114,7 @@ class KVStore(Protocol):
     async def batch_if_get(
         self,
         expected: Mapping[str, bytes | None],
-        ops: Sequence[Put | Delete | Incr],
+        ops: Sequence[BatchOp],
         keys: Sequence[str],
     ) -> list[bytes | None] | None:
         """Like :meth:`batch_if`, and in the same atomic step read ``keys`` as the batch left
@@ -115,7 +127,7 @@ class KVStore(Protocol):
         self,
         keys: Sequence[str],
         expected: Mapping[str, bytes | None],
-        ops: Sequence[Put | Delete | Incr],
+        ops: Sequence[BatchOp],
     ) -> tuple[bool, list[bytes | None]]:
         """Read ``keys`` and, in the same atomic step, apply ``ops`` like :meth:`batch_if` if
         every key of ``expected`` holds its expected value: whether the batch was applied, and

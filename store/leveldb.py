@@ -68,9 +68,10 @@ from store._common import (
     check_value,
     format_counter,
     parse_counter,
+    published,
     ttl_to_ms,
 )
-from store.base import Delete, Incr, Put
+from store.base import BatchOp, Delete, Publish, Put
 from store.errors import StoreClosed, StoreLocked, StoreUnavailable
 
 __all__ = ["DEFAULT_WRITE_BUFFER", "LevelDBStore"]
@@ -271,18 +272,16 @@ class LevelDBStore(StoreContextMixin):
             self._apply([(raw_key, None)])
             return existed
 
-    async def batch(self, ops: Sequence[Put | Delete | Incr]) -> None:
+    async def batch(self, ops: Sequence[BatchOp]) -> None:
         await self.batch_if({}, ops)
 
-    async def batch_if(
-        self, expected: Mapping[str, bytes | None], ops: Sequence[Put | Delete | Incr]
-    ) -> bool:
+    async def batch_if(self, expected: Mapping[str, bytes | None], ops: Sequence[BatchOp]) -> bool:
         return await self.batch_if_get(expected, ops, ()) is not None
 
     async def batch_if_get(
         self,
         expected: Mapping[str, bytes | None],
-        ops: Sequence[Put | Delete | Incr],
+        ops: Sequence[BatchOp],
         keys: Sequence[str],
     ) -> list[bytes | None] | None:
         conditions, checked = check_expected(expected), check_ops(ops)
@@ -297,7 +296,7 @@ class LevelDBStore(StoreContextMixin):
         self,
         keys: Sequence[str],
         expected: Mapping[str, bytes | None],
-        ops: Sequence[Put | Delete | Incr],
+        ops: Sequence[BatchOp],
     ) -> tuple[bool, list[bytes | None]]:
         wanted = [_data_key(check_key(key)) for key in keys]
         conditions, checked = check_expected(expected), check_ops(ops)
@@ -480,7 +479,7 @@ class LevelDBStore(StoreContextMixin):
                 else:
                     batch.put(raw_key, raw_value)
 
-    def _write_batch(self, ops: list[Put | Delete | Incr], now: int) -> None:
+    def _write_batch(self, ops: list[BatchOp], now: int) -> None:
         """Write a batch's operations in one LevelDB write, straight into its write batch
         (which writes nothing if an ``Incr`` raises). An ``Incr`` adds to the record the
         batch's earlier operations left (else the stored one) and keeps its expiry header, as
@@ -488,6 +487,8 @@ class LevelDBStore(StoreContextMixin):
         written: dict[bytes, bytes | None] = {}  # data key -> the record the batch gave it
         with self._db.write_batch(transaction=True, sync=self._sync) as batch:
             for op in ops:
+                if isinstance(op, Publish):
+                    continue  # sent once written
                 raw_key = _data_key(op.key)
                 if isinstance(op, Put):  # as ``_record``, the data key encoded once
                     expiry = 0 if op.ttl is None else _expiry(op.ttl, now)
@@ -506,6 +507,8 @@ class LevelDBStore(StoreContextMixin):
                         op.key, current, op.amount
                     )
                     batch.put(raw_key, counter)
+        for notice in published(ops):
+            self._channels.publish(notice.channel, notice.message)
 
     def _log_meta_record(
         self, key: str, expiry: int, first: int, last: int, oldest: int

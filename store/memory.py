@@ -38,8 +38,9 @@ from store._common import (
     check_value,
     format_counter,
     parse_counter,
+    published,
 )
-from store.base import Delete, Incr, Put
+from store.base import BatchOp, Delete, Incr, Publish, Put
 from store.errors import StoreClosed
 
 __all__ = ["MemoryStore"]
@@ -153,18 +154,16 @@ class MemoryStore(StoreContextMixin):
             self._remove(key)
             return existed
 
-    async def batch(self, ops: Sequence[Put | Delete | Incr]) -> None:
+    async def batch(self, ops: Sequence[BatchOp]) -> None:
         await self.batch_if({}, ops)
 
-    async def batch_if(
-        self, expected: Mapping[str, bytes | None], ops: Sequence[Put | Delete | Incr]
-    ) -> bool:
+    async def batch_if(self, expected: Mapping[str, bytes | None], ops: Sequence[BatchOp]) -> bool:
         return await self.batch_if_get(expected, ops, ()) is not None
 
     async def batch_if_get(
         self,
         expected: Mapping[str, bytes | None],
-        ops: Sequence[Put | Delete | Incr],
+        ops: Sequence[BatchOp],
         keys: Sequence[str],
     ) -> list[bytes | None] | None:
         conditions, checked = check_expected(expected), check_ops(ops)
@@ -179,7 +178,7 @@ class MemoryStore(StoreContextMixin):
         self,
         keys: Sequence[str],
         expected: Mapping[str, bytes | None],
-        ops: Sequence[Put | Delete | Incr],
+        ops: Sequence[BatchOp],
     ) -> tuple[bool, list[bytes | None]]:
         wanted = [check_key(key) for key in keys]
         conditions, checked = check_expected(expected), check_ops(ops)
@@ -190,15 +189,17 @@ class MemoryStore(StoreContextMixin):
             self._apply(checked, now)
             return True, values
 
-    def _apply(self, ops: list[Put | Delete | Incr], now: float) -> None:
+    def _apply(self, ops: list[BatchOp], now: float) -> None:
         counters = iter(self._batch_counters(ops, now))  # raises before any write
         for op in ops:
             if isinstance(op, Put):
                 self._set(op.key, op.value, op.ttl, now)
             elif isinstance(op, Delete):
                 self._remove(op.key)
-            else:
+            elif isinstance(op, Incr):
                 self._set_counter(op.key, next(counters), now)
+        for notice in published(ops):  # once written
+            self._channels.publish(notice.channel, notice.message)
 
     async def compare_and_set(
         self, key: str, expected: bytes | None, new: bytes, *, ttl: float | None = None
@@ -360,7 +361,7 @@ class MemoryStore(StoreContextMixin):
         else:
             self._set(key, value, None, now)
 
-    def _batch_counters(self, ops: list[Put | Delete | Incr], now: float) -> list[bytes]:
+    def _batch_counters(self, ops: list[BatchOp], now: float) -> list[bytes]:
         """The value each ``Incr`` of a batch leaves, over the batch's earlier writes."""
         written: dict[str, bytes | None] = {}  # key -> the value the batch gave it so far
         counters: list[bytes] = []
@@ -369,7 +370,7 @@ class MemoryStore(StoreContextMixin):
                 current = written[op.key] if op.key in written else self._live_value(op.key, now)
                 counters.append(add_batch_counter(op.key, current, op.amount))
                 written[op.key] = counters[-1]
-            else:
+            elif not isinstance(op, Publish):
                 written[op.key] = op.value if isinstance(op, Put) else None
         return counters
 

@@ -58,7 +58,7 @@ from store._common import (
     ttl_to_ms,
 )
 from store._redis_pipe import ScriptPipe
-from store.base import Delete, Incr, Put
+from store.base import BatchOp, Incr, Publish, Put
 from store.errors import InvalidStoreURL, StoreClosed, StoreError, StoreUnavailable, mask_url
 
 __all__ = ["RedisStore", "check_redis_url", "split_prefix", "tls_url"]
@@ -127,10 +127,13 @@ def _packed(*parts: bytes) -> bytes:
     return b"".join(_LENGTH(len(part)) + part for part in parts)
 
 
-def _pack_ops(ops: Sequence[Put | Delete | Incr]) -> bytes:
+def _pack_ops(ops: Sequence[BatchOp]) -> bytes:
     """The operations of a batch, packed into one script argument (``_redis_scripts``)."""
     packed = []
     for op in ops:
+        if isinstance(op, Publish):
+            packed.append(b"B" + _packed(op.channel.encode("utf-8"), op.message))
+            continue
         key = op.key.encode("utf-8")
         if isinstance(op, Put):
             packed.append(b"P" + _packed(key, op.value, _ttl_arg(op.ttl).encode("ascii")))
@@ -141,7 +144,7 @@ def _pack_ops(ops: Sequence[Put | Delete | Incr]) -> bytes:
     return b"".join(packed)
 
 
-def _has_incr(ops: Sequence[Put | Delete | Incr]) -> str:
+def _has_incr(ops: Sequence[BatchOp]) -> str:
     """The scripts' ``has_incr`` argument: only a batch with an ``Incr`` is checked first."""
     return "1" if any(isinstance(op, Incr) for op in ops) else ""
 
@@ -304,22 +307,20 @@ class RedisStore(StoreContextMixin):
     async def delete(self, key: str) -> bool:
         return bool(await self._write("DELETE", check_key(key)))
 
-    async def batch(self, ops: Sequence[Put | Delete | Incr]) -> None:
+    async def batch(self, ops: Sequence[BatchOp]) -> None:
         checked = check_ops(ops)
         if checked:
             await self._write("BATCH", _pack_ops(checked), _has_incr(checked))
         else:
             self._check_open()
 
-    async def batch_if(
-        self, expected: Mapping[str, bytes | None], ops: Sequence[Put | Delete | Incr]
-    ) -> bool:
+    async def batch_if(self, expected: Mapping[str, bytes | None], ops: Sequence[BatchOp]) -> bool:
         return await self.batch_if_get(expected, ops, ()) is not None
 
     async def batch_if_get(
         self,
         expected: Mapping[str, bytes | None],
-        ops: Sequence[Put | Delete | Incr],
+        ops: Sequence[BatchOp],
         keys: Sequence[str],
     ) -> list[bytes | None] | None:
         conditions, checked = check_expected(expected), check_ops(ops)
@@ -334,7 +335,7 @@ class RedisStore(StoreContextMixin):
         self,
         keys: Sequence[str],
         expected: Mapping[str, bytes | None],
-        ops: Sequence[Put | Delete | Incr],
+        ops: Sequence[BatchOp],
     ) -> tuple[bool, list[bytes | None]]:
         wanted = [check_key(key).encode("utf-8") for key in keys]
         conditions, checked = check_expected(expected), check_ops(ops)

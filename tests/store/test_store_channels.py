@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from store import KVStore, MemoryStore, StoreClosed
+from store import Incr, KVStore, MemoryStore, Publish, Put, StoreClosed
 
 WAIT = 10.0
 READY = b"ready"
@@ -60,6 +60,42 @@ async def test_nothing_is_kept_for_a_listener_that_comes_later(store: KVStore) -
     messages = await _listening(store, "c")
     await store.publish("c", b"on time")
     assert await _take(messages, 1) == [b"on time"]
+    await messages.aclose()  # type: ignore[attr-defined]
+
+
+async def test_a_publish_in_a_batch_is_sent_once_the_batch_is_written(store: KVStore) -> None:
+    messages = await _listening(store, "c")
+    written = asyncio.Event()
+
+    async def listener() -> None:  # each notice is heard after its batch's writes
+        for i in range(20):
+            (message,) = await _take(messages, 1)
+            assert message == str(i).encode()
+            assert await store.get(f"k{i}") == b"v"
+        written.set()
+
+    hearing = asyncio.create_task(listener())
+    for i in range(20):
+        await store.batch([Publish("c", str(i).encode()), Put(f"k{i}", b"v")])
+    async with asyncio.timeout(WAIT):
+        await hearing
+    assert written.is_set()
+    await messages.aclose()  # type: ignore[attr-defined]
+
+
+async def test_a_batch_that_is_not_written_sends_nothing(store: KVStore) -> None:
+    messages = await _listening(store, "c")
+    await store.put("n", b"not a counter")
+    assert not await store.batch_if({"k": b"other"}, [Put("k", b"v"), Publish("c", b"no")])
+    with pytest.raises(ValueError):
+        await store.batch([Publish("c", b"no"), Incr("n", 1)])
+    with pytest.raises(ValueError):
+        await store.batch([Put("k", b"v"), Publish("", b"no")])
+    with pytest.raises(TypeError):
+        await store.batch([Put("k", b"v"), Publish("c", "text")])  # type: ignore[arg-type]
+    await store.publish("c", b"after")
+    assert await _take(messages, 1) == [b"after"]  # nothing came before it
+    assert await store.get("k") is None
     await messages.aclose()  # type: ignore[attr-defined]
 
 

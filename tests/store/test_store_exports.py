@@ -16,6 +16,7 @@ def test_the_public_names_of_store_are_pinned() -> None:
         "KVStore",
         "LevelDBStore",
         "MemoryStore",
+        "Publish",
         "Put",
         "RedisStore",
         "StoreClosed",
