@@ -2,37 +2,33 @@
 told, in this process or in another one that shares the store.
 
 ``wait`` polls the store, backing off from ``EngineConfig.poll_interval`` to
-``max_poll_interval``. The process that tells a final status (the writer that won, after the
-status is stored) calls the ``execution_final`` hook: this hook sets the events of the waiters of
-its own process, and publishes the execution's id as a notice
-(``WorkflowPersistence.tell_final``, pub/sub on Redis). A process with waiters listens for those
-notices (``finals_told``, from its first ``wait`` until ``close``) and sets its waiters' events
-too, so ``wait`` returns within a round trip of the status being stored instead of at its next
-poll. Polling stays the fallback: a notice only ever wakes a waiter early, never answers in the
+``max_poll_interval``. The write that stores a final status also publishes the execution's id
+as a notice (``WorkflowPersistence.set_final``: a ``Publish`` in its batch, pub/sub on Redis),
+and the process that tells the status calls the ``execution_final`` hook, which sets the events
+of the waiters of its own process. A process with waiters listens for those notices
+(``finals_told``, from its first ``wait`` until ``close``) and sets its waiters' events too, so
+``wait`` returns within a round trip of the status being stored instead of at its next poll.
+Polling stays the fallback: a notice only ever wakes a waiter early, never answers in the
 store's place, and one lost (the listener was connecting, or the connection dropped) costs at most
 a poll interval.
 
-Once the listener has heard a notice (``hearing``: its subscription is live), every status told
+Once the listener has heard a notice (``hearing``: its subscription is live), every status stored
 from then on reaches it, so ``wait`` polls only every ``max_poll_interval``, as a safety net for
-a teller that died between storing the status and telling it. Under load that saves most of a
-waiter's reads; a lone waiter in a quiet system polls as before until a first notice comes.
+a notice lost with a connection. Under load that saves most of a waiter's reads; a lone waiter in
+a quiet system polls as before until a first notice comes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Iterator
 
 from .hooks import ExecutionFinished, Hooks
 from .listening import listen_until_closed
 from .persistence import WorkflowPersistence
-from .timebox import reraise_if_cancelling
 
 __all__ = ["FinalWatch", "sleep_unless_set"]
-
-log = logging.getLogger(__name__)
 
 
 class FinalWatch(Hooks):
@@ -43,7 +39,6 @@ class FinalWatch(Hooks):
         self._persistence = persistence
         self._events: dict[str, list[asyncio.Event]] = {}
         self._listener: asyncio.Task[None] | None = None
-        self._telling: set[asyncio.Task[None]] = set()
         self.hearing = False  # the listener heard a notice since it (re)subscribed
 
     @contextlib.contextmanager
@@ -62,31 +57,18 @@ class FinalWatch(Hooks):
 
     def execution_final(self, event: ExecutionFinished) -> None:
         self._wake(event.execution_id)
-        if self._persistence is not None:
-            task = asyncio.get_running_loop().create_task(self._tell(event.execution_id))
-            self._telling.add(task)
-            task.add_done_callback(self._telling.discard)
 
     async def close(self) -> None:
-        """Stop listening; notices not yet sent are dropped (waiters elsewhere poll)."""
-        tasks = [*self._telling, *([self._listener] if self._listener else [])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        """Stop listening."""
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
         self._listener = None
         self.hearing = False
 
     def _wake(self, execution_id: str) -> None:
         for waiting in self._events.get(execution_id, ()):
             waiting.set()
-
-    async def _tell(self, execution_id: str) -> None:
-        assert self._persistence is not None
-        try:
-            await self._persistence.tell_final(execution_id)
-        except Exception as exc:
-            reraise_if_cancelling(exc)
-            log.debug("could not publish the final status of %s: %r", execution_id, exc)
 
     def _listen(self) -> None:
         running = self._listener is not None and not self._listener.done()

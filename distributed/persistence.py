@@ -14,7 +14,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
-from store import Delete, Incr, KVStore, Put
+from store import Delete, Incr, KVStore, Publish, Put
 
 from .errors import InvalidSettings
 from .keys import Keys
@@ -159,7 +159,6 @@ class WorkflowPersistence(Protocol):
     def active_executions(self) -> AsyncIterator[str]: ...
     def all_executions(self) -> AsyncIterator[str]: ...
     async def purge(self, eid: str) -> None: ...
-    async def tell_final(self, eid: str) -> None: ...
     def finals_told(self) -> AsyncIterator[str]: ...
     async def schedule(self, eid: str, node_ids: Sequence[str], now: float) -> None: ...
     async def unschedule(self, eid: str, node_id: str) -> None: ...
@@ -300,13 +299,16 @@ class KVPersistence:
     ) -> tuple[FinalStatus, bool]:
         """First writer wins: return the status in force and whether this call set it. The
         winner also claims its announcement (``claim_announcement``) in the same write, so
-        no other finalizer tells it first."""
+        no other finalizer tells it first, and the write that stores the status sends its
+        notice (``finals_told``), so a status stored is always told, even by a writer that
+        dies right after."""
         keys = self.keys
-        ops: list[Put | Delete] = [
+        ops: list[Put | Delete | Publish] = [
             Put(keys.final(eid), final.to_bytes()),
             Put(keys.announced(eid, final.generation), claimer.encode(), ttl=self.retention),
             Delete(keys.active(eid)),
             Delete(keys.deadline(eid)),
+            Publish(keys.finals_channel(), eid.encode()),
         ]
         won = await self._write({keys.final(eid): None}, ops) is not None
         if won:
@@ -526,13 +528,10 @@ class KVPersistence:
         async for key, _ in self.store.scan(prefix):
             yield key.removeprefix(prefix)
 
-    async def tell_final(self, eid: str) -> None:
-        """Tell the processes that listen (``finals_told``) that ``eid`` became final: a
-        notice, so their waiters read the status now instead of at their next poll."""
-        await self.store.publish(self.keys.finals_channel(), eid.encode())
-
     async def finals_told(self) -> AsyncIterator[str]:
-        """The ids ``tell_final`` publishes from now on, in every process of the store."""
+        """The ids of the executions whose final status is stored from now on (``set_final``
+        sends them as notices), in every process of the store: so their waiters read the
+        status now instead of at their next poll."""
         async for message in self.store.listen(self.keys.finals_channel()):
             yield message.decode()
 
@@ -582,7 +581,7 @@ class KVPersistence:
     async def _write(
         self,
         expected: Mapping[str, bytes | None],
-        ops: Sequence[Put | Delete | Incr],
+        ops: Sequence[Put | Delete | Incr | Publish],
         wanted: Sequence[str] = (),
     ) -> list[bytes | None] | None:
         """``batch_if_get`` of ``ops`` with the owed agenda removals riding on it; they are

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from scenario_support import Probe, RuntimeFactory, blueprint, plain
 from support import assert_eventually, require_redis
 
-from distributed import EngineConfig, KVPersistence, Runtime, WaitTimeout
+from distributed import EngineConfig, FinalStatus, KVPersistence, Runtime, WaitTimeout
 from distributed.final_watch import FinalWatch
 from distributed.hooks import ExecutionFinished
 from orchestration import Engine
@@ -55,6 +55,26 @@ async def test_wait_is_woken_by_a_final_status_another_process_tells(
         snapshot = await waiter
         waited = time.monotonic() - begun
     assert snapshot.status == "completed"
+    assert waited < 10, f"wait returned after {waited:.1f} s: at a poll, not when told"
+
+
+async def test_a_final_status_stored_is_told_though_its_writer_never_tells_the_hooks(
+    make_runtime: RuntimeFactory, engine: Engine
+) -> None:
+    """The write that stores a final status sends its notice: a waiter wakes even when the
+    writer dies before it calls the ``execution_final`` hooks (here: ``set_final`` alone)."""
+    engine.register_blueprint(blueprint("pair", plain("a", "b"), [("a", "b")]))
+    async with make_runtime(engine, workers=False) as client:
+        client.engine.config = SLOW_POLL
+        persistence, finals = client.engine.persistence, client.engine.context.finals
+        eid = await client.engine.execute_async("pair", {})
+        waiter = asyncio.ensure_future(client.engine.wait(eid, timeout=20))
+        await assert_eventually(lambda: _told(persistence, finals), timeout=10)
+        begun = time.monotonic()
+        await persistence.set_final(eid, FinalStatus.cancelled(), "a worker about to die")
+        snapshot = await waiter
+        waited = time.monotonic() - begun
+    assert snapshot.status == "cancelled"
     assert waited < 10, f"wait returned after {waited:.1f} s: at a poll, not when told"
 
 
@@ -136,7 +156,7 @@ async def test_a_client_that_hears_final_statuses_polls_only_at_the_longest_inte
 async def _told(persistence: object, finals: FinalWatch) -> bool:
     """Tell another execution final (as a worker of another process would), until heard."""
     assert isinstance(persistence, KVPersistence)
-    await persistence.tell_final("another")
+    await persistence.store.publish(persistence.keys.finals_channel(), b"another")
     await asyncio.sleep(0.05)
     return finals.hearing
 
