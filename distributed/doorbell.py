@@ -5,7 +5,8 @@ enqueues it. A process without a free slot of its own -- a client, or a worker w
 busy -- also rings a doorbell: it offers the tasks its own workers did not take to the live
 workers of other processes that had free slots (each renews its liveness key with the number,
 ``Worker.free_slots``), round robin, at most that many each, over the store's publish/listen
-(one ``PUBLISH`` per worker rung on Redis). A worker that hears a ring starts each task it has a
+(one ``PUBLISH`` per worker rung on Redis; a client's new execution rings in the write that
+records it, ``create_execution``). A worker that hears a ring starts each task it has a
 free slot for, as it would one of its own process's (``Worker.try_take``); one that is busy or
 stopping lets it be. The task was published to the queue all the same, and the steps it names
 are on the agenda, so a ring adds speed, never a duty: a ring lost, unheard or refused leaves
@@ -87,15 +88,21 @@ class Doorbells:
     async def ring(self, tasks: Sequence[Task]) -> None:
         """Offer ``tasks`` to the live workers of other processes, round robin, one message
         per worker; a failure is logged (the queue delivers the tasks)."""
-        if not tasks:
-            return
         try:
-            offered = self._share(tasks, await self._remote_free_slots())
-            rings = (self.persistence.ring(w, encode_ring(ts)) for w, ts in offered.items())
+            rings = (self.persistence.ring(w, m) for w, m in (await self.rings(tasks)).items())
             await asyncio.gather(*rings)
         except Exception as exc:
             reraise_if_cancelling(exc)
             log.debug("could not ring other workers (%r); the queue delivers", exc)
+
+    async def rings(self, tasks: Sequence[Task]) -> dict[str, bytes]:
+        """The rings that would offer ``tasks`` to the live workers of other processes: the
+        message for each worker (for a write that sends them itself, ``create_execution``).
+        Reads the workers' free slots when the last read is ``refresh`` seconds old."""
+        if not tasks:
+            return {}
+        offered = self._share(tasks, await self._remote_free_slots())
+        return {worker: encode_ring(shared) for worker, shared in offered.items()}
 
     def _share(self, tasks: Sequence[Task], free: dict[str, int]) -> dict[str, list[Task]]:
         """The tasks for each worker, round robin, at most its free slots each."""

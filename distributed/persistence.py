@@ -97,7 +97,10 @@ class TaskView:
 
 class WorkflowPersistence(Protocol):
     async def create_execution(
-        self, record: ExecutionRecord, start_nodes: Sequence[str]
+        self,
+        record: ExecutionRecord,
+        start_nodes: Sequence[str],
+        rings: Mapping[str, bytes] | None = None,
     ) -> bool: ...
     async def record(self, eid: str) -> ExecutionRecord | None: ...
     async def final(self, eid: str) -> FinalStatus | None: ...
@@ -202,16 +205,26 @@ class KVPersistence:
         self._owed: set[str] = set()  # agenda keys to delete (``unschedule_soon``)
         self._flusher: asyncio.Task[None] | None = None
 
-    async def create_execution(self, record: ExecutionRecord, start_nodes: Sequence[str]) -> bool:
+    async def create_execution(
+        self,
+        record: ExecutionRecord,
+        start_nodes: Sequence[str],
+        rings: Mapping[str, bytes] | None = None,
+    ) -> bool:
         """In one atomic write (False if the id exists): the record, the start nodes fired and
-        on the agenda, the indexes, and the deadline of an execution with a timeout."""
+        on the agenda, the indexes, and the deadline of an execution with a timeout; then, if
+        it was written, the ``rings`` (worker id -> message, as ``ring`` sends them)."""
         eid, keys = record.execution_id, self.keys
         joins = [Put(keys.join(eid, node), _FIRE.encode()) for node in start_nodes]
         index = [Put(keys.active(eid), b""), Put(keys.listed(eid), b"")]
-        ops = [Put(keys.execution(eid), record.to_bytes()), _generation_put(keys, record)]
+        ops: list[Put | Publish] = [
+            Put(keys.execution(eid), record.to_bytes()),
+            _generation_put(keys, record),
+        ]
         ops += [*joins, *index]
         ops += self._agenda_puts(eid, start_nodes, record.created_at)
         ops += self._deadline_puts(record)
+        ops += [Publish(keys.doorbell(w), message) for w, message in (rings or {}).items()]
         return await self.store.batch_if({keys.execution(eid): None}, ops)
 
     async def record(self, eid: str) -> ExecutionRecord | None:

@@ -31,6 +31,7 @@ from .hooks import ExecutionFinished, ExecutionSubmitted, StepSkipped
 from .models import ExecutionRecord, FinalStatus, StepRecord, Task, TaskReason
 from .persistence import JoinCount
 from .snapshot import Snapshot, execution_state
+from .timebox import reraise_if_cancelling
 
 if TYPE_CHECKING:
     from .context import RuntimeContext
@@ -55,11 +56,18 @@ class Scheduler:
 
     async def start(self, record: ExecutionRecord, graph: Graph) -> bool:
         """Record a new execution with its start nodes on the agenda, then enqueue them;
-        False if the id exists."""
+        False if the id exists. A client (no workers here) rings the workers of other
+        processes in the write that records it, not in a round trip of its own after it."""
         starts = graph.start_nodes()
-        if not await self.persistence.create_execution(record, starts):
+        tasks = _tasks(record, starts, "scheduled")
+        runners = self.context.dispatch.has_runners
+        rings = {} if runners else await self._rings(tasks)
+        if not await self.persistence.create_execution(record, starts, rings):
             return False
-        await self.enqueue(record, starts)
+        if runners:
+            await self._dispatch(tasks)
+        else:  # rung by the write
+            await self.queue.enqueue_many(tasks)
         event = ExecutionSubmitted(
             execution_id=record.execution_id,
             workflow_id=record.workflow_id,
@@ -82,11 +90,14 @@ class Scheduler:
         ``wait_for_slot`` in the next slot that frees up (the recovery sweep's: the queued copy
         of a task taken from a dead worker may wait for the broker group to rebalance); ring
         the workers of other processes with the rest (``distributed.doorbell``)."""
-        eid, generation = record.execution_id, record.generation
-        tasks = [
-            Task(execution_id=eid, node_id=n, reason=reason, generation=generation)
-            for n in node_ids
-        ]
+        await self._dispatch(_tasks(record, node_ids, reason), carried, wait_for_slot)
+
+    async def _dispatch(
+        self,
+        tasks: Sequence[Task],
+        carried: Mapping[str, Carried] | None = None,
+        wait_for_slot: bool = False,
+    ) -> None:
         dispatch, doorbells = self.context.dispatch, self.context.doorbells
         if not dispatch.has_runners:
             # a client rings while it publishes: the steps are on the agenda already, so a
@@ -95,6 +106,16 @@ class Scheduler:
             return
         await self.queue.enqueue_many(tasks)
         await doorbells.ring(dispatch.offer(tasks, carried, wait=wait_for_slot))
+
+    async def _rings(self, tasks: Sequence[Task]) -> dict[str, bytes]:
+        """The rings for ``tasks`` (none if the free slots cannot be read: the queue
+        delivers)."""
+        try:
+            return await self.context.doorbells.rings(tasks)
+        except Exception as exc:
+            reraise_if_cancelling(exc)
+            log.debug("could not read the free slots of other workers (%r)", exc)
+            return {}
 
     def sole_successors(self, graph: Graph, source: str, edges: Mapping[str, bool]) -> list[str]:
         """The targets of ``source``'s taken ``edges`` that have no other incoming edge: their
@@ -393,3 +414,10 @@ def _finished(record: ExecutionRecord, final: FinalStatus) -> ExecutionFinished:
         generation=record.generation,
         duration=max(final.finished_at - started, 0.0),
     )
+
+
+def _tasks(record: ExecutionRecord, node_ids: Sequence[str], reason: TaskReason) -> list[Task]:
+    eid, generation = record.execution_id, record.generation
+    return [
+        Task(execution_id=eid, node_id=n, reason=reason, generation=generation) for n in node_ids
+    ]

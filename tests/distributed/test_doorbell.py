@@ -176,10 +176,18 @@ async def test_a_clients_execution_runs_on_a_rung_worker_while_the_broker_delive
         assert isinstance(persistence, KVPersistence)
         assert workers.pool is not None
         await listening(persistence, [worker.id for worker in workers.pool.workers])
+        rang, ring = list[str](), persistence.ring
+
+        async def counted(worker_id: str, message: bytes) -> None:
+            rang.append(worker_id)
+            await ring(worker_id, message)
+
+        persistence.ring = counted  # type: ignore[method-assign]  # the real one, observed
         eid = await client.engine.execute_async("rung", {})
         snapshot = await client.engine.wait(eid, timeout=WAIT)
         assert snapshot.status == "completed"
         assert probe.runs_of(eid) == {"a": 1, "b": 1, "c": 1}
+        assert rang == [], "the client rings in the write that records the execution"
         release.set()  # the broker's copies arrive now, and are dropped
         again = await client.engine.execute_sync("rung", {}, timeout=WAIT)
         assert again.status == "completed"
