@@ -95,13 +95,22 @@ class Doorbells:
             reraise_if_cancelling(exc)
             log.debug("could not ring other workers (%r); the queue delivers", exc)
 
-    async def rings(self, tasks: Sequence[Task]) -> dict[str, bytes]:
+    async def rings(self, tasks: Sequence[Task], *, probe: bool = False) -> dict[str, bytes]:
         """The rings that would offer ``tasks`` to the live workers of other processes: the
         message for each worker (for a write that sends them itself, ``create_execution``).
-        Reads the workers' free slots when the last read is ``refresh`` seconds old."""
+        Reads the workers' free slots when the last read is ``refresh`` seconds old.
+        ``probe``: if no worker reported a free slot, the first task goes to one live worker
+        all the same, round robin: the reports are up to a renewal old (just after a burst
+        every worker reported none), and one that freed a slot since takes it (a client's
+        rings ride on the write that records the execution: a probe costs it nothing)."""
         if not tasks:
             return {}
-        offered = self._share(tasks, await self._remote_free_slots())
+        live = await self._remote_workers()
+        offered = self._share(tasks, {worker: n for worker, n in live.items() if n > 0})
+        if not offered and probe and live:
+            workers = sorted(live)
+            offered = {workers[self._next % len(workers)]: [tasks[0]]}
+            self._next += 1
         return {worker: encode_ring(shared) for worker, shared in offered.items()}
 
     def _share(self, tasks: Sequence[Task], free: dict[str, int]) -> dict[str, list[Task]]:
@@ -118,16 +127,16 @@ class Doorbells:
                 workers.remove(worker)
         return offered
 
-    async def _remote_free_slots(self) -> dict[str, int]:
-        """The live workers of other processes that had free slots, as read at most
-        ``refresh`` seconds ago."""
+    async def _remote_workers(self) -> dict[str, int]:
+        """The live workers of other processes with the free slots each reported, as read at
+        most ``refresh`` seconds ago."""
         if self.clock() - self._read_at >= self.refresh:
             async with self._reading:
                 if self.clock() - self._read_at >= self.refresh:
                     self._free = await self.persistence.free_slots()
                     self._read_at = self.clock()
         local = self.dispatch.is_local
-        return {w: n for w, n in self._free.items() if n > 0 and not local(w)}
+        return {w: n for w, n in self._free.items() if not local(w)}
 
 
 async def answer_rings(

@@ -111,7 +111,7 @@ class Scheduler:
         """The rings for ``tasks`` (none if the free slots cannot be read: the queue
         delivers)."""
         try:
-            return await self.context.doorbells.rings(tasks)
+            return await self.context.doorbells.rings(tasks, probe=True)
         except Exception as exc:
             reraise_if_cancelling(exc)
             log.debug("could not read the free slots of other workers (%r)", exc)

@@ -103,7 +103,8 @@ class KVStore(Protocol):
         ...
 
     async def batch(self, ops: Sequence[BatchOp]) -> None:
-        """Apply every operation, in order, atomically: all of them or none."""
+        """Apply every operation, in order, atomically: all of them or none (the notices of
+        ``Publish`` operations are sent once every write is done)."""
         ...
 
     async def batch_if(self, expected: Mapping[str, bytes | None], ops: Sequence[BatchOp]) -> bool:

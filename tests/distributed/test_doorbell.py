@@ -117,6 +117,26 @@ async def test_a_worker_is_rung_with_at_most_the_slots_it_had_free(
     assert len(heard["one"][0]) == 1
 
 
+async def test_a_probe_offers_the_first_task_to_a_busy_worker_when_none_reported_free_slots(
+    persistence: KVPersistence,
+) -> None:
+    """A client's new execution: every report says busy (just after a burst, say), yet one
+    live worker of another process is offered the first task; never one of this process."""
+    dispatch = LocalDispatch()
+    dispatch.register(LocalRunner("here"))
+    for worker in ("here", "w1", "w2"):
+        await persistence.touch_worker(worker, 30, free_slots=0)
+    bells = Doorbells(persistence, dispatch)
+    assert await bells.rings(tasks("a", "b")) == {}
+    probes = [await bells.rings(tasks("a", "b"), probe=True) for _ in range(4)]
+    assert [sorted(p) for p in probes] == [["w1"], ["w2"], ["w1"], ["w2"]]
+    assert [[t.node_id for t in decode_ring(m)] for p in probes for m in p.values()] == [["a"]] * 4
+    await persistence.touch_worker("w2", 30, free_slots=1)
+    bells = Doorbells(persistence, dispatch)  # reads the reports again
+    rung = await bells.rings(tasks("a", "b"), probe=True)
+    assert {w: [t.node_id for t in decode_ring(m)] for w, m in rung.items()} == {"w2": ["a"]}
+
+
 async def test_the_list_of_workers_is_read_again_after_the_refresh_interval_only(
     persistence: KVPersistence,
 ) -> None:
