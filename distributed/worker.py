@@ -204,7 +204,7 @@ class Worker:
             while self._fetching.is_set():
                 await self._slots.acquire()
                 try:
-                    item = await self._next_to_run(consumer)
+                    item = await self._next(consumer)
                 except BrokerError as exc:  # the broker blipped: keep the worker alive
                     self._slots.release()
                     log.warning("fetching tasks failed (%s); retrying", exc)
@@ -213,6 +213,13 @@ class Worker:
                 if item is None:
                     self._slots.release()
                     break
+                if item.task is not None and self.context.dispatch.taken(item.task):
+                    # the queued copy of a task a worker here took: acked here, not in a task
+                    # of its own (under load such copies piled up waiting for loop turns);
+                    # the slot is given back, to a taken task that may be waiting for it
+                    await _settle(item.ack())
+                    self._slots.release()
+                    continue
                 handler = asyncio.create_task(self._handle(item))
                 self._handlers.add(handler)
                 handler.add_done_callback(self._finished)
@@ -221,19 +228,6 @@ class Worker:
             await within(
                 consumer.close(), self.config.close_timeout, f"closing {self.id}'s consumer"
             )
-
-    async def _next_to_run(self, consumer: TaskConsumer) -> QueuedTask | None:
-        """The next delivery to run, or None once fetching stops. The queued copies of
-        tasks a worker here took (``LocalDispatch.taken``) are acked on the way, in the slot
-        the fetch holds: under load they would otherwise wait for a slot and a task each, and
-        pile up in the queue."""
-        dispatch = self.context.dispatch
-        while True:
-            item = await self._next(consumer)
-            if item is None or item.task is None or not dispatch.taken(item.task):
-                return item
-            failpoint("before-ack")
-            await _settle(item.ack())
 
     async def _next(self, consumer: TaskConsumer) -> QueuedTask | None:
         """The next delivery, or None once fetching stops (the consumer stays open)."""
