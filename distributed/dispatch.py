@@ -99,17 +99,26 @@ class LocalDispatch:
     def __init__(self) -> None:
         self._runners: dict[str, TaskRunner] = {}
         self._next = 0
-        self._taken: OrderedDict[_TaskKey, None] = OrderedDict()
+        self._taken: OrderedDict[_TaskKey, bool] = OrderedDict()  # True: its run began
         self._waiting: OrderedDict[_TaskKey, Carried] = OrderedDict()
+
+    def started(self, task: Task) -> None:
+        """A runner here began the run of a task it took: its queued copy is moot from now
+        on."""
+        key = _key(task)
+        if key in self._taken:
+            self._taken[key] = True
 
     def forget(self, task: Task) -> None:
         """A runner took ``task`` but its run ended in an error, or it stopped before the
         run began: its queued copy is to run after all."""
         self._taken.pop(_key(task), None)
 
-    def taken(self, task: Task) -> bool:
-        """True if this is the queued copy of a task a runner here took (once per task)."""
-        return self._taken.pop(_key(task), False) is None
+    def taken(self, task: Task) -> bool | None:
+        """Whether this is the queued copy of a task a runner here took (asked once per
+        task): None if it is not; True if its run began; False if the runner has yet to get
+        a slot (the copy's fetch may hold the very slot it waits for)."""
+        return self._taken.pop(_key(task), None)
 
     def register(self, runner: TaskRunner) -> None:
         self._runners[runner.id] = runner
@@ -135,8 +144,9 @@ class LocalDispatch:
     ) -> list[Task]:
         """Start each task on a runner with a free slot, round robin, with what its
         predecessor ``carried`` to it (by node id); return those not started. A task started
-        is marked taken at once: its queued copy, should a worker here receive it, is acked
-        unread (``taken``). What a task not started carried is kept for its queued copy.
+        is marked taken at once: its queued copy, should a worker here receive it once the run
+        began, is acked unread (``taken``). What a task not started carried is kept for its
+        queued copy.
         ``wait``: a task no slot is free for runs in the next one that frees up (the recovery
         sweep's: its queued copy may sit on a dead worker's partition until a rebalance)."""
         runners = list(self._runners.values())
@@ -149,7 +159,7 @@ class LocalDispatch:
                 runner = runners[self._next % len(runners)]
                 self._next += 1
                 if runner.take_when_free(task):
-                    _remember(self._taken, _key(task), None)
+                    _remember(self._taken, _key(task), False)
                     continue
             elif hint is not None and runners:
                 _remember(self._waiting, _key(task), hint)
@@ -177,7 +187,7 @@ class LocalDispatch:
         for i in range(len(runners)):
             runner = runners[(self._next + i) % len(runners)]
             if runner.try_take(task, hint):
-                _remember(self._taken, _key(task), None)  # before anything else runs
+                _remember(self._taken, _key(task), False)  # before anything else runs
                 self._next = (self._next + i + 1) % len(runners)
                 return True
         return False

@@ -213,12 +213,15 @@ class Worker:
                 if item is None:
                     self._slots.release()
                     break
-                if item.task is not None and self.context.dispatch.taken(item.task):
+                begun = None if item.task is None else self.context.dispatch.taken(item.task)
+                if begun is not None:
                     # the queued copy of a task a worker here took: acked here, not in a task
-                    # of its own (under load such copies piled up waiting for loop turns);
-                    # the slot is given back, to a taken task that may be waiting for it
+                    # of its own (under load such copies piled up waiting for loop turns), and
+                    # the slot is given back; to the taken task first if it has yet to get one
                     await _settle(item.ack())
                     self._slots.release()
+                    if not begun:
+                        await asyncio.sleep(0)
                     continue
                 handler = asyncio.create_task(self._handle(item))
                 self._handlers.add(handler)
@@ -378,12 +381,12 @@ class Worker:
         return True
 
     async def _run_taken(self, task: Task, carried: Carried | None) -> None:
-        """Run a task this process published and a worker here took: marked taken since
-        (``LocalDispatch.offer``), its queued copy is dropped unread should a worker here
-        receive it, unless this run ends in an error (then the copy runs it, or dead-letters
-        it with the reason). A copy dropped while the run goes on leaves the step to this run;
-        should the run fail after that, the step is still on the agenda, and the recovery
-        sweep finishes it."""
+        """Run a task this process published and a worker here took (``LocalDispatch.offer``):
+        from now on its queued copy is dropped unread should a worker here receive it, unless
+        this run ends in an error (then the copy runs it, or dead-letters it with the reason).
+        A copy dropped while the run goes on leaves the step to this run; should the run fail
+        after that, the step is still on the agenda, and the recovery sweep finishes it."""
+        self.context.dispatch.started(task)
         try:
             if carried is None or not await self._start_carried(task, carried):
                 await self._process(task)

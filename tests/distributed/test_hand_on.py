@@ -208,11 +208,11 @@ async def test_the_queued_copy_of_a_task_started_eagerly_is_acked_unread(
         dispatch, dropped = runtime.engine.context.dispatch, list[str]()
         taken = dispatch.taken
 
-        def observed(task: Task) -> bool:
-            if taken(task):
+        def observed(task: Task) -> bool | None:
+            begun = taken(task)
+            if begun is not None:
                 dropped.append(task.node_id)
-                return True
-            return False
+            return begun
 
         dispatch.taken = observed  # type: ignore[method-assign]  # the real one, observed
         eid = await runtime.engine.execute_async("chain", {})
