@@ -13,6 +13,8 @@ Named points:
 - ``owing-unschedule``: a step's advance is done and its removal from the agenda owed
   (``KVPersistence.unschedule_soon``), not yet written.
 - ``before-ack``: the step is fully advanced, its message not yet acknowledged.
+- ``after-final``: an execution's final status is stored (with its notice), not yet told to
+  the hooks.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ FAILPOINTS = frozenset(
         "after-schedule",
         "owing-unschedule",
         "before-ack",
+        "after-final",
     }
 )
 

@@ -323,6 +323,8 @@ class Scheduler:
         final = final.model_copy(update={"generation": record.generation})
         eid = record.execution_id
         current, won = await self.persistence.set_final(eid, final, self.id)
+        if won:
+            failpoint("after-final")
         if won or current is not final:  # not when the execution is gone
             await self.announce(record, current, claimed=won, retire=retire if won else None)
         return current, won

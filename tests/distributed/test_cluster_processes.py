@@ -4,6 +4,8 @@ and lifecycle hooks in two worker processes (``cluster_app.py`` runs the other p
 - A process that dies right after a commit (or right after scheduling the successors) leaves
   nothing for anyone to do by hand: a survivor finishes every execution, the committed step never
   runs again, each join fires once, each execution completes once. Cluster and embedded.
+- A worker killed right after it stored a final status (``after-final``) has told it: a
+  client's ``wait`` hears the notice that went with the write.
 - Of two pools, exactly one sweeps at a time; SIGKILL it and the other takes over once the
   leader lease expires.
 - Hooks in two worker processes see each step start and finish once, and each execution's final
@@ -39,7 +41,15 @@ from cluster_app import (
 from scenario_support import delete_prefix
 from support import REDIS_URL, assert_eventually, assert_never, require_kafka, require_redis
 
-from distributed import ExecutionFinished, ExecutionSnapshot, Hooks, Runtime
+from distributed import (
+    EngineConfig,
+    ExecutionFinished,
+    ExecutionSnapshot,
+    Hooks,
+    KVPersistence,
+    Runtime,
+)
+from distributed.final_watch import FinalWatch
 from store import open_store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -273,6 +283,35 @@ async def test_an_embedded_process_killed_at_a_failpoint_finishes_on_restart(
 
     assert_finished_once(ids, snapshots, recorder.finals)
     assert_nothing_committed_reran(killed, run_log(log), ids)
+
+
+async def test_a_final_status_stored_by_a_worker_killed_right_after_is_still_told(
+    cluster: Cluster, processes: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    """The notice of a final status goes with the write that stores it: a client whose
+    ``wait`` polls every 30 s returns long before that, although the only worker dies right
+    after storing the status, before it tells any hook."""
+    async with cluster.runtime(workers=False) as client:
+        client.engine.config = EngineConfig(poll_interval=30.0, max_poll_interval=30.0)
+        (eid,) = await submit(client, 1, tmp_path / "runs.log")
+        waiter = asyncio.ensure_future(client.engine.wait(eid, timeout=25))
+        persistence, finals = client.engine.persistence, client.engine.context.finals
+        assert isinstance(persistence, KVPersistence)
+        await assert_eventually(lambda: _hearing(persistence, finals), timeout=WAIT)
+        begun = time.monotonic()
+        victim = spawn(processes, *cluster.worker_args(), failpoint="after-final")
+        snapshot = await waiter  # else wait's last read, at its 25 s deadline, finds it
+        waited = time.monotonic() - begun
+        assert await exit_code(victim) == 137, "the victim did not die after the final status"
+    assert snapshot.status == "completed"
+    assert waited < 15, f"wait returned {waited:.1f} s after the worker started: not told"
+
+
+async def _hearing(persistence: KVPersistence, finals: FinalWatch) -> bool:
+    """Send a notice about another execution until the client's listener hears it."""
+    await persistence.store.publish(persistence.keys.finals_channel(), b"another")
+    await asyncio.sleep(0.05)
+    return finals.hearing
 
 
 # -- 2. one sweeper at a time ---------------------------------------------------------------
