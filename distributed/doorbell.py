@@ -98,14 +98,20 @@ class Doorbells:
     async def rings(self, tasks: Sequence[Task], *, probe: bool = False) -> dict[str, bytes]:
         """The rings that would offer ``tasks`` to the live workers of other processes: the
         message for each worker (for a write that sends them itself, ``create_execution``).
-        Reads the workers' free slots when the last read is ``refresh`` seconds old.
+        Reads the workers' free slots when the last read is ``refresh`` seconds old (none
+        if that read fails).
         ``probe``: if no worker reported a free slot, the first task goes to one live worker
         all the same, round robin: the reports are up to a renewal old (just after a burst
         every worker reported none), and one that freed a slot since takes it (a client's
         rings ride on the write that records the execution: a probe costs it nothing)."""
         if not tasks:
             return {}
-        live = await self._remote_workers()
+        try:
+            live = await self._remote_workers()
+        except Exception as exc:
+            reraise_if_cancelling(exc)
+            log.debug("could not ring other workers (%r); the queue delivers", exc)
+            return {}
         offered = self._share(tasks, {worker: n for worker, n in live.items() if n > 0})
         if not offered and probe and live:
             workers = sorted(live)

@@ -31,7 +31,6 @@ from .hooks import ExecutionFinished, ExecutionSubmitted, StepSkipped
 from .models import ExecutionRecord, FinalStatus, StepRecord, Task, TaskReason
 from .persistence import JoinCount
 from .snapshot import Snapshot, execution_state
-from .timebox import reraise_if_cancelling
 
 if TYPE_CHECKING:
     from .context import RuntimeContext
@@ -61,7 +60,7 @@ class Scheduler:
         starts = graph.start_nodes()
         tasks = _tasks(record, starts, "scheduled")
         runners = self.context.dispatch.has_runners
-        rings = {} if runners else await self._rings(tasks)
+        rings = {} if runners else await self.context.doorbells.rings(tasks, probe=True)
         if not await self.persistence.create_execution(record, starts, rings):
             return False
         if runners:
@@ -106,16 +105,6 @@ class Scheduler:
             return
         await self.queue.enqueue_many(tasks)
         await doorbells.ring(dispatch.offer(tasks, carried, wait=wait_for_slot))
-
-    async def _rings(self, tasks: Sequence[Task]) -> dict[str, bytes]:
-        """The rings for ``tasks`` (none if the free slots cannot be read: the queue
-        delivers)."""
-        try:
-            return await self.context.doorbells.rings(tasks, probe=True)
-        except Exception as exc:
-            reraise_if_cancelling(exc)
-            log.debug("could not read the free slots of other workers (%r)", exc)
-            return {}
 
     def sole_successors(self, graph: Graph, source: str, edges: Mapping[str, bool]) -> list[str]:
         """The targets of ``source``'s taken ``edges`` that have no other incoming edge: their

@@ -12,7 +12,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from support import require_redis
 
-from distributed import PoolConfig, Runtime, WorkerConfig
+from distributed import KVPersistence, PoolConfig, Runtime, WorkerConfig
+from distributed.final_watch import FinalWatch
 from orchestration import Node, NodeContext, NodeResult, NonRetryableError
 from store import Delete, open_store
 
@@ -200,6 +201,15 @@ RuntimeFactory = Callable[..., Runtime]
 # Short group timeouts, and a short fetch long-poll: Tansu holds a waiting fetch's answer for
 # about half of fetch_max_wait_ms even when data arrives (Kafka answers at once).
 TANSU_OPTIONS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500, "fetch_max_wait_ms": 20}
+
+
+async def hearing_finals(persistence: object, finals: FinalWatch) -> bool:
+    """Tell another execution final (as a worker of another process would) and say whether
+    the listener of ``finals`` heard it: poll it with ``assert_eventually`` until it has."""
+    assert isinstance(persistence, KVPersistence)
+    await persistence.store.publish(persistence.keys.finals_channel(), b"another")
+    await asyncio.sleep(0.05)
+    return finals.hearing
 
 
 async def delete_prefix(prefix: str) -> None:

@@ -38,18 +38,10 @@ from cluster_app import (
     cluster_runtime,
     pool_config,
 )
-from scenario_support import delete_prefix
+from scenario_support import delete_prefix, hearing_finals
 from support import REDIS_URL, assert_eventually, assert_never, require_kafka, require_redis
 
-from distributed import (
-    EngineConfig,
-    ExecutionFinished,
-    ExecutionSnapshot,
-    Hooks,
-    KVPersistence,
-    Runtime,
-)
-from distributed.final_watch import FinalWatch
+from distributed import EngineConfig, ExecutionFinished, ExecutionSnapshot, Hooks, Runtime
 from store import open_store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -296,8 +288,7 @@ async def test_a_final_status_stored_by_a_worker_killed_right_after_is_still_tol
         (eid,) = await submit(client, 1, tmp_path / "runs.log")
         waiter = asyncio.ensure_future(client.engine.wait(eid, timeout=25))
         persistence, finals = client.engine.persistence, client.engine.context.finals
-        assert isinstance(persistence, KVPersistence)
-        await assert_eventually(lambda: _hearing(persistence, finals), timeout=WAIT)
+        await assert_eventually(lambda: hearing_finals(persistence, finals), timeout=WAIT)
         begun = time.monotonic()
         victim = spawn(processes, *cluster.worker_args(), failpoint="after-final")
         snapshot = await waiter  # else wait's last read, at its 25 s deadline, finds it
@@ -305,13 +296,6 @@ async def test_a_final_status_stored_by_a_worker_killed_right_after_is_still_tol
         assert await exit_code(victim) == 137, "the victim did not die after the final status"
     assert snapshot.status == "completed"
     assert waited < 15, f"wait returned {waited:.1f} s after the worker started: not told"
-
-
-async def _hearing(persistence: KVPersistence, finals: FinalWatch) -> bool:
-    """Send a notice about another execution until the client's listener hears it."""
-    await persistence.store.publish(persistence.keys.finals_channel(), b"another")
-    await asyncio.sleep(0.05)
-    return finals.hearing
 
 
 # -- 2. one sweeper at a time ---------------------------------------------------------------

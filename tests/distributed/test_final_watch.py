@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from scenario_support import Probe, RuntimeFactory, blueprint, plain
+from scenario_support import Probe, RuntimeFactory, blueprint, hearing_finals, plain
 from support import assert_eventually, require_redis
 
 from distributed import EngineConfig, FinalStatus, KVPersistence, Runtime, WaitTimeout
@@ -69,7 +69,7 @@ async def test_a_final_status_stored_is_told_though_its_writer_never_tells_the_h
         persistence, finals = client.engine.persistence, client.engine.context.finals
         eid = await client.engine.execute_async("pair", {})
         waiter = asyncio.ensure_future(client.engine.wait(eid, timeout=20))
-        await assert_eventually(lambda: _told(persistence, finals), timeout=10)
+        await assert_eventually(lambda: hearing_finals(persistence, finals), timeout=10)
         begun = time.monotonic()
         await persistence.set_final(eid, FinalStatus.cancelled(), "a worker about to die")
         snapshot = await waiter
@@ -141,7 +141,7 @@ async def test_a_client_that_hears_final_statuses_polls_only_at_the_longest_inte
         assert not finals.hearing and len(reads) >= 6, reads  # 0.01, 0.015, 0.0225, ...
 
         persistence = client.engine.persistence
-        await assert_eventually(lambda: _told(persistence, finals), timeout=10)
+        await assert_eventually(lambda: hearing_finals(persistence, finals), timeout=10)
         reads.clear()
         begun = time.monotonic()
         with pytest.raises(WaitTimeout):
@@ -151,14 +151,6 @@ async def test_a_client_that_hears_final_statuses_polls_only_at_the_longest_inte
         assert waited < 2, f"the wait overran its timeout: {waited:.1f} s"
         await client.engine.close()
         assert not finals.hearing
-
-
-async def _told(persistence: object, finals: FinalWatch) -> bool:
-    """Tell another execution final (as a worker of another process would), until heard."""
-    assert isinstance(persistence, KVPersistence)
-    await persistence.store.publish(persistence.keys.finals_channel(), b"another")
-    await asyncio.sleep(0.05)
-    return finals.hearing
 
 
 async def _listeners(runtime: Runtime) -> int:
