@@ -21,7 +21,7 @@ from .failpoints import failpoint
 from .hooks import RetryScheduled, StepOutcomeName
 from .lease import StepLease
 from .models import ExecutionRecord, FinalStatus, StepRecord, Task, TaskResult
-from .persistence import JoinCount, VersionedStep
+from .persistence import Finish, JoinCount, VersionedStep
 from .snapshot import Snapshot, commit_seq
 from .steps import StepOutcome
 
@@ -103,6 +103,9 @@ class StepCommitter:
         fired = self.scheduler.sole_successors(graph, node_id, edges)
         arrivals = self.scheduler.arrivals(graph, node_id, edges)
         completed = held.record.complete(outcome, now)
+        # a step with no edge out that completes the execution stores its final status too
+        final = None if edges else self.scheduler.completion(record, graph, after)
+        finish = None if final is None else Finish(final, self.scheduler.id)
         slots = await self._hold_slots(record, fired, hand_on, now)
         started = [_first_attempt(n, slot, now) for n, slot in zip(fired, slots, strict=False)]
         # every edge fires a successor this commit starts: nothing is left of the advance
@@ -116,12 +119,16 @@ class StepCommitter:
                 hand_on=started,
                 retire=done,
                 arrivals=arrivals,
+                final=finish,
             )
         except BaseException:
             _release(slots)
             raise
         recorded("completed")
         failpoint("after-commit")
+        if final is not None and committed.finished:
+            await self.scheduler.finalized(record, final, retire=node_id)
+            return "completed"
         carried = Carried(record, graph, after)
         running = [first.record.node_id for first in started] if committed.handed_on else []
         if running:

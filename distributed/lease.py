@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 from .errors import LeaseLost
 from .models import StepRecord
-from .persistence import Committed, JoinCount, VersionedStep, WorkflowPersistence
+from .persistence import Committed, Finish, JoinCount, VersionedStep, WorkflowPersistence
 
 __all__ = ["StepLease", "acquire_lease"]
 
@@ -71,6 +71,7 @@ class StepLease:
         hand_on: Sequence[VersionedStep] = (),
         retire: bool = False,
         arrivals: Mapping[str, JoinCount] | None = None,
+        final: Finish | None = None,
     ) -> Committed:
         """Record a completed step with its edges and the successors it alone fires (see
         ``WorkflowPersistence.commit_step``), in one write; ``LeaseLost`` if the step moved.
@@ -78,9 +79,13 @@ class StepLease:
         with it if they can start (see ``commit_step``; if not, the step is committed without
         them), and with them, if ``retire``, the step leaves the agenda. ``arrivals``: what
         the edges add to the counters of joins, read back after the write
-        (``Committed.joins``)."""
+        (``Committed.joins``). ``final``: the execution's final status, which the step
+        completes, written with it if the execution has none yet (if it has, the step is
+        committed without it: ``Committed.finished``)."""
+        plain: tuple[Sequence[VersionedStep], Finish | None] = ((), None)
+        extra = (hand_on, final)
         async with self._lock:
-            for started in (hand_on, ()) if hand_on else ((),):
+            for started, finish in (extra, plain) if hand_on or final is not None else (plain,):
                 committed = await self.persistence.commit_step(
                     self.eid,
                     self.version,
@@ -91,6 +96,7 @@ class StepLease:
                     started=started,
                     retire=retire and bool(started),
                     arrivals=arrivals,
+                    final=finish,
                 )
                 if committed is not None:
                     self.version = committed.step

@@ -131,8 +131,8 @@ class FinalStatus(_Model):
     generation: int = 1
 
     @classmethod
-    def completed(cls, outputs: dict[str, Any]) -> FinalStatus:
-        return cls(status="completed", outputs=outputs)
+    def completed(cls, outputs: dict[str, Any], generation: int = 1) -> FinalStatus:
+        return cls(status="completed", outputs=outputs, generation=generation)
 
     @classmethod
     def failed(cls, error: str, failed_step: str | None = None) -> FinalStatus:

@@ -22,6 +22,7 @@ from .models import AgendaEntry, ExecutionRecord, FinalStatus, SignalRecord, Ste
 
 __all__ = [
     "Committed",
+    "Finish",
     "JoinCount",
     "KVPersistence",
     "StatusView",
@@ -33,7 +34,7 @@ __all__ = [
 
 _FIRE, _SKIP = "fire", "skip"
 _TOLD = b"\x00told"  # never a claimer id
-_RIDE_TIME = 0.02  # seconds an owed agenda removal waits for a write to ride on
+_RIDE_TIME = 0.02  # seconds an owed write (agenda removal, told mark) waits for a write to ride on
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +54,24 @@ class JoinCount(NamedTuple):
     taken: int
 
 
+class Finish(NamedTuple):
+    """A final status to store, and the id of the scheduler that claims its announcement
+    (``set_final``; with a step's commit, ``commit_step``)."""
+
+    status: FinalStatus
+    claimer: str
+
+
 class Committed(NamedTuple):
     """A step's commit that won (``commit_step``): the step's new version, whether the
-    successor leased with it was written (``handed_on``), and the counters of the joins its
-    edges lead into as the commit left them (``joins``)."""
+    successor leased with it was written (``handed_on``), the counters of the joins its
+    edges lead into as the commit left them (``joins``), and whether the final status
+    written with it was (``finished``)."""
 
     step: VersionedStep
     handed_on: bool
     joins: Mapping[str, JoinCount]
+    finished: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,7 +128,7 @@ class WorkflowPersistence(Protocol):
     async def claim_announcement(
         self, eid: str, generation: int, claimer: str, *, take_over: bool = False
     ) -> bool: ...
-    async def mark_announced(
+    def mark_announced_soon(
         self, eid: str, generation: int, *, retire: str | None = None
     ) -> None: ...
     async def steps(self, eid: str) -> dict[str, VersionedStep]: ...
@@ -144,6 +155,7 @@ class WorkflowPersistence(Protocol):
         started: Sequence[VersionedStep] = (),
         retire: bool = False,
         arrivals: Mapping[str, JoinCount] | None = None,
+        final: Finish | None = None,
     ) -> Committed | None: ...
     async def fire_join(
         self,
@@ -202,7 +214,7 @@ class KVPersistence:
         self.store = store
         self.keys = Keys(namespace)
         self.retention = retention
-        self._owed: set[str] = set()  # agenda keys to delete (``unschedule_soon``)
+        self._owed: dict[str, Put | Delete] = {}  # writes owed, by key (``unschedule_soon``)
         self._flusher: asyncio.Task[None] | None = None
 
     async def create_execution(
@@ -315,23 +327,31 @@ class KVPersistence:
         no other finalizer tells it first, and the write that stores the status sends its
         notice (``finals_told``), so a status stored is always told, even by a writer that
         dies right after."""
+        ops = self._final_ops(eid, final, claimer)
+        if await self._write({self.keys.final(eid): None}, ops) is not None:
+            await self._expire_finished(eid)
+            return final, True
+        current = await self.final(eid)
+        if current is None:  # purged or expired in between: report ours, which did not win
+            return final, False
+        return current, False
+
+    def _final_ops(
+        self, eid: str, final: FinalStatus, claimer: str
+    ) -> list[Put | Delete | Publish]:
+        """The writes that store a final status (``set_final``)."""
         keys = self.keys
-        ops: list[Put | Delete | Publish] = [
+        return [
             Put(keys.final(eid), final.to_bytes()),
             Put(keys.announced(eid, final.generation), claimer.encode(), ttl=self.retention),
             Delete(keys.active(eid)),
             Delete(keys.deadline(eid)),
             Publish(keys.finals_channel(), eid.encode()),
         ]
-        won = await self._write({keys.final(eid): None}, ops) is not None
-        if won:
-            if self.retention is not None:
-                await self._expire_execution(eid, self.retention)
-            return final, True
-        current = await self.final(eid)
-        if current is None:  # purged or expired in between: report ours, which did not win
-            return final, False
-        return current, False
+
+    async def _expire_finished(self, eid: str) -> None:
+        if self.retention is not None:
+            await self._expire_execution(eid, self.retention)
 
     async def claim_announcement(
         self, eid: str, generation: int, claimer: str, *, take_over: bool = False
@@ -340,7 +360,7 @@ class KVPersistence:
         the hooks, to a subflow's parent). ``set_final`` claims it for its winner, which is
         read back here, so a winner whose answer was lost -- its status written, an error
         heard -- still tells when it finalizes again (same ``claimer`` id), until it is
-        ``mark_announced``. ``take_over`` moves a claim nobody told to ``claimer`` (the sweep,
+        ``mark_announced_soon``. ``take_over`` moves a claim nobody told to ``claimer`` (the sweep,
         once the winner had time enough to tell: it died)."""
         key, me = self.keys.announced(eid, generation), claimer.encode()
         try:
@@ -353,17 +373,17 @@ class KVPersistence:
             return holder == me
         return await self.store.compare_and_set(key, holder, me, ttl=self.retention)
 
-    async def mark_announced(self, eid: str, generation: int, *, retire: str | None = None) -> None:
+    def mark_announced_soon(self, eid: str, generation: int, *, retire: str | None = None) -> None:
         """The claimer told: nobody claims this generation's announcement again, and the step
         ``retire`` (the last, whose advance ended with the completion) leaves the agenda. Not
         before: a final status whose telling was lost is told by the sweep finding that step
-        still on the agenda."""
-        ops: list[Put | Delete] = [
-            Put(self.keys.announced(eid, generation), _TOLD, ttl=self.retention)
-        ]
+        still on the agenda. Owed, as ``unschedule_soon``: if the process dies owing it, the
+        sweep tells the status again (it does so only once the status is ``settle_time``
+        old), so a crash right after a telling can repeat it, as it could before it."""
+        told = self.keys.announced(eid, generation)
+        self._owe(Put(told, _TOLD, ttl=self.retention))
         if retire is not None:
-            ops.append(Delete(self.keys.agenda(eid, retire)))
-        await self.store.batch(ops)
+            self._owe(Delete(self.keys.agenda(eid, retire)))
 
     async def steps(self, eid: str) -> dict[str, VersionedStep]:
         prefix = self.keys.steps(eid)
@@ -431,6 +451,7 @@ class KVPersistence:
         started: Sequence[VersionedStep] = (),
         retire: bool = False,
         arrivals: Mapping[str, JoinCount] | None = None,
+        final: Finish | None = None,
     ) -> Committed | None:
         """Record a step's outcome in one atomic write, if the step is still ``expected``:
         the new record, its outgoing ``edges`` resolved, and the successors it alone decides
@@ -442,14 +463,16 @@ class KVPersistence:
         agenda -- nothing is left of its advance when its successors are ``started`` by this
         write. ``arrivals``: what the step's edges add to the counters of the joins they lead
         into; the counters are read back in the same atomic step (``Committed.joins``: of
-        several commits into one join, the last sees every edge counted).
+        several commits into one join, the last sees every edge counted). ``final``: the
+        execution's final status, which the step completes, stored with it as ``set_final``
+        stores it -- then only if the execution has none yet; None if it has one.
 
         Edges are plain writes, and counted without a condition: only the one commit of
         their source that wins resolves them (a re-run advance resolves them only if absent,
         ``resolve_edges``)."""
         keys, raw = self.keys, new.to_bytes()
         expect: dict[str, bytes | None] = {keys.step(eid, new.node_id): expected.raw}
-        ops: list[Put | Delete | Incr] = [Put(keys.step(eid, new.node_id), raw)]
+        ops: list[Put | Delete | Incr | Publish] = [Put(keys.step(eid, new.node_id), raw)]
         ops += [Put(keys.edge(eid, key), b"1" if taken else b"0") for key, taken in edges.items()]
         ops += [Put(keys.join(eid, node), _FIRE.encode()) for node in fired]
         ops += self._agenda_puts(eid, fired, now)
@@ -461,6 +484,9 @@ class KVPersistence:
                 ops.append(Put(successor, first.raw))
             if retire:
                 ops.append(Delete(keys.agenda(eid, new.node_id)))
+        if final is not None:
+            expect[keys.final(eid)] = None
+            ops += self._final_ops(eid, *final)
         arrivals = arrivals or {}
         for join, count in arrivals.items():
             ops += self._arrival_ops(eid, join, count)
@@ -469,7 +495,10 @@ class KVPersistence:
         read = await self._write(expect, ops, wanted)
         if read is None:
             return None
-        return Committed(VersionedStep(raw, new), bool(started), _join_counts(joins, read))
+        if final is not None:
+            await self._expire_finished(eid)
+        counts = _join_counts(joins, read)
+        return Committed(VersionedStep(raw, new), bool(started), counts, final is not None)
 
     async def fire_join(
         self,
@@ -571,21 +600,24 @@ class KVPersistence:
         of costing a round trip now. Until then the entry only says what it said (the step's
         advance may be unfinished); if the process dies owing it, the sweep finishes the
         advance again, which changes nothing, and takes the step off."""
-        self._owed.add(self.keys.agenda(eid, node_id))
+        self._owe(Delete(self.keys.agenda(eid, node_id)))
+
+    def _owe(self, op: Put | Delete) -> None:
+        self._owed[op.key] = op
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
 
     async def flush_unscheduled(self) -> None:
-        """Make the owed agenda removals now (``unschedule_soon``); if the store fails, they
-        stay owed."""
-        owed, self._owed = self._owed, set()
+        """Make the owed writes now (``unschedule_soon``, ``mark_announced_soon``); if the
+        store fails, they stay owed."""
+        owed, self._owed = self._owed, {}
         if not owed:
             return
         try:
-            await self.store.batch([Delete(key) for key in owed])
+            await self.store.batch(list(owed.values()))
         except Exception as exc:
-            self._owed |= owed
-            log.warning("%d agenda removals stay owed: %r", len(owed), exc)
+            self._still_owe(owed)
+            log.warning("%d agenda removals and marks stay owed: %r", len(owed), exc)
 
     async def _flush_soon(self) -> None:
         await asyncio.sleep(_RIDE_TIME)
@@ -597,19 +629,22 @@ class KVPersistence:
         ops: Sequence[Put | Delete | Incr | Publish],
         wanted: Sequence[str] = (),
     ) -> list[bytes | None] | None:
-        """``batch_if_get`` of ``ops`` with the owed agenda removals riding on it; they are
-        owed again if it does not apply or its answer is lost."""
-        owed, self._owed = self._owed, set()
+        """``batch_if_get`` of ``ops`` with the owed writes riding on it; they are owed again
+        if it does not apply or its answer is lost."""
+        owed, self._owed = self._owed, {}
         try:
-            read = await self.store.batch_if_get(
-                expected, [*ops, *(Delete(key) for key in owed)], wanted
-            )
+            read = await self.store.batch_if_get(expected, [*ops, *owed.values()], wanted)
         except BaseException:
-            self._owed |= owed
+            self._still_owe(owed)
             raise
         if read is None:
-            self._owed |= owed
+            self._still_owe(owed)
         return read
+
+    def _still_owe(self, owed: dict[str, Put | Delete]) -> None:
+        """Owe again what a write did not make (what was owed since is newer: it wins)."""
+        owed.update(self._owed)
+        self._owed = owed
 
     async def agenda(self, eid: str | None = None) -> AsyncIterator[AgendaEntry]:
         prefix = self.keys.agenda_index() if eid is None else self.keys.agenda_of(eid)

@@ -261,19 +261,28 @@ class Scheduler:
         told. ``view``: what the step that checks saw, with its own commit (``Carried``);
         when every node it must run is in it, the execution's result is read from it, not
         from a scan of every step record."""
-        required = set(graph.nodes) - graph.fallback_only_nodes()
-        if view is not None and required <= view.outputs.keys():
-            outputs, state, completed = view.outputs, view.state, list(view.outputs)
-        else:
+        completed_status = None if view is None else self.completion(record, graph, view)
+        if completed_status is None:
             steps = await self.persistence.steps(record.execution_id)
             done = {n for n, v in steps.items() if v.record.status in ("completed", "skipped")}
-            if not required <= done:
+            if not _required(graph) <= done:
                 return False
             state, outputs = execution_state(record, steps)
             completed = [n for n, v in steps.items() if v.record.status == "completed"]
-        result = final_outputs(graph, outputs, state, completed)
-        _, won = await self.finalize(record, FinalStatus.completed(result), retire=retire)
+            result = final_outputs(graph, outputs, state, completed)
+            completed_status = FinalStatus.completed(result, record.generation)
+        _, won = await self.finalize(record, completed_status, retire=retire)
         return won
+
+    def completion(
+        self, record: ExecutionRecord, graph: Graph, view: Snapshot
+    ) -> FinalStatus | None:
+        """The execution's completed status if ``view`` (what a step saw, with its own output)
+        holds every node the execution must run; None if it does not."""
+        if not _required(graph) <= view.outputs.keys():
+            return None
+        result = final_outputs(graph, view.outputs, view.state, list(view.outputs))
+        return FinalStatus.completed(result, record.generation)
 
     async def reschedule(self, record: ExecutionRecord, reason: TaskReason) -> list[str]:
         """Enqueue every step on the agenda again (resume, restart). Workers drop what already
@@ -308,15 +317,23 @@ class Scheduler:
         whether this call set it. Once per generation (``claim_announcement``: by the winner,
         also when its answer was lost and it finalizes again) the status is told to the hooks
         and wakes a subflow's parent. ``retire``: a step that leaves the agenda once this call
-        set the status and told it (``mark_announced``)."""
-        final = final.model_copy(update={"generation": record.generation})
-        eid = record.execution_id
-        current, won = await self.persistence.set_final(eid, final, self.id)
+        set the status and told it (``mark_announced_soon``)."""
+        if final.generation != record.generation:
+            final = final.model_copy(update={"generation": record.generation})
+        current, won = await self.persistence.set_final(record.execution_id, final, self.id)
         if won:
-            failpoint("after-final")
-        if won or current is not final:  # not when the execution is gone
-            await self.announce(record, current, claimed=won, retire=retire if won else None)
+            await self.finalized(record, final, retire=retire)
+        elif current is not final:  # not when the execution is gone
+            await self.announce(record, current)
         return current, won
+
+    async def finalized(
+        self, record: ExecutionRecord, final: FinalStatus, *, retire: str | None = None
+    ) -> None:
+        """Tell a final status this scheduler stored and claimed (``set_final``, or a step's
+        commit that completed the execution), and take ``retire`` off the agenda then."""
+        failpoint("after-final")
+        await self.announce(record, final, claimed=True, retire=retire)
 
     async def announce(
         self,
@@ -340,7 +357,7 @@ class Scheduler:
         if self._first_telling(eid, record.generation):
             log.info("execution %s %s", eid, final.status, extra={"execution_id": eid})
             self.context.hooks.execution_final(_finished(record, final))
-        await self.persistence.mark_announced(eid, record.generation, retire=retire)
+        self.persistence.mark_announced_soon(eid, record.generation, retire=retire)
         if record.parent is not None:
             parent = await self.persistence.record(record.parent.execution_id)
             if parent is not None:
@@ -377,6 +394,11 @@ class _Resolution:
     def unscheduled(self, committed: Sequence[str] | None) -> list[str]:
         """The fired nodes not already put on the agenda by the step's commit."""
         return [node for node in self.fired if node not in (committed or ())]
+
+
+def _required(graph: Graph) -> set[str]:
+    """The nodes an execution must run (completed or skipped) to complete."""
+    return set(graph.nodes) - graph.fallback_only_nodes()
 
 
 def _targets(graph: Graph, source: str) -> dict[str, str]:

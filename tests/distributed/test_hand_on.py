@@ -92,6 +92,7 @@ async def test_a_diamond_publishes_the_task_of_its_first_step_only(
         for _ in range(5):  # one at a time: the pool has free slots for both branches
             eids.append(await runtime.engine.execute_async("diamond", {}))
             snapshots.append(await runtime.engine.wait(eids[-1], timeout=WAIT))
+        await persistence.flush_unscheduled()  # the last step leaves in an owed write
         agendas = [[e async for e in runtime.engine.persistence.agenda(eid)] for eid in eids]
     assert [s.status for s in snapshots] == ["completed"] * 5
     assert all(probe.runs_of(eid) == dict.fromkeys(nodes, 1) for eid in eids)
