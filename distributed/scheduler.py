@@ -191,7 +191,8 @@ class Scheduler:
         resolution: _Resolution,
     ) -> None:
         await self.persistence.resolve_edges(eid, edges, _join_targets(graph, source))
-        resolution.resolved |= edges.keys()
+        targets = _targets(graph, source)
+        resolution.resolved_into.update(targets[key] for key in edges)
         await self._decide_targets(eid, graph, source, edges, resolution)
 
     async def _decide_targets(
@@ -228,7 +229,7 @@ class Scheduler:
         else:
             count = None if known is None else known.get(node_id)
             # what the commit read is stale for a join this advance resolved edges into since
-            if count is None or any(e.key in resolution.resolved for e in incoming):
+            if count is None or node_id in resolution.resolved_into:
                 count = (await self.persistence.join_counts(eid, [node_id]))[node_id]
             decision = join_decision_counted(node, len(incoming), *count)
         if decision is JoinDecision.WAIT:
@@ -383,7 +384,8 @@ class _Resolution:
     fired: list[str] = field(default_factory=list)
     newly_fired: bool = False  # a join decision made here fired a node
     waiting: set[str] = field(default_factory=set)  # joins still waiting for other edges
-    resolved: set[str] = field(default_factory=set)  # edges resolved here (skip propagation)
+    # the targets of the edges resolved here (skip propagation): counters read before are stale
+    resolved_into: set[str] = field(default_factory=set)
 
     @property
     def pending(self) -> bool:

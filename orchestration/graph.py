@@ -12,6 +12,7 @@ import hashlib
 import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
 from orchestration.errors import NonRetryableError
@@ -116,7 +117,7 @@ class Edge:
     action: str | None = None
     condition: str | None = None
 
-    @property
+    @cached_property
     def key(self) -> str:
         """Stable unique id of the edge within its graph (usable as a KV key part)."""
         base = f"{self.source}->{self.target}"

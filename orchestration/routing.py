@@ -90,7 +90,8 @@ def route(graph: Graph, node_id: str, result: NodeResult, state: Mapping[str, JS
         for e in candidates
         if e.condition is None or compile_condition(e.condition).evaluate(names)
     )
-    skipped = tuple(e for e in edges if e not in taken)
+    chosen = {id(e) for e in taken}  # by identity: ``in taken`` compared every pair
+    skipped = tuple(e for e in edges if id(e) not in chosen)
     return Routing(taken=taken, skipped=skipped)
 
 
