@@ -23,7 +23,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from orchestration import Engine, SignalRefused, UnknownWorkflow
@@ -52,7 +52,7 @@ from .timebox import cancelling
 __all__ = ["DistributedEngine", "EngineConfig", "default_engine_config"]
 
 
-@pydantic_dataclass(frozen=True, kw_only=True)
+@pydantic_dataclass(frozen=True, kw_only=True, config=ConfigDict(extra="forbid"))
 class EngineConfig:
     """Client settings: how often ``wait`` polls (it backs off to ``max_poll_interval``), and
     the size ``limits`` that submissions are checked against (``limits.max_inputs_bytes``)."""

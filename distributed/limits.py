@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pydantic_core
-from pydantic import Field
+from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from orchestration import NodeResult, apply_updates
@@ -50,7 +50,7 @@ KiB = 1024
 MiB = 1024 * KiB
 
 
-@pydantic_dataclass(frozen=True, kw_only=True)
+@pydantic_dataclass(frozen=True, kw_only=True, config=ConfigDict(extra="forbid"))
 class Limits:
     """Size limits in bytes of compact JSON (see the module doc); validated when built."""
 

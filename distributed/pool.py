@@ -7,7 +7,7 @@ import asyncio
 import logging
 from dataclasses import replace
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from .context import RuntimeContext
@@ -25,7 +25,7 @@ __all__ = ["PoolConfig", "WorkerPool"]
 log = logging.getLogger(__name__)
 
 
-@pydantic_dataclass(frozen=True, kw_only=True)
+@pydantic_dataclass(frozen=True, kw_only=True, config=ConfigDict(extra="forbid"))
 class PoolConfig:
     """``worker_count`` workers of ``concurrency`` slots each; ``worker`` tunes leases and stops;
     ``recovery`` tunes the sweep. ``reaper_interval`` and ``max_lease_expiries``, when given,

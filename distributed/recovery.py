@@ -53,7 +53,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from orchestration import Engine, UnknownWorkflow
@@ -76,7 +76,7 @@ _IDLE_SHARE = 9  # a sweep's pause is at least this many times its length...
 _MAX_PAUSES = 4  # ...but at most this many intervals (recovery waits for the sweep)
 
 
-@pydantic_dataclass(frozen=True, kw_only=True)
+@pydantic_dataclass(frozen=True, kw_only=True, config=ConfigDict(extra="forbid"))
 class RecoveryConfig:
     """Sweep settings, in seconds (see the module docstring); validated when built."""
 

@@ -27,7 +27,7 @@ from contextvars import Context, ContextVar, copy_context
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from mq import BrokerError
@@ -71,7 +71,7 @@ _Key = tuple[str, str]
 _EXECUTION_FINAL, _LEASE_LOST = "execution final", "lease lost"
 
 
-@pydantic_dataclass(frozen=True, kw_only=True)
+@pydantic_dataclass(frozen=True, kw_only=True, config=ConfigDict(extra="forbid"))
 class WorkerConfig:
     """Worker settings, in seconds; validated when built.
 

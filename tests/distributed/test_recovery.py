@@ -16,6 +16,7 @@ from scenario_support import FAST_POOL, RuntimeFactory
 from support import assert_eventually
 
 from distributed import (
+    EngineConfig,
     ExecutionFinished,
     ExecutionNotFound,
     ExecutionOptions,
@@ -24,6 +25,7 @@ from distributed import (
     Hooks,
     KVPersistence,
     NotRecoverable,
+    PoolConfig,
     RecoveryConfig,
     Runtime,
     Task,
@@ -31,6 +33,7 @@ from distributed import (
     WorkerConfig,
 )
 from distributed.lease import acquire_lease
+from distributed.limits import Limits
 from orchestration import Engine, Node, NodeContext, NodeResult
 from store import MemoryStore, StoreUnavailable
 
@@ -253,6 +256,12 @@ def test_settings_are_validated_when_built() -> None:
         replace(FAST_POOL, concurrency=0)
     with pytest.raises(ValueError, match="interval"):
         RecoveryConfig(interval=-1)
+
+
+@pytest.mark.parametrize("config", [PoolConfig, WorkerConfig, RecoveryConfig, EngineConfig, Limits])
+def test_a_setting_the_config_does_not_have_is_refused_not_ignored(config: Any) -> None:
+    with pytest.raises(ValueError, match="workers"):  # PoolConfig's is worker_count
+        config(workers=2)
 
 
 async def test_a_zero_retention_is_refused_when_the_runtime_is_built(engine: Engine) -> None:
