@@ -79,7 +79,9 @@ async def embedded(shapes: list[Shape], retention: float | None = None) -> Async
             yield Target(runtime.engine, [pid], rss=rss, data_dir=Path(directory))
 
 
-def _worker_env(redis_url: str, kafka: str, tag: str) -> dict[str, str]:
+def _worker_env(
+    redis_url: str, kafka: str, tag: str, retention: float | None = None
+) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         FLOWLOOM_STORE_URL=redis_url,
@@ -87,15 +89,17 @@ def _worker_env(redis_url: str, kafka: str, tag: str) -> dict[str, str]:
         FLOWLOOM_NAMESPACE=tag,
         PYTHONPATH=os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
     )
+    if retention is not None:
+        env["FLOWLOOM_RETENTION"] = str(retention)
     return env
 
 
 def start_workers(
-    processes: int, redis_url: str, kafka: str, tag: str
+    processes: int, redis_url: str, kafka: str, tag: str, retention: float | None = None
 ) -> list[subprocess.Popen[bytes]]:
     command = [sys.executable, "-m", "distributed", "worker", APP]
     command += ["--workers", "1", "--concurrency", str(CONCURRENCY), "--log-level", "WARNING"]
-    env = _worker_env(redis_url, kafka, tag)
+    env = _worker_env(redis_url, kafka, tag, retention)
     with open(worker_log(tag), "ab") as log:  # the workers' warnings and errors
         return [
             subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
@@ -138,10 +142,16 @@ async def delete_keys(redis_url: str, prefix: str) -> None:
 
 @asynccontextmanager
 async def cluster(
-    shapes: list[Shape], processes: int, redis_url: str, kafka: str
+    shapes: list[Shape],
+    processes: int,
+    redis_url: str,
+    kafka: str,
+    retention: float | None = None,
 ) -> AsyncIterator[Target]:
+    """``processes`` worker processes and a client without workers in this process, on
+    Redis and the broker; ``retention``: finished executions expire after that long."""
     tag = f"flbench-{uuid.uuid4().hex[:10]}"
-    procs = start_workers(processes, redis_url, kafka, tag)
+    procs = start_workers(processes, redis_url, kafka, tag, retention)
     runtime = Runtime.from_urls(
         local_engine(shapes),
         store_url=redis_url,
@@ -149,6 +159,7 @@ async def cluster(
         workers=False,
         namespace=f"{tag}/",
         topic=f"{tag}.tasks",
+        retention=retention,
     )
     try:
         async with runtime:

@@ -2,6 +2,7 @@
 
 Usage: python -m benchmarks.rss [--steps 1000000] [--every 50000] [--shape chain-10]
        [--in-flight 32] [--max-seconds S] [--retention S] [--python-heap]
+       [--mode embedded|cluster] [--redis-url URL] [--kafka HOST:PORT]
 
 Runs executions of ``--shape`` (no-op steps) on an embedded runtime (LevelDB in a temporary
 directory + the in-process broker, 2 workers x 8 slots, in this process), keeping
@@ -17,22 +18,29 @@ long-running deployment would: then the store should stay bounded too.
 ``--python-heap`` also traces Python's allocations (``tracemalloc``; slower): a column with the
 memory Python objects hold, and at the end the ten places whose allocations grew most between
 the first and the last sample -- whether a growth is Python's or native (LevelDB's).
+
+``--mode cluster`` runs the same loop as a client of one worker process (Redis and the
+Kafka-protocol broker, ``flowloom worker`` with 8 slots): the rows are then the worker
+process's RSS and CPU (its event loop's thread and the others), and there is no LevelDB column
+(0). Without ``--retention`` every execution stays in Redis.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import time
 import tracemalloc
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from store import LevelDBStore
 
 from . import procstats
-from .flowloom_run import embedded
+from .flowloom_run import Target, cluster, embedded
 from .workloads import Shape, shape
 
 __all__ = ["main"]
@@ -53,6 +61,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--python-heap", action="store_true", help="trace Python's allocations (slower)"
     )
+    parser.add_argument("--mode", choices=("embedded", "cluster"), default="embedded")
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    )
+    parser.add_argument("--kafka", default=os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:19092"))
     args = parser.parse_args(argv)
     if args.steps <= 0 or args.every <= 0 or args.in_flight <= 0:
         parser.error("--steps, --every and --in-flight must be positive")
@@ -60,20 +73,22 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _size_mib(directory: Path) -> float:
+def _size_mib(directory: Path | None) -> float:
+    if directory is None:
+        return 0.0
     return sum(f.stat().st_size for f in directory.rglob("*") if f.is_file()) / 2**20
 
 
 class Sampler:
-    """Prints a row each time ``every`` more steps are done."""
+    """Prints a row each time ``every`` more steps are done: of process ``pid``."""
 
-    def __init__(self, every: int, directory: Path) -> None:
-        self.every, self.directory = every, directory
+    def __init__(self, every: int, pid: int, directory: Path | None) -> None:
+        self.every, self.pid, self.directory = every, pid, directory
         self.done = 0
         self.started = self.last_time = time.monotonic()
         self.last_steps = 0
         self.rows: list[tuple[int, float, float]] = []  # (steps, RSS MiB, anonymous RSS MiB)
-        self.cpu = procstats.thread_cpu_seconds(os.getpid())
+        self.cpu = procstats.thread_cpu_seconds(pid)
         self.compaction = ""  # LevelDB's statistics at the end
         self.snapshots: list[tracemalloc.Snapshot] = []  # first and last, with --python-heap
 
@@ -83,7 +98,7 @@ class Sampler:
             self.sample()
 
     def sample(self) -> None:
-        now, pid = time.monotonic(), os.getpid()
+        now, pid = time.monotonic(), self.pid
         rate = (self.done - self.last_steps) / max(now - self.last_time, 1e-9)
         rss, anon = procstats.rss_mib(pid), procstats.anon_rss_mib(pid)
         self.rows.append((self.done, rss, anon))
@@ -125,10 +140,20 @@ async def _loop(
         sampler.add(item.steps)
 
 
+@contextlib.asynccontextmanager
+async def _target(args: argparse.Namespace) -> AsyncIterator[Target]:
+    if args.mode == "embedded":
+        async with embedded([args.shape], retention=args.retention) as target:
+            yield target
+    else:
+        shapes, retention = [args.shape], args.retention
+        async with cluster(shapes, 1, args.redis_url, args.kafka, retention) as target:
+            yield target
+
+
 async def run(args: argparse.Namespace) -> Sampler:
-    async with embedded([args.shape], retention=args.retention) as target:
-        assert target.data_dir is not None
-        sampler = Sampler(args.every, target.data_dir)
+    async with _target(args) as target:
+        sampler = Sampler(args.every, target.pids[0], target.data_dir)
         budget = [args.steps]
         deadline = time.monotonic() + (args.max_seconds or float("inf"))
         await asyncio.gather(
@@ -148,7 +173,7 @@ async def run(args: argparse.Namespace) -> Sampler:
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     print(
-        f"{args.shape.name}, {args.in_flight} executions in flight, "
+        f"{args.shape.name}, {args.mode}, {args.in_flight} executions in flight, "
         f"a sample every {args.every:,} steps\n"
     )
     columns = ["steps", "seconds", "steps/s", "RSS MiB", "anon RSS MiB", "peak RSS MiB"]

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 import redis.asyncio as aioredis
-from support import require_redis
+from support import require_kafka, require_redis
 
 from benchmarks.__main__ import main
 from benchmarks.commit_bench import measure as measure_commits
@@ -90,6 +90,25 @@ def test_the_rss_run_samples_every_interval_and_reports_python_heap_growth(
     assert "KiB per 1,000 steps" in out
     assert "LevelDB at the end:" in out and "Compactions" in out
     assert "Python allocations that grew most" in out
+
+
+def test_the_rss_run_of_a_cluster_samples_the_worker_process(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``python -m benchmarks.rss --mode cluster``, small: a worker process on Redis and the
+    broker, 600 steps sampled every 300; its RSS and its loop's CPU, no LevelDB."""
+    redis_url, kafka = require_redis(), require_kafka().removeprefix("kafka://")
+    args = ["--mode", "cluster", "--steps", "600", "--every", "300", "--in-flight", "4"]
+    args += ["--retention", "30", "--redis-url", redis_url, "--kafka", kafka]
+    assert rss_main(args) == 0
+    out = capsys.readouterr().out
+    lines = [ln for ln in out.splitlines() if ln.startswith("|")]
+    rows = [[cell.strip() for cell in ln.strip("|").split("|")] for ln in lines[2:]]
+    assert [number(r[0]) for r in rows] == [300, 600]
+    for row in rows:  # RSS of a worker process, its loop's CPU; no LevelDB directory
+        assert len(row) == 9 and number(row[3]) > 10 and number(row[7]) > 0, row
+        assert number(row[6]) == 0, row
+    assert "LevelDB at the end:" not in out
 
 
 def test_the_opcode_count_lists_the_step_s_functions_and_leaves_no_tracer(
