@@ -170,6 +170,8 @@ class LocalDispatch:
         """Hold up to ``wanted`` free slots of this process's runners, one runner after
         another, for the successors a commit leases to them (``HandOn``); each is taken or
         released."""
+        if wanted <= 0:  # a chain's step: its own slot takes its one successor
+            return []
         runners, held = list(self._runners.values()), list[HandOn]()
         for i in range(len(runners)):
             runner = runners[(self._next + i) % len(runners)]
