@@ -249,7 +249,8 @@ end
 return {#members, members[#members] or '', items}
 """
 
-# ARGV: prefix, limit -> number of expired keys dropped from the index
+# ARGV: prefix, limit -> {number of expired keys dropped from the index, number of due entries
+# looked at (the limit: more may be due)}
 SWEEP = (
     _HELPERS
     + """
@@ -269,7 +270,7 @@ for _, member in ipairs(due) do
     end
   end
 end
-return removed
+return {removed, #due}
 """
 )
 

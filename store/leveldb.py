@@ -578,13 +578,16 @@ class LevelDBStore(StoreContextMixin):
             self._sweep(_now_ms())
 
     def _sweep(self, now_ms: int) -> int:
-        """Delete keys whose expiry has passed (up to a limit per call); return the count."""
+        """Delete keys whose expiry has passed (up to a limit per call); return the count.
+        At the limit, more may be due: the next write sweeps again, not a sweep interval
+        later, so keys that expire faster than the limit per interval do not pile up."""
         stop = _INDEX + (now_ms + 1).to_bytes(8, "big")
         mutations: list[Mutation] = []
         removed = 0
         with self._db.iterator(start=_INDEX, stop=stop, include_value=False) as iterator:
             for index_key in iterator:
                 if len(mutations) >= _SWEEP_LIMIT:
+                    self._next_sweep = 0.0
                     break
                 mutations.append((index_key, None))
                 if index_key[9:10] == b"\x00":

@@ -402,11 +402,16 @@ class RedisStore(StoreContextMixin):
         return bool(await self._call(self._client.delete, log_key))
 
     async def sweep(self) -> int:
-        """Drop expired keys from the key index now; return how many were dropped."""
-        removed = int(await self._run("SWEEP", _SWEEP_LIMIT))
+        """Drop expired keys from the key index now (up to ``_SWEEP_LIMIT`` entries of the
+        expiry index); return how many were dropped. When that many were due, more may be:
+        the next write sweeps again, not a ``sweep_interval`` later, so a store whose keys
+        expire faster than the limit per interval still keeps its indexes bounded."""
+        removed, looked_at = await self._run("SWEEP", _SWEEP_LIMIT)
+        if looked_at >= _SWEEP_LIMIT:
+            self._next_sweep = 0.0
         if removed:
             logger.debug("swept %d expired keys under prefix %r", removed, self.prefix)
-        return removed
+        return int(removed)
 
     async def publish(self, channel: str, message: bytes) -> int:
         check_value(message)

@@ -135,6 +135,24 @@ async def test_the_sweep_deletes_expired_records_from_disk(tmp_path: Path) -> No
         await store.close()
 
 
+async def test_keys_expiring_faster_than_a_sweep_takes_are_swept_write_after_write(
+    tmp_path: Path,
+) -> None:
+    """A sweep writes up to 10,000 deletions; when it reached that many, the next write sweeps
+    again instead of a sweep interval later (an hour here)."""
+    store = LevelDBStore(tmp_path / "db", sweep_interval=3600)
+    try:
+        await store.batch([Put(f"k{i:05d}", b"v", ttl=0.05) for i in range(12_000)])
+        await asyncio.sleep(0.2)  # every one expired
+        await store.sweep()  # as its schedule would; the writes after it sweep the rest
+        for i in range(3):
+            await store.put(f"write{i}", b"v")
+        raw_keys = list(store._db.iterator(include_value=False))  # white-box: what is on disk
+        assert raw_keys == [b"dwrite0", b"dwrite1", b"dwrite2"]
+    finally:
+        await store.close()
+
+
 async def test_open_store_accepts_absolute_and_relative_leveldb_urls(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from store_test_helpers import delete_redis_prefix, new_redis_prefix
 from support import assert_eventually
 
-from store import InvalidStoreURL, RedisStore, StoreUnavailable, open_store
+from store import InvalidStoreURL, Put, RedisStore, StoreUnavailable, open_store
 
 
 async def test_an_unreachable_redis_raises_store_unavailable_quickly_with_the_password_masked() -> (
@@ -105,6 +105,32 @@ async def test_the_sweep_drops_expired_keys_from_the_scan_index(
         await assert_eventually(swept_one, timeout=5)
         assert await raw.zrange(f"{prefix}\x00keys", 0, -1) == [b"kept"]
         assert await raw.zcard(f"{prefix}\x00ttl") == 0
+    finally:
+        await store.close()
+        await raw.aclose()
+
+
+async def test_keys_expiring_faster_than_a_sweep_takes_are_swept_write_after_write(
+    redis_prefix: tuple[str, str],
+) -> None:
+    """A sweep looks at up to 1,000 due entries; when it found that many, the next write
+    sweeps again instead of a sweep interval later (an hour here), so the indexes of a store
+    whose keys expire faster than 1,000 per interval do not grow without bound."""
+    url, prefix = redis_prefix
+    store = RedisStore(url, prefix=prefix, sweep_interval=3600)
+    raw = aioredis.Redis.from_url(url)
+    try:
+        await store.batch([Put(f"k{i}", b"v", ttl=0.05) for i in range(2500)])
+        await asyncio.sleep(0.2)  # every one expired
+        await store.sweep()  # as its schedule would; the writes after it sweep the rest
+        for i in range(3):
+            await store.put(f"write{i}", b"v")
+        assert await raw.zcard(f"{prefix}\x00ttl") == 0
+        assert sorted(await raw.zrange(f"{prefix}\x00keys", 0, -1)) == [
+            b"write0",
+            b"write1",
+            b"write2",
+        ]
     finally:
         await store.close()
         await raw.aclose()
