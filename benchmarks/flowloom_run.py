@@ -30,6 +30,7 @@ import redis.asyncio as aioredis
 
 from distributed import PoolConfig, Runtime, WorkerConfig
 from distributed.engine import DistributedEngine
+from store import Delete, open_store
 
 from . import procstats
 from .measure import Figures, Plan
@@ -125,11 +126,22 @@ def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
 
 
 async def delete_keys(redis_url: str, prefix: str) -> None:
-    """Remove what the run wrote to the shared Redis (only keys under its own prefix)."""
+    """Remove what the run wrote to the shared Redis (only under its own prefix): its keys
+    through the store, so that they leave the store's key and expiry indexes too (unlinked
+    raw, they stayed there: 2.6 M members, 450 MB, after a day of runs), then its event logs
+    (``\\x00log:`` + the key), which a store scan does not list."""
+    store = open_store(redis_url)
+    try:
+        keys = [key async for key, _ in store.scan(prefix)]
+        for start in range(0, len(keys), 500):
+            await store.batch([Delete(key) for key in keys[start : start + 500]])
+    finally:
+        await store.close()
     client = aioredis.Redis.from_url(redis_url)
     try:
+        pattern = "\x00log:" + "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
         batch: list[bytes] = []
-        async for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        async for key in client.scan_iter(match=pattern, count=1000):
             batch.append(key)
             if len(batch) >= 500:
                 await client.unlink(*batch)
