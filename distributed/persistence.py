@@ -776,11 +776,16 @@ class KVPersistence:
         return [Put(self.keys.deadline(record.execution_id), repr(deadline).encode())]
 
     async def _expire_execution(self, eid: str, ttl: float) -> None:
-        """Give every key of the execution ``ttl``: the expiries are made together (one
-        round trip on Redis, whose client sends the calls of one turn as a pipeline) once the
-        keys are listed, not one after another (35 round trips for ten steps, 4.5 ms)."""
-        keys = [key async for key in self._execution_keys(eid)]
-        await asyncio.gather(*(self.store.expire(key, ttl) for key in keys))
+        """Give every key of the execution ``ttl``: its records under two prefixes
+        (``expire_prefix``) and its index entries, together (one round trip on Redis, whose
+        client sends the calls of one turn as a pipeline; was: the keys listed by two scans,
+        then one ``expire`` each, ~35 for ten steps)."""
+        keys, store = self.keys, self.store
+        await asyncio.gather(
+            store.expire_prefix(keys.execution(eid) + "/", ttl),
+            store.expire_prefix(keys.agenda_of(eid), ttl),
+            *(store.expire(key, ttl) for key in self._singletons(eid)),
+        )
 
     async def _execution_keys(self, eid: str) -> AsyncIterator[str]:
         for key in self._singletons(eid):

@@ -59,6 +59,14 @@ def check_prefix(prefix: object) -> str:
     return prefix
 
 
+def check_whole_prefix(prefix: object) -> str:
+    """Return ``prefix`` if it is a valid, non-empty scan prefix (an operation on every key
+    under it must not reach the whole store by mistake)."""
+    if not check_prefix(prefix):
+        raise ValueError("the prefix must not be empty")
+    return str(prefix)
+
+
 def _check_text(text: str, what: str) -> None:
     if "\x00" in text:
         raise ValueError(f"store {what}s must not contain NUL characters: {text!r}")

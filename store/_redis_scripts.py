@@ -231,6 +231,26 @@ return 1
 """
 )
 
+# ARGV: prefix, min, max (ZRANGEBYLEX bounds), limit, ttl_ms
+# -> {number of index members read, last member read, number of keys given the expiry}
+EXPIRE_PAGE = (
+    _HELPERS
+    + """
+local members = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[2], ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))
+local expiry, count = now_ms() + tonumber(ARGV[5]), 0
+for _, member in ipairs(members) do
+  if redis.call('PEXPIRE', ARGV[1] .. member, ARGV[5]) == 1 then
+    redis.call('ZADD', KEYS[2], expiry, member)
+    count = count + 1
+  else
+    redis.call('ZREM', KEYS[1], member)
+    redis.call('ZREM', KEYS[2], member)
+  end
+end
+return {#members, members[#members] or '', count}
+"""
+)
+
 # ARGV: prefix, min, max (ZRANGEBYLEX bounds), limit
 # -> {number of index members read, last member read, {key1, value1, key2, value2, ...}}
 SCAN_PAGE = """
@@ -329,6 +349,7 @@ ALL = {
     "COMPARE_AND_SET": COMPARE_AND_SET,
     "INCR": INCR,
     "EXPIRE": EXPIRE,
+    "EXPIRE_PAGE": EXPIRE_PAGE,
     "SCAN_PAGE": SCAN_PAGE,
     "SWEEP": SWEEP,
     "LOG_APPEND": LOG_APPEND,

@@ -156,6 +156,11 @@ class KVStore(Protocol):
         """Make ``key`` expire ``ttl`` seconds from now; ``False`` if it is absent."""
         ...
 
+    async def expire_prefix(self, prefix: str, ttl: float) -> int:
+        """Make every key under ``prefix`` (as ``scan`` lists them) expire ``ttl`` seconds
+        from now, as ``expire`` does one; return how many. A non-empty prefix only."""
+        ...
+
     async def log_append(
         self,
         key: str,

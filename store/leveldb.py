@@ -66,6 +66,7 @@ from store._common import (
     check_prefix,
     check_ttl,
     check_value,
+    check_whole_prefix,
     format_counter,
     parse_counter,
     published,
@@ -350,6 +351,20 @@ class LevelDBStore(StoreContextMixin):
                 return False
             self._apply(_record(key, value, _expiry(ttl, now)))
             return True
+
+    async def expire_prefix(self, prefix: str, ttl: float) -> int:
+        raw_prefix = _DATA + check_whole_prefix(prefix).encode("utf-8")
+        check_ttl(ttl)
+        with self._writing as now:
+            expiry, mutations = _expiry(ttl, now), list[Mutation]()
+            with self._db.iterator(prefix=raw_prefix) as iterator:
+                for raw_key, raw in iterator:
+                    value = _unpack(raw, now)
+                    if value is not None:
+                        mutations += _record(raw_key[1:].decode("utf-8"), value, expiry)
+            if mutations:
+                self._apply(mutations)
+            return len(mutations) // 2  # a record and its expiry-index entry each
 
     # -- logs ----------------------------------------------------------------------------------
 

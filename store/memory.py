@@ -36,6 +36,7 @@ from store._common import (
     check_prefix,
     check_ttl,
     check_value,
+    check_whole_prefix,
     format_counter,
     parse_counter,
     published,
@@ -236,6 +237,22 @@ class MemoryStore(StoreContextMixin):
             self._data[key].expires_at = now + ttl
             heapq.heappush(self._expiries, (now + ttl, key))
             return True
+
+    async def expire_prefix(self, prefix: str, ttl: float) -> int:
+        check_whole_prefix(prefix)
+        check_ttl(ttl)
+        with self._writing() as now:
+            live = []
+            for index in range(bisect.bisect_left(self._keys, prefix), len(self._keys)):
+                key = self._keys[index]
+                if not key.startswith(prefix):
+                    break
+                if self._live_value(key, now) is not None:
+                    live.append(key)
+            for key in live:
+                self._data[key].expires_at = now + ttl
+                heapq.heappush(self._expiries, (now + ttl, key))
+            return len(live)
 
     # -- logs ----------------------------------------------------------------------------------
 

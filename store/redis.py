@@ -55,6 +55,7 @@ from store._common import (
     check_prefix,
     check_ttl,
     check_value,
+    check_whole_prefix,
     ttl_to_ms,
 )
 from store._redis_pipe import ScriptPipe
@@ -66,6 +67,7 @@ __all__ = ["RedisStore", "check_redis_url", "split_prefix", "tls_url"]
 logger = logging.getLogger(__name__)
 
 _SWEEP_LIMIT = 1000
+_PAGE = 500  # keys of the index an ``expire_prefix`` call gives their expiry
 _LISTEN_TICK = 1.0  # how long a listener waits for a message before it checks the store is open
 _CLOSED = object()
 _DEFAULT_OPTIONS: dict[str, Any] = {
@@ -362,6 +364,16 @@ class RedisStore(StoreContextMixin):
     async def expire(self, key: str, ttl: float) -> bool:
         args = (check_key(key), str(ttl_to_ms(check_ttl(ttl))))
         return bool(await self._write("EXPIRE", *args))
+
+    async def expire_prefix(self, prefix: str, ttl: float) -> int:
+        low, high = _lex_range(check_whole_prefix(prefix).encode("utf-8"))
+        ttl_ms, total = str(ttl_to_ms(check_ttl(ttl))), 0
+        while True:  # a page of the key index per call, as ``scan``
+            read, last, count = await self._write("EXPIRE_PAGE", low, high, _PAGE, ttl_ms)
+            total += int(count)
+            if read < _PAGE:
+                return total
+            low = b"(" + last
 
     # -- logs ----------------------------------------------------------------------------------
 

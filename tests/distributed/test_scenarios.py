@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 from scenario_support import FAST_POOL, Probe, RuntimeFactory, blueprint, plain
@@ -345,20 +346,28 @@ async def test_a_finished_execution_can_be_purged_and_leaves_no_keys(
 
 
 async def test_retention_expires_a_finished_execution(runtime: Runtime, engine: Engine) -> None:
-    engine.register_blueprint(blueprint("retained", {"a": {}}, []))
+    engine.register_blueprint(blueprint("retained", plain("a", "b"), [("a", "b")]))
     persistence = runtime.engine.persistence
     assert isinstance(persistence, KVPersistence)
     persistence.retention = 1.5
     snapshot = await run(runtime, "retained")
     eid = snapshot.execution_id
     assert snapshot.status == "completed"
+    assert [key async for key in _keys_of(runtime, eid)], "the execution is stored until then"
     await assert_eventually(
-        lambda: _gone(persistence, eid), timeout=10, message="retention expired the execution"
+        lambda: _gone(runtime, eid), timeout=10, message="retention expired the execution"
     )
 
 
-async def _gone(persistence: KVPersistence, eid: str) -> bool:
-    return await persistence.record(eid) is None and await persistence.final(eid) is None
+async def _keys_of(runtime: Runtime, eid: str) -> AsyncIterator[str]:
+    async for key, _ in runtime.store.scan(runtime.engine.persistence.keys.ns):
+        if eid in key:
+            yield key
+
+
+async def _gone(runtime: Runtime, eid: str) -> bool:
+    """No key of the execution is left: its records, steps, edges, agenda and indexes."""
+    return not [key async for key in _keys_of(runtime, eid)]
 
 
 async def test_waiting_for_an_unknown_execution_says_so(runtime: Runtime) -> None:

@@ -136,6 +136,28 @@ async def test_expire_of_a_missing_key_returns_false(store: KVStore) -> None:
     assert await store.get("missing") is None
 
 
+async def test_expire_prefix_gives_every_key_under_the_prefix_the_expiry(store: KVStore) -> None:
+    for key in ("run/1", "run/2/a", "run/2/b", "runner", "other/run/1"):
+        await store.put(key, b"v")
+    await store.put("run/3", b"v", ttl=SHORT_TTL)
+    await assert_eventually(lambda: is_absent(store, "run/3"), timeout=5)  # not counted
+    assert await store.expire_prefix("run/", SHORT_TTL) == 3
+    assert await store.get("run/2/b") == b"v"
+    await assert_eventually(lambda: is_absent(store, "run/2/b"), timeout=5)
+    assert await scan_all(store) == [("other/run/1", b"v"), ("runner", b"v")]
+
+
+async def test_expire_prefix_of_a_long_prefix_pages_through_it_and_refuses_an_empty_one(
+    store: KVStore,
+) -> None:
+    await store.batch([Put(f"big/{i:04d}", b"v") for i in range(1200)])
+    assert await store.expire_prefix("big/", 3600) == 1200
+    assert await store.expire_prefix("none/", 3600) == 0
+    assert len(await scan_all(store, "big/")) == 1200
+    with pytest.raises(ValueError, match="empty"):
+        await store.expire_prefix("", 3600)
+
+
 async def test_an_expired_key_behaves_as_absent_everywhere(store: KVStore) -> None:
     await store.put("gone", b"v", ttl=SHORT_TTL)
     await store.put("stays", b"v")
