@@ -128,8 +128,9 @@ def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
 async def delete_keys(redis_url: str, prefix: str) -> None:
     """Remove what the run wrote to the shared Redis (only under its own prefix): its keys
     through the store, so that they leave the store's key and expiry indexes too (unlinked
-    raw, they stayed there: 2.6 M members, 450 MB, after a day of runs), then its event logs
-    (``\\x00log:`` + the key), which a store scan does not list."""
+    raw, they stayed there: 2.6 M members, 450 MB, after a day of runs), then whatever is
+    left under the prefix (the keys and indexes of a store opened with that prefix, as
+    ``commit_bench``'s) and its event logs (``\\x00log:`` + the key), raw."""
     store = open_store(redis_url)
     try:
         keys = [key async for key, _ in store.scan(prefix)]
@@ -139,15 +140,16 @@ async def delete_keys(redis_url: str, prefix: str) -> None:
         await store.close()
     client = aioredis.Redis.from_url(redis_url)
     try:
-        pattern = "\x00log:" + "".join("\\" + c if c in "*?[]\\" else c for c in prefix) + "*"
-        batch: list[bytes] = []
-        async for key in client.scan_iter(match=pattern, count=1000):
-            batch.append(key)
-            if len(batch) >= 500:
+        escaped = "".join("\\" + c if c in "*?[]\\" else c for c in prefix)
+        for pattern in (escaped + "*", "\x00log:" + escaped + "*"):
+            batch: list[bytes] = []
+            async for key in client.scan_iter(match=pattern, count=1000):
+                batch.append(key)
+                if len(batch) >= 500:
+                    await client.unlink(*batch)
+                    batch.clear()
+            if batch:
                 await client.unlink(*batch)
-                batch.clear()
-        if batch:
-            await client.unlink(*batch)
     finally:
         await client.aclose()
 

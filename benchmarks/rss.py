@@ -183,7 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     print("|" + " ---: |" * len(columns), flush=True)
     if args.python_heap:
         tracemalloc.start()
-    sampler = asyncio.run(run(args))
+    try:
+        sampler = asyncio.run(run(args))
+    finally:  # a caller in the same process (a test) must not inherit the tracing
+        if args.python_heap:
+            tracemalloc.stop()
     if len(sampler.rows) >= 2:
         (s0, r0, a0), (s1, r1, a1) = sampler.rows[0], sampler.rows[-1]
         for name, first, last in (("RSS", r0, r1), ("anonymous RSS", a0, a1)):
