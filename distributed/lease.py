@@ -55,11 +55,14 @@ class StepLease:
     async def swap(self, new: StepRecord) -> VersionedStep:
         """Replace the held version; raise ``LeaseLost`` if the step moved under us."""
         async with self._lock:
-            version = await self.persistence.swap_step(self.eid, self.version, new)
-            if version is None:
-                raise LeaseLost(self.eid, self.record.node_id)
-            self.version = version
-            return version
+            return await self._swap(new)
+
+    async def _swap(self, new: StepRecord) -> VersionedStep:
+        version = await self.persistence.swap_step(self.eid, self.version, new)
+        if version is None:
+            raise LeaseLost(self.eid, self.record.node_id)
+        self.version = version
+        return version
 
     async def commit(
         self,
@@ -104,9 +107,14 @@ class StepLease:
             raise LeaseLost(self.eid, self.record.node_id)
 
     async def extend(self) -> None:
-        if self.record.status != "running":
-            raise LeaseLost(self.eid, self.record.node_id)
-        await self.swap(self.record.heartbeat(self.ttl, time.time()))
+        """Renew the lease; ``LeaseLost`` if the step is no longer running. The renewal is
+        built under the lock from the version held then: a heartbeat that waited there for
+        the step's commit or cancel (its write under way) must not write the running record
+        it would have built before, over the step's end."""
+        async with self._lock:
+            if self.record.status != "running":
+                raise LeaseLost(self.eid, self.record.node_id)
+            await self._swap(self.record.heartbeat(self.ttl, time.time()))
 
     async def release(self, error: str) -> None:
         """Give the step back as pending so another worker can take it at once."""

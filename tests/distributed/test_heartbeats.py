@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
-from distributed import KVPersistence
+from distributed import KVPersistence, LeaseLost
 from distributed.heartbeats import Heartbeats
 from distributed.lease import StepLease, acquire_lease
-from store import MemoryStore
+from store import KVStore, MemoryStore
 
 INTERVAL = 0.1
 
@@ -108,3 +109,37 @@ async def test_a_failed_extension_is_tried_again_a_beat_later(
     await asyncio.gather(running, return_exceptions=True)
     assert flaky.failures == 0
     assert await _expires_at(persistence, "a") > first
+
+
+class SlowSwaps:
+    """A store whose compare-and-set takes a while: a write of the step's end under way."""
+
+    def __init__(self, inner: KVStore) -> None:
+        self.inner = inner
+
+    async def compare_and_set(
+        self, key: str, expected: bytes | None, new: bytes, *, ttl: float | None = None
+    ) -> bool:
+        await asyncio.sleep(0.05)
+        return await self.inner.compare_and_set(key, expected, new, ttl=ttl)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("end", ["cancel", "fail"])
+async def test_a_heartbeat_that_waited_for_the_step_s_end_does_not_undo_it(end: str) -> None:
+    """The heartbeat runs beside the step; one that comes while the step's end is being
+    written waits for the lease's lock, then finds the step no longer running (it wrote the
+    running record it had built before, over the end: the step looked running again)."""
+    persistence = KVPersistence(SlowSwaps(MemoryStore()))  # type: ignore[arg-type]
+    lease = await _lease(persistence, "a")
+    now = time.time()
+    ended = lease.record.cancel(now) if end == "cancel" else lease.record.fail("boom", now)
+    ending = asyncio.ensure_future(lease.swap(ended))
+    await asyncio.sleep(0.01)  # the end's write under way, the lease's lock held
+    with pytest.raises(LeaseLost):
+        await lease.extend()
+    await ending
+    stored = await persistence.step("e", "a")
+    assert stored is not None and stored.record.status == ended.status
