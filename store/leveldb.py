@@ -356,15 +356,16 @@ class LevelDBStore(StoreContextMixin):
         raw_prefix = _DATA + check_whole_prefix(prefix).encode("utf-8")
         check_ttl(ttl)
         with self._writing as now:
-            expiry, mutations = _expiry(ttl, now), list[Mutation]()
+            expiry, mutations, count = _expiry(ttl, now), list[Mutation](), 0
             with self._db.iterator(prefix=raw_prefix) as iterator:
                 for raw_key, raw in iterator:
                     value = _unpack(raw, now)
                     if value is not None:
                         mutations += _record(raw_key[1:].decode("utf-8"), value, expiry)
+                        count += 1
             if mutations:
                 self._apply(mutations)
-            return len(mutations) // 2  # a record and its expiry-index entry each
+            return count
 
     # -- logs ----------------------------------------------------------------------------------
 
