@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
@@ -688,11 +688,17 @@ class KVPersistence:
     ) -> bool:
         """Atomically, if the record and final status are still ``current`` and ``final``: file
         the final status in the history, write the ``new`` record, delete the ``reset`` steps and
-        put ``scheduled`` on the agenda. False if anything moved (another recovery won)."""
+        put ``scheduled`` on the agenda. False if anything moved (another recovery won).
+        With ``retention``, the expiry the final status gave the execution's keys is taken back
+        first (the steps kept would expire under the new generation, which then waited for
+        them forever); the write puts back the keys outside those prefixes. Should another
+        recovery win meanwhile, its generation's end gives them their expiry again."""
         eid, keys = current.execution_id, self.keys
         expected = await self._as_stored({keys.execution(eid): current, keys.final(eid): final})
         if expected is None:
             return False
+        if self.retention is not None:
+            await asyncio.gather(*self._expire_prefixes(eid, None))
         ops: list[Put | Delete] = [
             Put(keys.history(eid, current.generation), final.to_bytes()),
             Put(keys.execution(eid), new.to_bytes()),
@@ -700,6 +706,7 @@ class KVPersistence:
             Delete(keys.final(eid)),
             Delete(keys.unrunnable(eid)),
             Put(keys.active(eid), b""),
+            Put(keys.listed(eid), b""),
             *(Delete(keys.step(eid, node)) for node in reset),
             *self._agenda_puts(eid, scheduled, new.generation_started_at or time.time()),
             *self._deadline_puts(new),
@@ -780,12 +787,17 @@ class KVPersistence:
         (``expire_prefix``) and its index entries, together (one round trip on Redis, whose
         client sends the calls of one turn as a pipeline; was: the keys listed by two scans,
         then one ``expire`` each, ~35 for ten steps)."""
+        singletons = (self.store.expire(key, ttl) for key in self._singletons(eid))
+        await asyncio.gather(*self._expire_prefixes(eid, ttl), *singletons)
+
+    def _expire_prefixes(self, eid: str, ttl: float | None) -> list[Awaitable[int]]:
+        """Calls that make the records of the execution under its two prefixes expire ``ttl``
+        seconds from now (None: never)."""
         keys, store = self.keys, self.store
-        await asyncio.gather(
+        return [
             store.expire_prefix(keys.execution(eid) + "/", ttl),
             store.expire_prefix(keys.agenda_of(eid), ttl),
-            *(store.expire(key, ttl) for key in self._singletons(eid)),
-        )
+        ]
 
     async def _execution_keys(self, eid: str) -> AsyncIterator[str]:
         for key in self._singletons(eid):

@@ -231,15 +231,21 @@ return 1
 """
 )
 
-# ARGV: prefix, min, max (ZRANGEBYLEX bounds), limit, ttl_ms
+# ARGV: prefix, min, max (ZRANGEBYLEX bounds), limit, ttl_ms ('' = never expire)
 # -> {number of index members read, last member read, number of keys given the expiry}
 EXPIRE_PAGE = (
     _HELPERS
     + """
 local members = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[2], ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))
-local expiry, count = now_ms() + tonumber(ARGV[5]), 0
+local keep, count = ARGV[5] == '', 0
+local expiry = keep and 0 or now_ms() + tonumber(ARGV[5])
 for _, member in ipairs(members) do
-  if redis.call('PEXPIRE', ARGV[1] .. member, ARGV[5]) == 1 then
+  local key = ARGV[1] .. member
+  if keep and redis.call('EXISTS', key) == 1 then
+    redis.call('PERSIST', key)
+    redis.call('ZREM', KEYS[2], member)
+    count = count + 1
+  elseif not keep and redis.call('PEXPIRE', key, ARGV[5]) == 1 then
     redis.call('ZADD', KEYS[2], expiry, member)
     count = count + 1
   else

@@ -156,9 +156,10 @@ class KVStore(Protocol):
         """Make ``key`` expire ``ttl`` seconds from now; ``False`` if it is absent."""
         ...
 
-    async def expire_prefix(self, prefix: str, ttl: float) -> int:
+    async def expire_prefix(self, prefix: str, ttl: float | None) -> int:
         """Make every key under ``prefix`` (as ``scan`` lists them) expire ``ttl`` seconds
-        from now, as ``expire`` does one; return how many. A non-empty prefix only."""
+        from now, as ``expire`` does one, or with ``ttl=None`` never expire (an expiry given
+        before is taken back); return how many keys there are. A non-empty prefix only."""
         ...
 
     async def log_append(

@@ -352,10 +352,10 @@ class LevelDBStore(StoreContextMixin):
             self._apply(_record(key, value, _expiry(ttl, now)))
             return True
 
-    async def expire_prefix(self, prefix: str, ttl: float) -> int:
+    async def expire_prefix(self, prefix: str, ttl: float | None) -> int:
         raw_prefix = _DATA + check_whole_prefix(prefix).encode("utf-8")
-        check_ttl(ttl)
-        with self._writing as now:
+        check_optional_ttl(ttl)
+        with self._writing as now:  # expiry 0: never (the index entries left are stale)
             expiry, mutations, count = _expiry(ttl, now), list[Mutation](), 0
             with self._db.iterator(prefix=raw_prefix) as iterator:
                 for raw_key, raw in iterator:

@@ -238,9 +238,9 @@ class MemoryStore(StoreContextMixin):
             heapq.heappush(self._expiries, (now + ttl, key))
             return True
 
-    async def expire_prefix(self, prefix: str, ttl: float) -> int:
+    async def expire_prefix(self, prefix: str, ttl: float | None) -> int:
         check_whole_prefix(prefix)
-        check_ttl(ttl)
+        check_optional_ttl(ttl)
         with self._writing() as now:
             live = []
             for index in range(bisect.bisect_left(self._keys, prefix), len(self._keys)):
@@ -249,9 +249,11 @@ class MemoryStore(StoreContextMixin):
                     break
                 if self._live_value(key, now) is not None:
                     live.append(key)
+            expires_at = None if ttl is None else now + ttl
             for key in live:
-                self._data[key].expires_at = now + ttl
-                heapq.heappush(self._expiries, (now + ttl, key))
+                self._data[key].expires_at = expires_at
+                if expires_at is not None:
+                    heapq.heappush(self._expiries, (expires_at, key))
             return len(live)
 
     # -- logs ----------------------------------------------------------------------------------

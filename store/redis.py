@@ -365,9 +365,9 @@ class RedisStore(StoreContextMixin):
         args = (check_key(key), str(ttl_to_ms(check_ttl(ttl))))
         return bool(await self._write("EXPIRE", *args))
 
-    async def expire_prefix(self, prefix: str, ttl: float) -> int:
+    async def expire_prefix(self, prefix: str, ttl: float | None) -> int:
         low, high = _lex_range(check_whole_prefix(prefix).encode("utf-8"))
-        ttl_ms, total = str(ttl_to_ms(check_ttl(ttl))), 0
+        ttl_ms, total = _ttl_arg(check_optional_ttl(ttl)), 0
         while True:  # a page of the key index per call, as ``scan``
             read, last, count = await self._write("EXPIRE_PAGE", low, high, _PAGE, ttl_ms)
             total += int(count)

@@ -6,6 +6,7 @@ what completed; the agenda lets the sweep finish what a crash or a lost message 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from dataclasses import replace
@@ -51,6 +52,7 @@ class Switch:
 
     def __init__(self) -> None:
         self.broken = True
+        self.slow = 0.0  # seconds a flaky node takes once the outage is over
         self.runs: Counter[tuple[str, str]] = Counter()
 
     def validate(self, node: Node) -> list[str]:
@@ -60,6 +62,8 @@ class Switch:
         self.runs[(ctx.execution_id, node.id)] += 1
         if node.params.get("flaky") and self.broken:
             raise RuntimeError(f"{node.id}: service unavailable")
+        if node.params.get("flaky"):
+            await asyncio.sleep(self.slow)
         return NodeResult(output=f"{node.id} ok", state_updates={node.id: "ok"})
 
 
@@ -100,6 +104,30 @@ async def test_a_failed_execution_recovers_as_a_new_generation_without_rerunning
     assert second.history[0].failed_step == "right"
     assert "service unavailable" in (second.history[0].error or "")
     assert second.history[0].generation == 1
+
+
+async def test_a_recovered_generation_keeps_what_completed_past_the_retention_of_the_failure(
+    runtime: Runtime, switch: Switch
+) -> None:
+    """Retention gives a failed execution's keys their expiry; recovering it takes that expiry
+    back, so the steps it keeps do not expire under the new generation (which then ran them
+    again, or lost their outputs), however long it runs."""
+    persistence = runtime.engine.persistence
+    assert isinstance(persistence, KVPersistence)
+    persistence.retention = 1.0
+    first = await runtime.engine.execute_sync("flaky", {}, timeout=WAIT)
+    eid = first.execution_id
+    assert first.status == "failed"
+    switch.broken, switch.slow = False, 2.0  # the retry outlives the first status's retention
+
+    await runtime.recovery.recover_failed_execution(eid)
+    second = await runtime.engine.wait(eid, timeout=WAIT)
+
+    assert second.status == "completed", second.error
+    assert second.outputs == {"join": "join ok"}
+    runs = {node: n for (e, node), n in switch.runs.items() if e == eid}
+    assert runs == {"fetch": 1, "left": 1, "right": 2, "join": 1}
+    assert [h.status for h in second.history] == ["failed"]
 
 
 async def test_recovery_refuses_what_it_cannot_recover(runtime: Runtime, switch: Switch) -> None:

@@ -8,7 +8,7 @@ import random
 import pytest
 from support import assert_eventually
 
-from store import Delete, KVStore, Put, StoreClosed
+from store import Delete, KVStore, LevelDBStore, Put, RedisStore, StoreClosed
 
 SHORT_TTL = 0.2
 
@@ -147,6 +147,23 @@ async def test_expire_prefix_gives_every_key_under_the_prefix_the_expiry(store: 
     assert await scan_all(store) == [("other/run/1", b"v"), ("runner", b"v")]
 
 
+async def test_expire_prefix_without_a_ttl_takes_the_expiry_back(store: KVStore) -> None:
+    """``ttl=None``: the keys under the prefix never expire, whatever expiry they had (their
+    entries in a backend's expiry index are dropped, so no sweep removes them later)."""
+    await store.batch([Put("run/1", b"v", ttl=SHORT_TTL), Put("run/2", b"v"), Put("runner", b"v")])
+    await store.put("run/3", b"v", ttl=SHORT_TTL)
+    await store.expire_prefix("run/", SHORT_TTL)
+    await store.put("runner", b"w", ttl=SHORT_TTL)
+    assert await store.expire_prefix("run/", None) == 3
+    await asyncio.sleep(SHORT_TTL * 2)
+    await store.put("other", b"v")  # the memory store sweeps before a write
+    if isinstance(store, LevelDBStore | RedisStore):
+        await store.sweep()
+    assert await scan_all(store, "run/") == [("run/1", b"v"), ("run/2", b"v"), ("run/3", b"v")]
+    await assert_eventually(lambda: is_absent(store, "runner"), timeout=5)  # not under it
+    assert await store.expire_prefix("none/", None) == 0
+
+
 async def test_expire_prefix_of_a_long_prefix_pages_through_it_and_refuses_an_empty_one(
     store: KVStore,
 ) -> None:
@@ -154,6 +171,7 @@ async def test_expire_prefix_of_a_long_prefix_pages_through_it_and_refuses_an_em
     assert await store.expire_prefix("big/", 3600) == 1200
     assert await store.expire_prefix("none/", 3600) == 0
     assert len(await scan_all(store, "big/")) == 1200
+    assert await store.expire_prefix("big/", None) == 1200
     with pytest.raises(ValueError, match="empty"):
         await store.expire_prefix("", 3600)
 
