@@ -689,16 +689,18 @@ class KVPersistence:
         """Atomically, if the record and final status are still ``current`` and ``final``: file
         the final status in the history, write the ``new`` record, delete the ``reset`` steps and
         put ``scheduled`` on the agenda. False if anything moved (another recovery won).
-        With ``retention``, the expiry the final status gave the execution's keys is taken back
-        first (the steps kept would expire under the new generation, which then waited for
-        them forever); the write puts back the keys outside those prefixes. Should another
-        recovery win meanwhile, its generation's end gives them their expiry again."""
+        With ``retention``, the expiry the final status gave the execution's keys and event
+        log is taken back first (the steps kept would expire under the new generation, which
+        then waited for them forever); the write puts back the keys outside those prefixes.
+        Should another recovery win meanwhile, its generation's end gives them their expiry
+        again."""
         eid, keys = current.execution_id, self.keys
         expected = await self._as_stored({keys.execution(eid): current, keys.final(eid): final})
         if expected is None:
             return False
         if self.retention is not None:
-            await asyncio.gather(*self._expire_prefixes(eid, None))
+            keep_log = self.store.log_expire(keys.events(eid), None)
+            await asyncio.gather(*self._expire_prefixes(eid, None), keep_log)
         ops: list[Put | Delete] = [
             Put(keys.history(eid, current.generation), final.to_bytes()),
             Put(keys.execution(eid), new.to_bytes()),

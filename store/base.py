@@ -187,8 +187,9 @@ class KVStore(Protocol):
         greater than ``after``, in offset order (``[]`` for an absent log)."""
         ...
 
-    async def log_expire(self, key: str, ttl: float) -> bool:
-        """Make the log ``key`` expire ``ttl`` seconds from now; ``False`` if it is absent."""
+    async def log_expire(self, key: str, ttl: float | None) -> bool:
+        """Make the log ``key`` expire ``ttl`` seconds from now, or with ``ttl=None`` never
+        (an expiry given before is taken back); ``False`` if it is absent."""
         ...
 
     async def log_delete(self, key: str) -> bool:

@@ -432,9 +432,9 @@ class LevelDBStore(StoreContextMixin):
                 items = islice(iterator, limit)
                 return [(int.from_bytes(raw_key[-8:], "big"), value) for raw_key, value in items]
 
-    async def log_expire(self, key: str, ttl: float) -> bool:
+    async def log_expire(self, key: str, ttl: float | None) -> bool:
         check_key(key)
-        check_ttl(ttl)
+        check_optional_ttl(ttl)  # None: expiry 0, never (the index entry left is stale)
         with self._writing as now:
             raw_meta = self._db.get(_LOG_META + key.encode("utf-8"))
             meta = _log_meta(raw_meta, now)

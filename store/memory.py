@@ -303,14 +303,14 @@ class MemoryStore(StoreContextMixin):
             start = max(0, after + 1 - log.entries[0][0])
             return list(islice(log.entries, start, start + limit))
 
-    async def log_expire(self, key: str, ttl: float) -> bool:
+    async def log_expire(self, key: str, ttl: float | None) -> bool:
         check_key(key)
-        check_ttl(ttl)
+        check_optional_ttl(ttl)
         with self._writing() as now:
             log = self._logs.get(key)
             if log is None or not log.live(now):
                 return False
-            self._expire_log(key, log, now + ttl)
+            self._expire_log(key, log, None if ttl is None else now + ttl)
             return True
 
     async def log_delete(self, key: str) -> bool:
@@ -393,9 +393,10 @@ class MemoryStore(StoreContextMixin):
                 written[op.key] = op.value if isinstance(op, Put) else None
         return counters
 
-    def _expire_log(self, key: str, log: _Log, expires_at: float) -> None:
-        log.expires_at = expires_at
-        heapq.heappush(self._log_expiries, (expires_at, key))
+    def _expire_log(self, key: str, log: _Log, expires_at: float | None) -> None:
+        log.expires_at = expires_at  # None: never (an entry left in the heap is stale)
+        if expires_at is not None:
+            heapq.heappush(self._log_expiries, (expires_at, key))
 
     def _remove(self, key: str) -> None:
         if self._data.pop(key, None) is not None:

@@ -405,9 +405,20 @@ class RedisStore(StoreContextMixin):
         entries = cast("list[tuple[bytes, dict[bytes, bytes]]]", items)
         return [(int(entry_id.split(b"-")[0]), fields[b"v"]) for entry_id, fields in entries]
 
-    async def log_expire(self, key: str, ttl: float) -> bool:
-        log_key, ttl_ms = self._log_key(key), ttl_to_ms(check_ttl(ttl))
-        return bool(await self._call(self._client.pexpire, log_key, ttl_ms))
+    async def log_expire(self, key: str, ttl: float | None) -> bool:
+        log_key, checked = self._log_key(key), check_optional_ttl(ttl)
+        if checked is None:
+            return bool(await self._call(self._persist, log_key))
+        return bool(await self._call(self._client.pexpire, log_key, ttl_to_ms(checked)))
+
+    async def _persist(self, raw_key: bytes) -> bool:
+        """Take back the expiry of ``raw_key``; whether it exists (``PERSIST`` alone does not
+        tell a key without an expiry from an absent one)."""
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.exists(raw_key)
+            pipe.persist(raw_key)
+            exists, _ = await pipe.execute()
+        return bool(exists)
 
     async def log_delete(self, key: str) -> bool:
         log_key = self._log_key(key)

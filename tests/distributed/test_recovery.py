@@ -33,6 +33,7 @@ from distributed import (
     TaskResult,
     WorkerConfig,
 )
+from distributed.events import EventRecorder
 from distributed.lease import acquire_lease
 from distributed.limits import Limits
 from orchestration import Engine, Node, NodeContext, NodeResult
@@ -115,10 +116,14 @@ async def test_a_recovered_generation_keeps_what_completed_past_the_retention_of
     persistence = runtime.engine.persistence
     assert isinstance(persistence, KVPersistence)
     persistence.retention = 1.0
+    for hook in runtime.engine.context.hooks.hooks:
+        if isinstance(hook, EventRecorder):  # the event log's retention
+            hook.retention = 1.0
     first = await runtime.engine.execute_sync("flaky", {}, timeout=WAIT)
     eid = first.execution_id
     assert first.status == "failed"
     switch.broken, switch.slow = False, 2.0  # the retry outlives the first status's retention
+    await asyncio.sleep(0.5)  # the final event is appended and its log given the expiry
 
     await runtime.recovery.recover_failed_execution(eid)
     second = await runtime.engine.wait(eid, timeout=WAIT)
@@ -128,6 +133,13 @@ async def test_a_recovered_generation_keeps_what_completed_past_the_retention_of
     runs = {node: n for (e, node), n in switch.runs.items() if e == eid}
     assert runs == {"fetch": 1, "left": 1, "right": 2, "join": 1}
     assert [h.status for h in second.history] == ["failed"]
+
+    async def both_finals() -> bool:  # the first generation's events are kept
+        events = runtime.engine.events(eid)
+        found = [e.data["status"] async for e in events if e.type == "execution.final"]
+        return found == ["failed", "completed"]
+
+    await assert_eventually(both_finals, message="the events of both generations")
 
 
 async def test_recovery_refuses_what_it_cannot_recover(runtime: Runtime, switch: Switch) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from support import assert_eventually
 
-from store import KVStore, LevelDBStore
+from store import KVStore, LevelDBStore, RedisStore
 
 SHORT_TTL = 0.2
 
@@ -83,6 +83,20 @@ async def test_log_expire_shortens_a_log_s_life(store: KVStore) -> None:
         return await store.log_read("log") == []
 
     await assert_eventually(expired)
+
+
+async def test_log_expire_without_a_ttl_takes_the_expiry_back(store: KVStore) -> None:
+    assert not await store.log_expire("log", None)  # absent
+    await store.log_append("log", [b"x"], ttl=SHORT_TTL)
+    await store.log_append("kept", [b"x"])
+    assert await store.log_expire("log", None)
+    assert await store.log_expire("kept", None)  # had none: still there, still none
+    await asyncio.sleep(SHORT_TTL * 2)
+    await store.put("other", b"v")  # the memory store sweeps before a write
+    if isinstance(store, LevelDBStore | RedisStore):
+        await store.sweep()
+    assert await store.log_read("log") == [(1, b"x")]
+    assert await store.log_read("kept") == [(1, b"x")]
 
 
 @pytest.mark.parametrize(
