@@ -8,7 +8,10 @@ as ``python -m benchmarks`` starts them) and splits each into four parts, from t
 record and step records (wall clocks of one machine): the submit call (``execute_async``
 returns), the first step's start after the execution's creation (the broker's delivery of the
 first task), the steps (first start to the final status), and the final status to ``wait``
-returning (how the client learns it). Prints the p50 and maximum of each part.
+returning (how the client learns it). Prints the p50 and maximum of each part, then the CPU
+each process spent per execution over the run: the worker processes, this client, and on a
+cluster Redis (its ``INFO cpu``) and the broker (the process listening on its port), since on a
+small machine they all share the cores one execution's latency waits for.
 """
 
 from __future__ import annotations
@@ -18,13 +21,18 @@ import asyncio
 import os
 import statistics
 import time
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from urllib.parse import urlparse
 
+import redis.asyncio as aioredis
+
+from . import procstats
 from .flowloom_run import Target, cluster, embedded
 from .workloads import shape
 
-__all__ = ["PARTS", "Parts", "main", "measure"]
+__all__ = ["PARTS", "Parts", "main", "measure", "processes"]
 
 PARTS = ("submit call", "first task delivered", "steps", "final status to wait returning")
 
@@ -70,6 +78,51 @@ def _target(args: argparse.Namespace) -> AbstractAsyncContextManager[Target]:
     return cluster(shapes, processes, args.redis_url, args.kafka)
 
 
+def processes(target: Target, kafka: str) -> dict[str, Callable[[], float]]:
+    """How to read the CPU seconds of each local process an execution of ``target`` spends
+    (this one exactly; the others in ``/proc``'s clock ticks), by name."""
+    if target.pids == [os.getpid()]:
+        return {"this process (workers and client)": time.process_time}
+    workers = target.pids
+    found = {
+        f"worker processes ({len(workers)})": lambda: procstats.cpu_seconds(workers),
+        "client (this process)": time.process_time,
+    }
+    broker = procstats.listener_pid(int(kafka.rpartition(":")[2]))
+    if broker is not None:
+        found["broker"] = lambda: procstats.cpu_seconds([broker])
+    return found
+
+
+async def redis_cpu(url: str | None) -> float | None:
+    """Redis's user + system CPU seconds so far (``INFO cpu``), None without Redis."""
+    if url is None or urlparse(url).hostname not in ("127.0.0.1", "localhost", "::1"):
+        return None  # another machine's CPU does not take this one's cores
+    client = aioredis.Redis.from_url(url)
+    try:
+        info = await client.info("cpu")
+    finally:
+        await client.aclose()
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+async def cpu_table(
+    target: Target, kafka: str, workflow: str, count: int
+) -> tuple[list[Parts], str]:
+    """``measure``, and the CPU milliseconds each process spent per execution meanwhile."""
+    readers = processes(target, kafka)
+    before = {name: read() for name, read in readers.items()}
+    redis_before = await redis_cpu(target.redis_url)
+    found = await measure(target, workflow, count)
+    spent = {name: read() - before[name] for name, read in readers.items()}
+    redis_after = await redis_cpu(target.redis_url)
+    if redis_before is not None and redis_after is not None:
+        spent["redis"] = redis_after - redis_before
+    lines = ["| process | CPU ms per execution |", "| --- | ---: |"]
+    lines += [f"| {name} | {seconds / count * 1000:.2f} |" for name, seconds in spent.items()]
+    return found, "\n".join(lines)
+
+
 def table(found: list[Parts]) -> str:
     lines = ["| part | p50 ms | max ms |", "| --- | ---: | ---: |"]
     for i, name in enumerate(PARTS):
@@ -91,8 +144,8 @@ async def run(argv: list[str] | None = None) -> str:
     parser.add_argument("--kafka", default=os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:19092"))
     args = parser.parse_args(argv)
     async with _target(args) as target:
-        found = await measure(target, args.shape, args.count)
-    return table(found)
+        found, cpu = await cpu_table(target, args.kafka, args.shape, args.count)
+    return table(found) + "\n\n" + cpu
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 __all__ = [
     "anon_rss_mib",
     "cpu_seconds",
+    "listener_pid",
     "peak_rss_mib",
     "rss_mib",
     "thread_cpu_seconds",
@@ -75,3 +76,26 @@ def anon_rss_mib(pid: int) -> float:
 def peak_rss_mib(pid: int) -> float:
     """Peak resident set size over the process's life (``VmHWM``), MiB."""
     return _status_kib(pid, "VmHWM") / 1024
+
+
+def listener_pid(port: int) -> int | None:
+    """The process listening on TCP ``port`` of this machine (IPv4 or IPv6), if this user may
+    see it: the socket's inode in ``/proc/net/tcp*``, then the process holding it."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            if state == "0A" and int(local.rpartition(":")[2], 16) == port:  # 0A: LISTEN
+                inodes.add(f"socket:[{inode}]")
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) in inodes for fd in fd_dir.iterdir()):
+                return int(fd_dir.parent.name)
+        except OSError:
+            continue
+    return None

@@ -138,9 +138,14 @@ async def test_the_commit_benchmark_measures_each_concurrency_and_leaves_no_keys
 
 
 def test_the_latency_split_prints_the_four_parts_of_an_execution() -> None:
-    """``python -m benchmarks.latency``: four positive parts per execution (embedded here)."""
-    table = asyncio.run(latency_run(["--mode", "embedded", "--count", "3"]))
-    rows = [line.split("|")[1:-1] for line in table.splitlines()[2:]]
+    """``python -m benchmarks.latency``: four positive parts per execution (embedded here),
+    then the CPU the process spent per execution."""
+    output = asyncio.run(latency_run(["--mode", "embedded", "--count", "3"]))
+    parts, cpu = output.split("\n\n")
+    rows = [line.split("|")[1:-1] for line in parts.splitlines()[2:]]
     assert [row[0].strip() for row in rows] == list(LATENCY_PARTS)
     for _, p50, most in rows:
-        assert 0 <= number(p50) <= number(most), table
+        assert 0 <= number(p50) <= number(most), output
+    (process, spent), *others = [line.split("|")[1:-1] for line in cpu.splitlines()[2:]]
+    assert process.strip() == "this process (workers and client)" and not others, output
+    assert number(spent) > 0, output
