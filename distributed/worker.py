@@ -55,6 +55,7 @@ from .loops import loop_outcome, start_loop
 from .models import ExecutionRecord, FinalStatus, StepRecord, Task
 from .persistence import TaskView, VersionedStep
 from .queue import QueuedTask, TaskConsumer
+from .slots import Slots
 from .snapshot import Snapshot, read_view
 from .steps import StepExecutor, StepOutcome
 from .subflow import child_outcome, start_child
@@ -147,7 +148,7 @@ class Worker:
         self.scheduler = context.scheduler
         self.committer = StepCommitter(context)
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self._slots = asyncio.Semaphore(self.config.concurrency)
+        self._slots = Slots(self.config.concurrency)
         self._urgent = 0  # tasks of the recovery sweep waiting for a slot (take_when_free)
         self._handlers: set[asyncio.Task[None]] = set()
         self._running: dict[_Key, asyncio.Task[Any]] = {}  # the tasks steps run in
@@ -272,7 +273,8 @@ class Worker:
             return True
         if self._slots.locked():
             return False
-        handler = asyncio.create_task(self._take(task, carried))
+        self._slots.promise()  # its slot is taken in a turn of the loop: no other offer gets it
+        handler = asyncio.create_task(self._take(task, carried, promised=True))
         self._handlers.add(handler)
         handler.add_done_callback(self._handlers.discard)
         return True
@@ -327,10 +329,12 @@ class Worker:
 
         return HandOn(self.id, self.config.lease_ttl, take, self._slots.release)
 
-    async def _take(self, task: Task, carried: Carried | None, *, urgent: bool = False) -> None:
+    async def _take(
+        self, task: Task, carried: Carried | None, *, urgent: bool = False, promised: bool = False
+    ) -> None:
         self._urgent += urgent
         try:
-            await self._slots.acquire()
+            await self._slots.acquire(promised=promised)
         except BaseException:  # stopping: its queued copy runs it
             self.context.dispatch.forget(task)
             raise

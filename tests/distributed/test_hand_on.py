@@ -9,6 +9,7 @@ is tested with real processes in ``test_cluster_processes`` (the after-commit fa
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Mapping, Sequence
 from contextvars import ContextVar
@@ -325,3 +326,21 @@ async def test_a_step_committed_while_its_execution_is_paused_hands_nothing_on(
 async def _status(runtime: Runtime, eid: str, node: str) -> bool:
     step = await runtime.engine.persistence.step(eid, node)
     return step is not None and step.record.status == "completed"
+
+
+async def test_offers_made_in_one_turn_take_no_more_tasks_than_there_are_free_slots(
+    make_runtime: RuntimeFactory, engine: Engine
+) -> None:
+    """A burst of eager offers in one turn of the loop (the sweep enqueuing many executions'
+    steps at once): a worker takes as many tasks as it has free slots, and leaves the rest to
+    the queue (and to the doorbells of other processes) instead of queueing them behind its
+    own slots. One of its three slots waits for the broker's next delivery."""
+    one_worker = replace(FAST_POOL, worker_count=1, concurrency=3)
+    async with make_runtime(engine, pool=one_worker) as runtime:
+        assert runtime.pool is not None
+        worker = runtime.pool.workers[0]
+        await assert_eventually(lambda: worker.free_slots == 3, timeout=WAIT)
+        await asyncio.sleep(0.1)  # its fetch loop holds a slot while it waits
+        tasks = [Task(execution_id=f"no-such-{i}", node_id="a") for i in range(5)]
+        left = runtime.engine.context.dispatch.offer(tasks)
+    assert left == tasks[2:]
