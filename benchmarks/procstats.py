@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 __all__ = [
+    "TcpSocket",
     "anon_rss_mib",
     "cpu_seconds",
     "listener_pid",
     "peak_rss_mib",
     "rss_mib",
+    "socket_inodes",
+    "tcp_sockets",
     "thread_cpu_seconds",
     "tree",
 ]
@@ -78,24 +82,45 @@ def peak_rss_mib(pid: int) -> float:
     return _status_kib(pid, "VmHWM") / 1024
 
 
-def listener_pid(port: int) -> int | None:
-    """The process listening on TCP ``port`` of this machine (IPv4 or IPv6), if this user may
-    see it: the socket's inode in ``/proc/net/tcp*``, then the process holding it."""
-    inodes = set()
+class TcpSocket(NamedTuple):
+    """One row of ``/proc/net/tcp`` (or ``tcp6``)."""
+
+    local_port: int
+    remote_port: int
+    listening: bool
+    inode: str
+
+
+def tcp_sockets() -> Iterator[TcpSocket]:
+    """The TCP sockets of this machine, IPv4 and IPv6."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             lines = Path(table).read_text().splitlines()[1:]
         except OSError:
             continue
         for line in lines:
-            fields = line.split()
-            local, state, inode = fields[1], fields[3], fields[9]
-            if state == "0A" and int(local.rpartition(":")[2], 16) == port:  # 0A: LISTEN
-                inodes.add(f"socket:[{inode}]")
-    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+            cols = line.split()
+            local, remote = int(cols[1].rpartition(":")[2], 16), int(cols[2].rpartition(":")[2], 16)
+            yield TcpSocket(local, remote, cols[3] == "0A", cols[9])  # 0A: LISTEN
+
+
+def socket_inodes(pid: int) -> set[str]:
+    """The inodes of the sockets ``pid`` holds (none if it is gone or not ours to see)."""
+    inodes: set[str] = set()
+    for fd in Path(f"/proc/{pid}/fd").glob("*"):
         try:
-            if any(os.readlink(fd) in inodes for fd in fd_dir.iterdir()):
-                return int(fd_dir.parent.name)
+            target = os.readlink(fd)
         except OSError:
             continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def listener_pid(port: int) -> int | None:
+    """The process listening on TCP ``port`` of this machine, if this user may see it."""
+    listening = {s.inode for s in tcp_sockets() if s.listening and s.local_port == port}
+    for proc in Path("/proc").glob("[0-9]*"):
+        if listening & socket_inodes(int(proc.name)):
+            return int(proc.name)
     return None

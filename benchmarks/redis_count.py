@@ -11,48 +11,27 @@ commands, an upper bound of round trips.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import redis
 
+from .procstats import socket_inodes, tcp_sockets
+
 __all__ = ["CommandCount", "Monitor", "redis_ports"]
-
-
-def _socket_inodes(pid: int) -> set[str]:
-    inodes: set[str] = set()
-    for fd in Path(f"/proc/{pid}/fd").glob("*"):
-        try:
-            target = os.readlink(fd)
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    return inodes
 
 
 def redis_ports(pids: Iterable[int], redis_port: int) -> set[int]:
     """Local ports of the TCP connections ``pids`` hold to ``redis_port``."""
     inodes: set[str] = set()
     for pid in pids:
-        inodes |= _socket_inodes(pid)
-    ports: set[int] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            cols = line.split()
-            local, remote, inode = cols[1], cols[2], cols[9]
-            if inode in inodes and int(remote.rsplit(":", 1)[1], 16) == redis_port:
-                ports.add(int(local.rsplit(":", 1)[1], 16))
-    return ports
+        inodes |= socket_inodes(pid)
+    return {
+        s.local_port for s in tcp_sockets() if s.inode in inodes and s.remote_port == redis_port
+    }
 
 
 @dataclass
