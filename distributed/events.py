@@ -188,7 +188,7 @@ class EventRecorder(Hooks):
         self._queue: list[_Entry] = []
         self._token_tail: dict[tuple[str, str], int] = {}  # a step's last queued token event
         self._bound: dict[tuple[str, str, int], tuple[Token[Any], Token[Any]]] = {}  # emitters
-        self._expire: set[str] = set()
+        self._expire: dict[str, int] = {}  # finished executions: the generation that ended
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_for_tokens = False  # the drain ``_timer`` runs was set by a token event
@@ -266,7 +266,7 @@ class EventRecorder(Hooks):
         }
         self.record(event.execution_id, "execution.final", data=data)
         if self.retention is not None:
-            self._expire.add(event.execution_id)
+            self._expire[event.execution_id] = event.generation
 
     # -- queue and flush -----------------------------------------------------------------------
 
@@ -349,11 +349,9 @@ class EventRecorder(Hooks):
                 await self._append(taken)
                 if not until_empty:
                     break
-            expire, self._expire = self._expire, set()
-            for execution_id in expire:
-                if self.retention is not None:
-                    key = self.keys.events(execution_id)
-                    await self._guard(self.store.log_expire(key, self.retention))
+            expire, self._expire = self._expire, {}
+            if expire and self.retention is not None:
+                await self._guard(self._expire_logs(expire, self.retention))
 
     async def _append(self, taken: list[_Entry]) -> None:
         by_execution: dict[str, list[bytes]] = {}
@@ -368,6 +366,20 @@ class EventRecorder(Hooks):
             piece = entries[start : start + _BATCH]
             append = self.store.log_append(key, piece, max_len=self.max_len, max_age=self.max_age)
             await self._guard(append)
+
+    async def _expire_logs(self, ended: Mapping[str, int], ttl: float) -> None:
+        """Give the logs of the executions that ``ended`` (generation by id) their expiry,
+        unless one was recovered since: a new generation took the expiry back
+        (``start_generation``), and this drain may come after it (up to a flush interval after
+        the final status, in whichever process told it)."""
+        keys = [self.keys.generation(execution_id) for execution_id in ended]
+        current = await self.store.get_many(keys)
+        still = [
+            eid
+            for (eid, gen), raw in zip(ended.items(), current, strict=True)
+            if raw is None or raw == b"%d" % gen
+        ]  # None: gone, or an older record
+        await asyncio.gather(*(self.store.log_expire(self.keys.events(eid), ttl) for eid in still))
 
     @staticmethod
     async def _guard(call: Any) -> None:

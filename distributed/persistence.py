@@ -690,17 +690,16 @@ class KVPersistence:
         the final status in the history, write the ``new`` record, delete the ``reset`` steps and
         put ``scheduled`` on the agenda. False if anything moved (another recovery won).
         With ``retention``, the expiry the final status gave the execution's keys and event
-        log is taken back first (the steps kept would expire under the new generation, which
-        then waited for them forever); the write puts back the keys outside those prefixes.
-        Should another recovery win meanwhile, its generation's end gives them their expiry
-        again."""
+        log is taken back (the steps kept would expire under the new generation, which then
+        waited for them forever): before the write, so that a crash right after it leaves
+        nothing to expire, and again after it, for an expiry the event recorder of the old
+        generation gave the log in between (it gives one only while that generation is the
+        current one). The write puts back the keys outside those prefixes."""
         eid, keys = current.execution_id, self.keys
         expected = await self._as_stored({keys.execution(eid): current, keys.final(eid): final})
         if expected is None:
             return False
-        if self.retention is not None:
-            keep_log = self.store.log_expire(keys.events(eid), None)
-            await asyncio.gather(*self._expire_prefixes(eid, None), keep_log)
+        await self._keep(eid)
         ops: list[Put | Delete] = [
             Put(keys.history(eid, current.generation), final.to_bytes()),
             Put(keys.execution(eid), new.to_bytes()),
@@ -713,7 +712,16 @@ class KVPersistence:
             *self._agenda_puts(eid, scheduled, new.generation_started_at or time.time()),
             *self._deadline_puts(new),
         ]
-        return await self.store.batch_if(expected, ops)
+        if not await self.store.batch_if(expected, ops):
+            return False  # another recovery won: its generation's end expires them again
+        await self._keep(eid)
+        return True
+
+    async def _keep(self, eid: str) -> None:
+        """With ``retention``: the execution's records and event log expire no more."""
+        if self.retention is not None:
+            keep_log = self.store.log_expire(self.keys.events(eid), None)
+            await asyncio.gather(*self._expire_prefixes(eid, None), keep_log)
 
     async def _as_stored(
         self, records: Mapping[str, ExecutionRecord | FinalStatus]
