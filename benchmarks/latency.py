@@ -10,7 +10,7 @@ returns), the first step's start after the execution's creation (the broker's de
 first task), the steps (first start to the final status), and the final status to ``wait``
 returning (how the client learns it). Prints the p50 and maximum of each part, then the CPU
 each process spent per execution over the run: the worker processes, this client, and on a
-cluster Redis (its ``INFO cpu``) and the broker (the process listening on its port), since on a
+cluster the broker and Redis (the processes listening on their ports), since on a
 small machine they all share the cores one execution's latency waits for.
 """
 
@@ -24,9 +24,8 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from functools import partial
 from urllib.parse import urlparse
-
-import redis.asyncio as aioredis
 
 from . import procstats
 from .flowloom_run import Target, cluster, embedded
@@ -79,31 +78,24 @@ def _target(args: argparse.Namespace) -> AbstractAsyncContextManager[Target]:
 
 
 def processes(target: Target, kafka: str) -> dict[str, Callable[[], float]]:
-    """How to read the CPU seconds of each local process an execution of ``target`` spends
-    (this one exactly; the others in ``/proc``'s clock ticks), by name."""
+    """How to read the CPU seconds of each process of this machine an execution of
+    ``target`` spends (this one exactly; the others in ``/proc``'s clock ticks), by name: the
+    broker and Redis are the processes listening on their ports."""
     if target.pids == [os.getpid()]:
         return {"this process (workers and client)": time.process_time}
     workers = target.pids
-    found = {
-        f"worker processes ({len(workers)})": lambda: procstats.cpu_seconds(workers),
+    found: dict[str, Callable[[], float]] = {
+        f"worker processes ({len(workers)})": partial(procstats.cpu_seconds, workers),
         "client (this process)": time.process_time,
     }
-    broker = procstats.listener_pid(int(kafka.rpartition(":")[2]))
-    if broker is not None:
-        found["broker"] = lambda: procstats.cpu_seconds([broker])
+    services = {"broker": kafka.rpartition(":")[2]}
+    if target.redis_url is not None:
+        services["redis"] = str(urlparse(target.redis_url).port or 6379)
+    for name, port in services.items():
+        pid = procstats.listener_pid(int(port))
+        if pid is not None:
+            found[name] = partial(procstats.cpu_seconds, [pid])
     return found
-
-
-async def redis_cpu(url: str | None) -> float | None:
-    """Redis's user + system CPU seconds so far (``INFO cpu``), None without Redis."""
-    if url is None or urlparse(url).hostname not in ("127.0.0.1", "localhost", "::1"):
-        return None  # another machine's CPU does not take this one's cores
-    client = aioredis.Redis.from_url(url)
-    try:
-        info = await client.info("cpu")
-    finally:
-        await client.aclose()
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 async def cpu_table(
@@ -112,12 +104,8 @@ async def cpu_table(
     """``measure``, and the CPU milliseconds each process spent per execution meanwhile."""
     readers = processes(target, kafka)
     before = {name: read() for name, read in readers.items()}
-    redis_before = await redis_cpu(target.redis_url)
     found = await measure(target, workflow, count)
     spent = {name: read() - before[name] for name, read in readers.items()}
-    redis_after = await redis_cpu(target.redis_url)
-    if redis_before is not None and redis_after is not None:
-        spent["redis"] = redis_after - redis_before
     lines = ["| process | CPU ms per execution |", "| --- | ---: |"]
     lines += [f"| {name} | {seconds / count * 1000:.2f} |" for name, seconds in spent.items()]
     return found, "\n".join(lines)

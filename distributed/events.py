@@ -374,11 +374,11 @@ class EventRecorder(Hooks):
         the final status, in whichever process told it)."""
         keys = [self.keys.generation(execution_id) for execution_id in ended]
         current = await self.store.get_many(keys)
-        still = [
+        still = [  # a generation key that is absent: gone, or a record older than the key
             eid
             for (eid, gen), raw in zip(ended.items(), current, strict=True)
             if raw is None or raw == b"%d" % gen
-        ]  # None: gone, or an older record
+        ]
         await asyncio.gather(*(self.store.log_expire(self.keys.events(eid), ttl) for eid in still))
 
     @staticmethod
