@@ -265,7 +265,7 @@ class EventRecorder(Hooks):
             "generation": event.generation,
         }
         self.record(event.execution_id, "execution.final", data=data)
-        if self.retention is not None:
+        if self.retention is not None and event.parent_id is None:  # a child's: with its root's
             self._expire[event.execution_id] = event.generation
 
     # -- queue and flush -----------------------------------------------------------------------

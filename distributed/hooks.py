@@ -121,6 +121,7 @@ class ExecutionFinished:
     failed_step: str | None
     generation: int
     duration: float
+    parent_id: str | None = None  # a child execution's (subflow, loop iteration)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -19,6 +19,9 @@ Every key starts with the persistence's namespace (default ``flowloom/``)::
     exec/{eid}/announced/{gen}  present once the final status of that generation was announced
     exec/{eid}/unrunnable       first time a worker could not run it (no such workflow/version)
     exec/{eid}/signal/{event}   SignalRecord for a wait; written once (set_if_absent)
+    exec/{eid}/child/{child}    present for each child execution (subflow, loop iteration),
+                                written with the child: with a retention, a child's keys expire
+                                with its root execution's, not at its own end
     agenda/{eid}/{node}         AgendaEntry: the step is scheduled and not yet done (see below)
     deadline/{eid}              the execution's deadline (only executions with a timeout)
     idx/active/{eid}            executions without a final status
@@ -107,6 +110,12 @@ class Keys:
 
     def signal(self, eid: str, event: str) -> str:
         return f"{self.ns}exec/{eid}/signal/{event}"
+
+    def child(self, eid: str, child_id: str) -> str:
+        return f"{self.children(eid)}{child_id}"
+
+    def children(self, eid: str) -> str:
+        return f"{self.ns}exec/{eid}/child/"
 
     def unrunnable(self, eid: str) -> str:
         return f"{self.ns}exec/{eid}/unrunnable"

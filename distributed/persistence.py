@@ -55,11 +55,13 @@ class JoinCount(NamedTuple):
 
 
 class Finish(NamedTuple):
-    """A final status to store, and the id of the scheduler that claims its announcement
-    (``set_final``; with a step's commit, ``commit_step``)."""
+    """A final status to store, the id of the scheduler that claims its announcement
+    (``set_final``; with a step's commit, ``commit_step``), and whether the execution is a
+    child (its keys expire with its root's)."""
 
     status: FinalStatus
     claimer: str
+    child: bool = False
 
 
 class Committed(NamedTuple):
@@ -123,7 +125,7 @@ class WorkflowPersistence(Protocol):
     async def finals(self, eids: Sequence[str]) -> list[FinalStatus | None]: ...
     async def sweep_views(self, agenda: Mapping[str, Sequence[str]]) -> dict[str, SweepView]: ...
     async def set_final(
-        self, eid: str, final: FinalStatus, claimer: str
+        self, eid: str, final: FinalStatus, claimer: str, *, child: bool = False
     ) -> tuple[FinalStatus, bool]: ...
     async def claim_announcement(
         self, eid: str, generation: int, claimer: str, *, take_over: bool = False
@@ -224,11 +226,14 @@ class KVPersistence:
         rings: Mapping[str, bytes] | None = None,
     ) -> bool:
         """In one atomic write (False if the id exists): the record, the start nodes fired and
-        on the agenda, the indexes, and the deadline of an execution with a timeout; then, if
-        it was written, the ``rings`` (worker id -> message, as ``ring`` sends them)."""
+        on the agenda, the indexes (a child's in its parent's too), and the deadline of an
+        execution with a timeout; then, if it was written, the ``rings`` (worker id -> message,
+        as ``ring`` sends them)."""
         eid, keys = record.execution_id, self.keys
         joins = [Put(keys.join(eid, node), _FIRE.encode()) for node in start_nodes]
         index = [Put(keys.active(eid), b""), Put(keys.listed(eid), b"")]
+        if record.parent is not None:
+            index.append(Put(keys.child(record.parent.execution_id, eid), b""))
         ops: list[Put | Publish] = [
             Put(keys.execution(eid), record.to_bytes()),
             _generation_put(keys, record),
@@ -320,16 +325,18 @@ class KVPersistence:
         return [None if raw is None else FinalStatus.from_bytes(raw) for raw in raws]
 
     async def set_final(
-        self, eid: str, final: FinalStatus, claimer: str
+        self, eid: str, final: FinalStatus, claimer: str, *, child: bool = False
     ) -> tuple[FinalStatus, bool]:
         """First writer wins: return the status in force and whether this call set it. The
         winner also claims its announcement (``claim_announcement``) in the same write, so
         no other finalizer tells it first, and the write that stores the status sends its
         notice (``finals_told``), so a status stored is always told, even by a writer that
-        dies right after."""
+        dies right after. ``child``: a child execution, whose keys expire with its root's
+        (``_expire_finished``)."""
         ops = self._final_ops(eid, final, claimer)
         if await self._write({self.keys.final(eid): None}, ops) is not None:
-            await self._expire_finished(eid)
+            if not child:
+                await self._expire_finished(eid)
             return final, True
         current = await self.final(eid)
         if current is None:  # purged or expired in between: report ours, which did not win
@@ -350,8 +357,32 @@ class KVPersistence:
         ]
 
     async def _expire_finished(self, eid: str) -> None:
-        if self.retention is not None:
-            await self._expire_execution(eid, self.retention)
+        """With ``retention``: the keys and event logs of a root execution that ended and of
+        its descendants expire. A child's do not when it ends: its parent takes its result
+        later (its ``child-finished`` task, or the sweep after a crash or an outage that may
+        outlast the retention) and would wait for a child gone. The root's own log expires
+        by the event recorder, after the final event it appends."""
+        ttl = self.retention
+        if ttl is not None:
+            descendants = await self._descendants(eid)
+            logs = (self.store.log_expire(self.keys.events(d), ttl) for d in descendants)
+            expiring = (self._expire_execution(d, ttl) for d in [eid, *descendants])
+            await asyncio.gather(*expiring, *logs)
+
+    async def _descendants(self, eid: str) -> list[str]:
+        """The ids of the execution's children, theirs, and so on (one scan per generation of
+        children, side by side)."""
+        found: list[str] = []
+        level = [eid]
+        while level:
+            scans = await asyncio.gather(*(self._children(parent) for parent in level))
+            level = [child for children in scans for child in children]
+            found += level
+        return found
+
+    async def _children(self, eid: str) -> list[str]:
+        prefix = self.keys.children(eid)
+        return [key.removeprefix(prefix) async for key, _ in self.store.scan(prefix)]
 
     async def claim_announcement(
         self, eid: str, generation: int, claimer: str, *, take_over: bool = False
@@ -486,7 +517,7 @@ class KVPersistence:
                 ops.append(Delete(keys.agenda(eid, new.node_id)))
         if final is not None:
             expect[keys.final(eid)] = None
-            ops += self._final_ops(eid, *final)
+            ops += self._final_ops(eid, final.status, final.claimer)
         arrivals = arrivals or {}
         for join, count in arrivals.items():
             ops += self._arrival_ops(eid, join, count)
@@ -495,7 +526,7 @@ class KVPersistence:
         read = await self._write(expect, ops, wanted)
         if read is None:
             return None
-        if final is not None:
+        if final is not None and not final.child:
             await self._expire_finished(eid)
         counts = _join_counts(joins, read)
         return Committed(VersionedStep(raw, new), bool(started), counts, final is not None)
@@ -718,10 +749,33 @@ class KVPersistence:
         return True
 
     async def _keep(self, eid: str) -> None:
-        """With ``retention``: the execution's records and event log expire no more."""
-        if self.retention is not None:
-            keep_log = self.store.log_expire(self.keys.events(eid), None)
-            await asyncio.gather(*self._expire_prefixes(eid, None), keep_log)
+        """With ``retention``: the records and event logs of the execution and of its
+        descendants (``_expire_finished`` gave them the root's expiry) expire no more."""
+        if self.retention is None:
+            return
+        descendants = await self._descendants(eid)
+        calls: list[Awaitable[object]] = [self._keep_records(descendants)]
+        for execution_id in [eid, *descendants]:
+            calls += self._expire_prefixes(execution_id, None)
+            calls.append(self.store.log_expire(self.keys.events(execution_id), None))
+        await asyncio.gather(*calls)
+
+    async def _keep_records(self, eids: Sequence[str]) -> None:
+        """Write the records and list entries of ``eids`` again as they are, without an
+        expiry (each only if its record did not change meanwhile: who changed it wrote it
+        without one)."""
+        keys = self.keys
+        raws = await self.store.get_many([keys.execution(eid) for eid in eids])
+        await asyncio.gather(
+            *(
+                self.store.batch_if(
+                    {keys.execution(eid): raw},
+                    [Put(keys.execution(eid), raw), Put(keys.listed(eid), b"")],
+                )
+                for eid, raw in zip(eids, raws, strict=True)
+                if raw is not None
+            )
+        )
 
     async def _as_stored(
         self, records: Mapping[str, ExecutionRecord | FinalStatus]

@@ -321,7 +321,10 @@ class Scheduler:
         set the status and told it (``mark_announced_soon``)."""
         if final.generation != record.generation:
             final = final.model_copy(update={"generation": record.generation})
-        current, won = await self.persistence.set_final(record.execution_id, final, self.id)
+        child = record.parent is not None
+        current, won = await self.persistence.set_final(
+            record.execution_id, final, self.id, child=child
+        )
         if won:
             await self.finalized(record, final, retire=retire)
         elif current is not final:  # not when the execution is gone
@@ -428,6 +431,7 @@ def _finished(record: ExecutionRecord, final: FinalStatus) -> ExecutionFinished:
         failed_step=final.failed_step,
         generation=record.generation,
         duration=max(final.finished_at - started, 0.0),
+        parent_id=None if record.parent is None else record.parent.execution_id,
     )
 
 

@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from support import require_redis
 
 from distributed import KVPersistence, PoolConfig, Runtime, WorkerConfig
+from distributed.events import EventRecorder
 from distributed.final_watch import FinalWatch
 from orchestration import Node, NodeContext, NodeResult, NonRetryableError
 from store import Delete, open_store
@@ -235,3 +236,13 @@ async def delete_raw_prefix(url: str, prefix: str) -> None:
             await client.delete(*keys)
     finally:
         await client.aclose()
+
+
+def set_retention(runtime: Runtime, seconds: float) -> None:
+    """Give the runtime's persistence and event log a retention (built without one)."""
+    persistence = runtime.engine.persistence
+    assert isinstance(persistence, KVPersistence)
+    persistence.retention = seconds
+    for hook in runtime.engine.context.hooks.hooks:
+        if isinstance(hook, EventRecorder):
+            hook.retention = seconds

@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from scenario_support import FAST_POOL, RuntimeFactory
+from scenario_support import FAST_POOL, RuntimeFactory, set_retention
 from support import assert_eventually
 
 from distributed import (
@@ -33,7 +33,6 @@ from distributed import (
     TaskResult,
     WorkerConfig,
 )
-from distributed.events import EventRecorder
 from distributed.lease import acquire_lease
 from distributed.limits import Limits
 from orchestration import Engine, Node, NodeContext, NodeResult
@@ -113,12 +112,7 @@ async def test_a_recovered_generation_keeps_what_completed_past_the_retention_of
     """Retention gives a failed execution's keys their expiry; recovering it takes that expiry
     back, so the steps it keeps do not expire under the new generation (which then ran them
     again, or lost their outputs), however long it runs."""
-    persistence = runtime.engine.persistence
-    assert isinstance(persistence, KVPersistence)
-    persistence.retention = 1.0
-    for hook in runtime.engine.context.hooks.hooks:
-        if isinstance(hook, EventRecorder):  # the event log's retention
-            hook.retention = 1.0
+    set_retention(runtime, 1.0)
     first = await runtime.engine.execute_sync("flaky", {}, timeout=WAIT)
     eid = first.execution_id
     assert first.status == "failed"
@@ -140,6 +134,40 @@ async def test_a_recovered_generation_keeps_what_completed_past_the_retention_of
         return found == ["failed", "completed"]
 
     await assert_eventually(both_finals, message="the events of both generations")
+
+
+async def test_a_recovery_takes_the_retention_back_from_the_children_it_keeps(
+    runtime: Runtime, engine: Engine, switch: Switch
+) -> None:
+    """The root's failure gave its children the root's expiry; a recovery takes it back from
+    every child, the completed one it keeps as well as the failed one it recovers."""
+    for kid, params in (("kid-ok", {}), ("kid-flaky", {"flaky": True})):
+        nodes = [{"id": "inner", "uses": "switch", "params": params}]
+        engine.register_blueprint({"id": kid, "nodes": nodes, "edges": []})
+    nodes = [
+        {"id": name, "uses": "subflow", "params": {"blueprintId": kid, "inputs": {}}}
+        for name, kid in (("ok", "kid-ok"), ("bad", "kid-flaky"))
+    ]
+    edges = [{"source": "ok", "target": "bad"}]
+    engine.register_blueprint({"id": "nest", "nodes": nodes, "edges": edges})
+    persistence = runtime.engine.persistence
+    assert isinstance(persistence, KVPersistence)
+    set_retention(runtime, 1.0)
+    first = await runtime.engine.execute_sync("nest", {}, timeout=WAIT)
+    eid = first.execution_id
+    assert first.status == "failed" and first.failed_step == "bad"
+    switch.broken, switch.slow = False, 3.0  # the second run outlives the retention
+
+    await runtime.recovery.recover_failed_execution(eid)
+    await asyncio.sleep(1.6)  # past the expiry the failure gave, while "bad" runs again
+    kept = await persistence.record(f"{eid}.ok")
+    assert kept is not None, "the completed child expired under the new generation"
+    assert await runtime.store.log_read(persistence.keys.events(f"{eid}.ok"))
+    second = await runtime.engine.wait(eid, timeout=WAIT)
+
+    assert second.status == "completed", second.error
+    runs = {e: n for (e, node), n in switch.runs.items() if e.startswith(eid)}
+    assert runs == {f"{eid}.ok": 1, f"{eid}.bad": 2}
 
 
 async def test_recovery_refuses_what_it_cannot_recover(runtime: Runtime, switch: Switch) -> None:

@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
-from scenario_support import FAST_POOL, Probe, RuntimeFactory, blueprint, plain
+from scenario_support import FAST_POOL, Probe, RuntimeFactory, blueprint, plain, set_retention
 from support import assert_eventually
 
 from distributed import (
@@ -357,6 +357,46 @@ async def test_retention_expires_a_finished_execution(runtime: Runtime, engine: 
     await assert_eventually(
         lambda: _gone(runtime, eid), timeout=10, message="retention expired the execution"
     )
+
+
+async def test_a_child_execution_is_kept_until_its_root_ends_then_expires_with_it(
+    runtime: Runtime, engine: Engine, probe: Probe
+) -> None:
+    """A child's records and event log do not expire at the child's end, when its parent
+    has yet to take its result (its task lost, the workers down longer than the retention:
+    the parent then waited forever); they expire with the root's."""
+    engine.register_blueprint(blueprint("kid", {"inner": {}}, []))
+    parent = blueprint("holder", {"after": {"gate": "hold"}}, [])
+    subflow = {"blueprintId": "kid", "inputs": {}, "outputs": {}}
+    parent["nodes"].insert(0, {"id": "sub", "uses": "subflow", "params": subflow})
+    parent["edges"] = [{"source": "sub", "target": "after"}]
+    engine.register_blueprint(parent)
+    persistence = runtime.engine.persistence
+    assert isinstance(persistence, KVPersistence)
+    set_retention(runtime, 0.5)
+    eid = await runtime.engine.execute_async("holder")
+    child = f"{eid}.sub"
+
+    async def after_started() -> bool:  # the child is final and its parent took its result
+        return (eid, "after") in probe.started
+
+    await assert_eventually(after_started, timeout=WAIT, message="the parent went on")
+    await runtime.engine.context.flush_events()
+
+    await asyncio.sleep(1.0)  # twice the retention after the child's end: its parent runs
+    assert await persistence.record(child) is not None, "the child's record expired"
+    assert await runtime.store.log_read(persistence.keys.events(child)), "its log expired"
+
+    probe.open_gate("hold")
+    assert (await runtime.engine.wait(eid, timeout=WAIT)).status == "completed"
+
+    async def all_gone() -> bool:  # child ids begin with the root's: one scan finds both
+        logs = [persistence.keys.events(e) for e in (eid, child)]
+        return await _gone(runtime, eid) and not any(
+            [await runtime.store.log_read(log) for log in logs]
+        )
+
+    await assert_eventually(all_gone, timeout=10, message="the root's end expired both")
 
 
 async def _keys_of(runtime: Runtime, eid: str) -> AsyncIterator[str]:
