@@ -15,6 +15,8 @@ Named points:
 - ``before-ack``: the step is fully advanced, its message not yet acknowledged.
 - ``after-final``: an execution's final status is stored (with its notice), not yet told to
   the hooks.
+- ``after-generation``: a recovery's new generation is written (``start_generation``), the
+  retention's expiry not yet taken back from the execution a second time.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ FAILPOINTS = frozenset(
         "owing-unschedule",
         "before-ack",
         "after-final",
+        "after-generation",
     }
 )
 

@@ -17,6 +17,7 @@ from typing import NamedTuple, Protocol
 from store import Delete, Incr, KVStore, Publish, Put
 
 from .errors import InvalidSettings
+from .failpoints import failpoint
 from .keys import Keys
 from .models import AgendaEntry, ExecutionRecord, FinalStatus, SignalRecord, StepRecord
 
@@ -745,6 +746,7 @@ class KVPersistence:
         ]
         if not await self.store.batch_if(expected, ops):
             return False  # another recovery won: its generation's end expires them again
+        failpoint("after-generation")
         await self._keep(eid)
         return True
 

@@ -7,9 +7,14 @@ what completed; the agenda lets the sweep finish what a crash or a lost message 
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
+import subprocess
+import sys
 import time
 from collections import Counter
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,6 +44,7 @@ from orchestration import Engine, Node, NodeContext, NodeResult
 from store import MemoryStore, StoreUnavailable
 
 WAIT = 60
+ROOT = Path(__file__).resolve().parents[2]
 # a sweep that re-enqueues lost work quickly, and a short wait for a compatible worker
 QUICK = replace(
     FAST_POOL,
@@ -168,6 +174,38 @@ async def test_a_recovery_takes_the_retention_back_from_the_children_it_keeps(
     assert second.status == "completed", second.error
     runs = {e: n for (e, node), n in switch.runs.items() if e.startswith(eid)}
     assert runs == {f"{eid}.ok": 1, f"{eid}.bad": 2}
+
+
+async def test_a_recovery_killed_right_after_its_write_leaves_the_new_generation_nothing_to_expire(
+    engine: Engine, switch: Switch, tmp_path: Path
+) -> None:
+    """``flowloom recover`` killed (the ``after-generation`` failpoint) once it wrote the new
+    generation, before it took the retention's expiry back a second time: it took it back
+    before the write too, so the steps the new generation keeps outlive the retention."""
+    data = tmp_path / "data"
+    urls = {"store_url": f"leveldb://{data}", "broker_url": "inproc://"}
+    async with Runtime.from_urls(engine, **urls, pool=QUICK, retention=1.0) as runtime:
+        first = await runtime.engine.execute_sync("flaky", {}, timeout=WAIT)
+    eid = first.execution_id
+    assert first.status == "failed"
+    env = {
+        **os.environ,
+        "FLOWLOOM_STORE_URL": urls["store_url"],
+        "FLOWLOOM_RETENTION": "1",
+        "FLOWLOOM_FAILPOINT": "after-generation",
+    }
+    command = [sys.executable, "-m", "distributed", "recover", eid]
+    run = functools.partial(subprocess.run, capture_output=True, text=True, timeout=WAIT)
+    killed = await asyncio.to_thread(run, command, env=env, cwd=ROOT)
+    assert killed.returncode == 137, killed.stderr
+
+    await asyncio.sleep(1.5)  # past the expiry the failure gave
+    switch.broken = False
+    async with Runtime.from_urls(engine, **urls, pool=QUICK, retention=1.0) as healed:
+        second = await healed.engine.wait(eid, timeout=WAIT)
+    assert second.status == "completed" and second.generation == 2, second.error
+    runs = {node: n for (e, node), n in switch.runs.items() if e == eid}
+    assert runs == {"fetch": 1, "left": 1, "right": 2, "join": 1}
 
 
 async def test_recovery_refuses_what_it_cannot_recover(runtime: Runtime, switch: Switch) -> None:
