@@ -99,26 +99,22 @@ class LocalDispatch:
     def __init__(self) -> None:
         self._runners: dict[str, TaskRunner] = {}
         self._next = 0
-        self._taken: OrderedDict[_TaskKey, bool] = OrderedDict()  # True: its run began
+        self._taken: OrderedDict[_TaskKey, None] = OrderedDict()
         self._waiting: OrderedDict[_TaskKey, Carried] = OrderedDict()
-
-    def started(self, task: Task) -> None:
-        """A runner here began the run of a task it took: its queued copy is moot from now
-        on."""
-        key = _key(task)
-        if key in self._taken:
-            self._taken[key] = True
 
     def forget(self, task: Task) -> None:
         """A runner took ``task`` but its run ended in an error, or it stopped before the
         run began: its queued copy is to run after all."""
         self._taken.pop(_key(task), None)
 
-    def taken(self, task: Task) -> bool | None:
+    def taken(self, task: Task) -> bool:
         """Whether this is the queued copy of a task a runner here took (asked once per
-        task): None if it is not; True if its run began; False if the runner has yet to get
-        a slot (the copy's fetch may hold the very slot it waits for)."""
-        return self._taken.pop(_key(task), None)
+        task): then it is moot, whether the run began or waits for its slot."""
+        key = _key(task)
+        if key not in self._taken:
+            return False
+        del self._taken[key]
+        return True
 
     def register(self, runner: TaskRunner) -> None:
         self._runners[runner.id] = runner
@@ -159,7 +155,7 @@ class LocalDispatch:
                 runner = runners[self._next % len(runners)]
                 self._next += 1
                 if runner.take_when_free(task):
-                    _remember(self._taken, _key(task), False)
+                    _remember(self._taken, _key(task), None)
                     continue
             elif hint is not None and runners:
                 _remember(self._waiting, _key(task), hint)
@@ -189,7 +185,7 @@ class LocalDispatch:
         for i in range(len(runners)):
             runner = runners[(self._next + i) % len(runners)]
             if runner.try_take(task, hint):
-                _remember(self._taken, _key(task), False)  # before anything else runs
+                _remember(self._taken, _key(task), None)  # before anything else runs
                 self._next = (self._next + i + 1) % len(runners)
                 return True
         return False

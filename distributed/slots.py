@@ -33,6 +33,13 @@ class Slots:
         """Count a free slot as taken by a task that will ``acquire(promised=True)`` it."""
         self._promised += 1
 
+    async def wait_free(self) -> None:
+        """Return once a slot is free, without taking it (the fetch loop's: it takes one
+        when a delivery comes, so eager tasks may use every slot while it waits)."""
+        if self._semaphore.locked():
+            await self._semaphore.acquire()
+            self._semaphore.release()
+
     async def acquire(self, *, promised: bool = False) -> None:
         """Take a slot, waiting for one to be released if none is free; ``promised``: the
         slot ``promise`` counted (given back to the count even if the wait is cancelled)."""

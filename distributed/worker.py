@@ -203,27 +203,24 @@ class Worker:
     async def _consume(self, consumer: TaskConsumer) -> None:
         try:
             while self._fetching.is_set():
-                await self._slots.acquire()
+                await self._slots.wait_free()  # a slot for what comes, left free meanwhile
                 try:
                     item = await self._next(consumer)
                 except BrokerError as exc:  # the broker blipped: keep the worker alive
-                    self._slots.release()
                     log.warning("fetching tasks failed (%s); retrying", exc)
                     await asyncio.sleep(self.config.fetch_retry_interval)
                     continue
                 if item is None:
+                    break
+                if item.task is not None and self.context.dispatch.taken(item.task):
+                    # the queued copy of a task a worker here took: acked here, not in a task
+                    # of its own (under load such copies piled up waiting for loop turns)
+                    await _settle(item.ack())
+                    continue
+                await self._slots.acquire()  # eager tasks may have taken the free slots
+                if self._stopping.is_set():  # unrun and unacked: the group hands it back
                     self._slots.release()
                     break
-                begun = None if item.task is None else self.context.dispatch.taken(item.task)
-                if begun is not None:
-                    # the queued copy of a task a worker here took: acked here, not in a task
-                    # of its own (under load such copies piled up waiting for loop turns), and
-                    # the slot is given back; to the taken task first if it has yet to get one
-                    await _settle(item.ack())
-                    self._slots.release()
-                    if not begun:
-                        await asyncio.sleep(0)
-                    continue
                 handler = asyncio.create_task(self._handle(item))
                 self._handlers.add(handler)
                 handler.add_done_callback(self._finished)
@@ -390,7 +387,6 @@ class Worker:
         this run ends in an error (then the copy runs it, or dead-letters it with the reason).
         A copy dropped while the run goes on leaves the step to this run; should the run fail
         after that, the step is still on the agenda, and the recovery sweep finishes it."""
-        self.context.dispatch.started(task)
         try:
             if carried is None or not await self._start_carried(task, carried):
                 await self._process(task)
@@ -434,8 +430,8 @@ class Worker:
 
     @property
     def free_slots(self) -> int:
-        """Slots not running a task (one of them may be waiting for the broker's next
-        delivery); none while the worker stops or when it does not take tasks eagerly."""
+        """Slots not running a task; none while the worker stops or when it does not take
+        tasks eagerly."""
         if not self.config.eager or not self._fetching.is_set():
             return 0
         return max(self.config.concurrency - len(self._handlers), 0)
