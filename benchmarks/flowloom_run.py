@@ -96,10 +96,15 @@ def _worker_env(
 
 
 def start_workers(
-    processes: int, redis_url: str, kafka: str, tag: str, retention: float | None = None
+    processes: int,
+    redis_url: str,
+    kafka: str,
+    tag: str,
+    retention: float | None = None,
+    concurrency: int = CONCURRENCY,
 ) -> list[subprocess.Popen[bytes]]:
     command = [sys.executable, "-m", "distributed", "worker", APP]
-    command += ["--workers", "1", "--concurrency", str(CONCURRENCY), "--log-level", "WARNING"]
+    command += ["--workers", "1", "--concurrency", str(concurrency), "--log-level", "WARNING"]
     env = _worker_env(redis_url, kafka, tag, retention)
     with open(worker_log(tag), "ab") as log:  # the workers' warnings and errors
         return [
@@ -161,11 +166,14 @@ async def cluster(
     redis_url: str,
     kafka: str,
     retention: float | None = None,
+    *,
+    concurrency: int = CONCURRENCY,
 ) -> AsyncIterator[Target]:
-    """``processes`` worker processes and a client without workers in this process, on
-    Redis and the broker; ``retention``: finished executions expire after that long."""
+    """``processes`` worker processes of ``concurrency`` slots and a client without workers
+    in this process, on Redis and the broker; ``retention``: finished executions expire after
+    that long."""
     tag = f"flbench-{uuid.uuid4().hex[:10]}"
-    procs = start_workers(processes, redis_url, kafka, tag, retention)
+    procs = start_workers(processes, redis_url, kafka, tag, retention, concurrency)
     runtime = Runtime.from_urls(
         local_engine(shapes),
         store_url=redis_url,

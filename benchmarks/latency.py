@@ -1,17 +1,17 @@
 """``python -m benchmarks.latency``: where one execution's time goes, from submit to the client.
 
 Usage: python -m benchmarks.latency [--mode cluster-1] [--shape chain-10] [--count 20]
-       [--redis-url URL] [--kafka HOST:PORT]
+       [--concurrency 8] [--redis-url URL] [--kafka HOST:PORT]
 
-Runs ``--count`` executions of ``--shape`` one at a time (embedded, or on N worker processes
-as ``python -m benchmarks`` starts them) and splits each into four parts, from the execution's
-record and step records (wall clocks of one machine): the submit call (``execute_async``
-returns), the first step's start after the execution's creation (the broker's delivery of the
-first task), the steps (first start to the final status), and the final status to ``wait``
-returning (how the client learns it). Prints the p50 and maximum of each part, then the CPU
-each process spent per execution over the run: the worker processes, this client, and on a
-cluster the broker and Redis (the processes listening on their ports), since on a
-small machine they all share the cores one execution's latency waits for.
+Runs ``--count`` executions of ``--shape`` one at a time (embedded, or on N worker processes as
+``python -m benchmarks`` starts them, with ``--concurrency`` slots each) and splits each into
+four parts, from the execution's record and step records (wall clocks of one machine): the
+submit call (``execute_async`` returns), the first step's start after the execution's creation
+(the broker's delivery of the first task), the steps (first start to the final status), and the
+final status to ``wait`` returning (how the client learns it). Prints the p50 and maximum of
+each part, then the CPU each process spent per execution over the run: the worker processes,
+this client, and on a cluster the broker and Redis (the processes listening on their ports),
+since on a small machine they all share the cores one execution's latency waits for.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from functools import partial
 from urllib.parse import urlparse
 
 from . import procstats
-from .flowloom_run import Target, cluster, embedded
+from .flowloom_run import CONCURRENCY, Target, cluster, embedded
 from .workloads import shape
 
 __all__ = ["PARTS", "Parts", "main", "measure", "processes"]
@@ -74,7 +74,7 @@ def _target(args: argparse.Namespace) -> AbstractAsyncContextManager[Target]:
     if args.mode == "embedded":
         return embedded(shapes)
     processes = int(args.mode.removeprefix("cluster-"))
-    return cluster(shapes, processes, args.redis_url, args.kafka)
+    return cluster(shapes, processes, args.redis_url, args.kafka, concurrency=args.concurrency)
 
 
 def processes(target: Target, kafka: str) -> dict[str, Callable[[], float]]:
@@ -126,6 +126,7 @@ async def run(argv: list[str] | None = None) -> str:
     parser.add_argument("--mode", default="cluster-1", help="embedded or cluster-N")
     parser.add_argument("--shape", default="chain-10")
     parser.add_argument("--count", type=int, default=20)
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY, help="slots per process")
     parser.add_argument(
         "--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     )
