@@ -610,10 +610,12 @@ class KVPersistence:
             yield message.decode()
 
     async def purge(self, eid: str) -> None:
-        """Delete every key of one execution, and its event log."""
-        keys = [key async for key in self._execution_keys(eid)]
-        await self.store.batch([Delete(key) for key in keys])
-        await self.store.log_delete(self.keys.events(eid))
+        """Delete every key and the event log of one execution and of its descendants (the
+        child executions of its subflows and loops, theirs, and so on)."""
+        for execution_id in [eid, *await self._descendants(eid)]:
+            keys = [key async for key in self._execution_keys(execution_id)]
+            await self.store.batch([Delete(key) for key in keys])
+            await self.store.log_delete(self.keys.events(execution_id))
 
     # -- the agenda (scheduling outbox), deadlines, generations ---------------------------------
 

@@ -345,6 +345,26 @@ async def test_a_finished_execution_can_be_purged_and_leaves_no_keys(
     assert await runtime.store.log_read(events) == []
 
 
+async def test_purging_an_execution_purges_its_child_executions_too(
+    runtime: Runtime, engine: Engine
+) -> None:
+    engine.register_blueprint(blueprint("kid", {"inner": {}}, []))
+    parent = blueprint("parent-of-one", {}, [])
+    subflow = {"blueprintId": "kid", "inputs": {}, "outputs": {}}
+    parent["nodes"] = [{"id": "sub", "uses": "subflow", "params": subflow}]
+    engine.register_blueprint(parent)
+    snapshot = await run(runtime, "parent-of-one")
+    eid, child = snapshot.execution_id, f"{snapshot.execution_id}.sub"
+    persistence = runtime.engine.persistence
+    assert isinstance(persistence, KVPersistence)
+    await runtime.engine.context.flush_events()
+    assert await persistence.record(child) is not None
+    await persistence.purge(eid)
+    assert await _gone(runtime, eid), "a key of the execution or of its child is left"
+    for execution_id in (eid, child):
+        assert await runtime.store.log_read(persistence.keys.events(execution_id)) == []
+
+
 async def test_retention_expires_a_finished_execution(runtime: Runtime, engine: Engine) -> None:
     engine.register_blueprint(blueprint("retained", plain("a", "b"), [("a", "b")]))
     persistence = runtime.engine.persistence
