@@ -698,14 +698,16 @@ class Worker:
         or the lease was lost. The node runs in this task (a task of its own per step cost a
         sixth of an embedded step's CPU): ``_cancel`` cancels this task while the node runs,
         and the cancel is taken back here (``uncancel``) so the slot goes on; a cancel from
-        outside (the worker stopping) still ends the task, after the lease is released."""
+        outside (the worker stopping) still ends the task, after the lease is released. A node
+        that swallows the cancel of the execution's end and returns is cancelled all the same:
+        what it returned is not recorded."""
         key = (ctx.execution_id, lease.record.node_id)
         this = asyncio.current_task()
         assert this is not None  # steps run in the worker's handler tasks
         self._running[key] = this
         self._heartbeats.hold(lease, lambda: self._cancel(key, _LEASE_LOST))
         try:
-            return await self.executor.run(graph, ctx, is_fallback=is_fallback)
+            outcome = await self.executor.run(graph, ctx, is_fallback=is_fallback)
         except asyncio.CancelledError:
             self._running.pop(key, None)  # no cancel of the step reaches what follows
             reason = self._take_back(key, this)
@@ -718,7 +720,11 @@ class Worker:
         finally:
             self._heartbeats.drop(lease)
             self._running.pop(key, None)
-            self._take_back(key, this)  # the node swallowed the cancels and returned
+            swallowed = self._take_back(key, this)  # why, if the node returned all the same
+        if swallowed == _EXECUTION_FINAL:
+            await self._settle_cancelled(lease)
+            return None
+        return outcome
 
     def _cancel(self, key: _Key, reason: str) -> None:
         """Cancel the step ``key`` running here (again, if its node swallowed the last one)."""

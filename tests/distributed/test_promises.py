@@ -327,11 +327,14 @@ async def test_a_cancelled_step_leaves_its_task_with_no_cancel_pending(
             assert (await runtime.engine.wait(eid, timeout=WAIT)).status == "cancelled"
         await assert_eventually(lambda: {"swallows", "long"} <= hooks.seen.keys(), timeout=WAIT)
         settled = await step_record(runtime, long, "long")
+        swallowed = await step_record(runtime, swallowing, "swallows")
         after = await runtime.engine.execute_sync("after", {}, timeout=WAIT)
 
     # recorded as cancelled, though the watch found the execution final again meanwhile
     assert hooks.seen["long"] == ("cancelled", 0) and settled.status == "cancelled"
-    assert hooks.seen["swallows"][1] == 0, hooks.seen  # it returned: the cancel is taken back
+    # it returned: the cancel is taken back, and what it returned is not recorded
+    assert hooks.seen["swallows"] == ("cancelled", 0), hooks.seen
+    assert swallowed.status == "cancelled", swallowed
     assert after.status == "completed" and (hooks.seen["a"], hooks.seen["b"]) == (
         ("completed", 0),
         ("completed", 0),
