@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 T = TypeVar("T")
 
-# Tansu: short group timeouts and fetch long-poll (see tests/distributed/scenario_support.py).
-TANSU_QUERY = "session_timeout_ms=6000&heartbeat_interval_ms=500&fetch_max_wait_ms=20"
+# Tansu: support.KAFKA_QUERY (written out: the CLI imports this module without tests/ on its path).
+TANSU_QUERY = "session_timeout_ms=2000&heartbeat_interval_ms=250&fetch_max_wait_ms=20"
 
 
 def base_env(**extra: str) -> dict[str, str]:

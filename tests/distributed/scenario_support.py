@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
-from support import require_redis
+from support import KAFKA_OPTIONS, require_redis
 
 from distributed import KVPersistence, PoolConfig, Runtime, WorkerConfig
 from distributed.events import EventRecorder
@@ -201,7 +201,7 @@ RuntimeFactory = Callable[..., Runtime]
 
 # Short group timeouts, and a short fetch long-poll: Tansu holds a waiting fetch's answer for
 # about half of fetch_max_wait_ms even when data arrives (Kafka answers at once).
-TANSU_OPTIONS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500, "fetch_max_wait_ms": 20}
+TANSU_OPTIONS = KAFKA_OPTIONS
 
 
 async def hearing_finals(persistence: object, finals: FinalWatch) -> bool:

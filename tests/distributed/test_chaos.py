@@ -21,10 +21,10 @@ from chaos_support import (
     run_chaos,
     unique_namespace,
 )
-from support import require_kafka, require_redis
+from support import KAFKA_QUERY, require_kafka, require_redis
 
 # Tansu: short group timeouts and fetch long-poll (see scenario_support.TANSU_OPTIONS).
-TANSU_QUERY = "?session_timeout_ms=6000&heartbeat_interval_ms=500&fetch_max_wait_ms=20"
+TANSU_QUERY = f"?{KAFKA_QUERY}"
 CONFIG = ChaosConfig(workers=3, executions=100, kill_every=2.0, chaos_for=18.0, finish_within=90.0)
 
 

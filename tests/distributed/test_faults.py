@@ -37,7 +37,7 @@ from chaos_support import (
 )
 from fault_support import LyingStore, PrivateRedis, PrivateTansu
 from scenario_support import FAST_POOL, TANSU_OPTIONS, RuntimeFactory
-from support import assert_eventually, require_kafka, require_redis
+from support import KAFKA_QUERY, assert_eventually, require_kafka, require_redis
 
 from distributed import (
     ExecutionFinished,
@@ -318,7 +318,7 @@ async def test_an_embedded_worker_process_killed_at_a_failpoint_loses_nothing(
     assert set(finals.won.values()) <= {1}, f"final statuses won twice: {finals.won}"
 
 
-TANSU_QUERY = "?session_timeout_ms=6000&heartbeat_interval_ms=500&fetch_max_wait_ms=20"
+TANSU_QUERY = f"?{KAFKA_QUERY}"
 
 
 async def test_cluster_worker_processes_killed_at_every_failpoint_lose_nothing(

@@ -184,14 +184,16 @@ async def test_a_recovery_killed_right_after_its_write_leaves_the_new_generation
     before the write too, so the steps the new generation keeps outlive the retention."""
     data = tmp_path / "data"
     urls = {"store_url": f"leveldb://{data}", "broker_url": "inproc://"}
-    async with Runtime.from_urls(engine, **urls, pool=QUICK, retention=1.0) as runtime:
+    retention = 4.0  # long enough for the command to start on a slow machine before it runs out
+    async with Runtime.from_urls(engine, **urls, pool=QUICK, retention=retention) as runtime:
         first = await runtime.engine.execute_sync("flaky", {}, timeout=WAIT)
+    expired_at = time.monotonic() + retention
     eid = first.execution_id
     assert first.status == "failed"
     env = {
         **os.environ,
         "FLOWLOOM_STORE_URL": urls["store_url"],
-        "FLOWLOOM_RETENTION": "1",
+        "FLOWLOOM_RETENTION": str(retention),
         "FLOWLOOM_FAILPOINT": "after-generation",
     }
     command = [sys.executable, "-m", "distributed", "recover", eid]
@@ -199,9 +201,9 @@ async def test_a_recovery_killed_right_after_its_write_leaves_the_new_generation
     killed = await asyncio.to_thread(run, command, env=env, cwd=ROOT)
     assert killed.returncode == 137, killed.stderr
 
-    await asyncio.sleep(1.5)  # past the expiry the failure gave
+    await asyncio.sleep(max(0.0, expired_at - time.monotonic()) + 0.5)  # past the failure's expiry
     switch.broken = False
-    async with Runtime.from_urls(engine, **urls, pool=QUICK, retention=1.0) as healed:
+    async with Runtime.from_urls(engine, **urls, pool=QUICK, retention=retention) as healed:
         second = await healed.engine.wait(eid, timeout=WAIT)
     assert second.status == "completed" and second.generation == 2, second.error
     runs = {node: n for (e, node), n in switch.runs.items() if e == eid}

@@ -7,11 +7,9 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from support import assert_eventually, require_kafka
+from support import KAFKA_OPTIONS, assert_eventually, require_kafka
 
 from mq import Broker, Consumer, Delivery, open_broker
-
-KAFKA_OPTIONS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 500, "fetch_max_wait_ms": 20}
 
 
 @pytest.fixture(params=["inproc", "kafka"])

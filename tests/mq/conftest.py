@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import require_kafka
+from support import KAFKA_OPTIONS, require_kafka
 
 from mq import Broker, Delivery, open_broker
 from mq.protocol import Consumer
@@ -20,10 +20,10 @@ from mq.protocol import Consumer
 VICTIM = Path(__file__).with_name("kafka_victim.py")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-# Short group timeouts so joins and failovers take seconds (accepted by Tansu and Kafka).
+# Short group timeouts so joins and failovers take a second or two (support.KAFKA_OPTIONS).
 KAFKA_TEST_OPTIONS: dict[str, Any] = {
-    "session_timeout_ms": 6000,
-    "heartbeat_interval_ms": 500,
+    "session_timeout_ms": KAFKA_OPTIONS["session_timeout_ms"],
+    "heartbeat_interval_ms": KAFKA_OPTIONS["heartbeat_interval_ms"],
     "request_timeout_ms": 10_000,
 }
 

@@ -13,7 +13,8 @@ from mq import KafkaBroker
 
 
 async def main(bootstrap: str, topic: str, group: str, count: int) -> None:
-    broker = KafkaBroker(bootstrap, session_timeout_ms=6000, heartbeat_interval_ms=500)
+    # the timeouts of support.KAFKA_OPTIONS (this script runs without tests/ on its path)
+    broker = KafkaBroker(bootstrap, session_timeout_ms=2000, heartbeat_interval_ms=250)
     received = 0
     async for _delivery in broker.consume(topic, group):
         received += 1
