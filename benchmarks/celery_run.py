@@ -88,8 +88,14 @@ def celery_worker(pool: str, url: str) -> Iterator[CeleryTarget]:
     log = open(os.path.join(tempfile.gettempdir(), f"{queue}.log"), "ab")  # noqa: SIM115
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
     try:
-        yield CeleryTarget(url, queue, proc.pid, _tasks(url, queue))
+        target = CeleryTarget(url, queue, proc.pid, _tasks(url, queue))
+        yield target
         gc.collect()  # results that are gone unsubscribe now, not at interpreter exit
+        # Results the collector meets only at interpreter exit unsubscribe then, when redis-py
+        # can no longer connect (a traceback per result): with no pub/sub they have none to end.
+        consumer = target.tasks.app.backend.result_consumer
+        consumer.stop()
+        consumer._pubsub = None  # the next session's first result subscribes anew
     finally:
         log.close()
         proc.send_signal(signal.SIGTERM)
