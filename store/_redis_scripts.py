@@ -2,8 +2,10 @@
 
 Every script gets ``KEYS[1]`` = the key index (sorted set, members are unprefixed keys, all scored
 0 so they sort by bytes), ``KEYS[2]`` = the expiry index (sorted set, score = expiry time in ms by
-the Redis clock) and ``ARGV[1]`` = the key prefix. Data keys are ``prefix .. key``, built inside
-the scripts, so the store needs a standalone Redis (or Sentinel), not Redis Cluster.
+the Redis clock; a key written again without a TTL keeps its entry until ``SWEEP`` finds it due
+and drops it, which saves every write a command) and ``ARGV[1]`` = the key prefix. Data keys are
+``prefix .. key``, built inside the scripts, so the store needs a standalone Redis (or Sentinel),
+not Redis Cluster.
 Redis runs each script atomically; arguments are validated in Python first (and a batch's
 counters by the script before it writes), so no script fails halfway through.
 """
@@ -17,8 +19,8 @@ local function now_ms()
 end
 local function store(member, value, ttl_ms)
   if ttl_ms == '' then
+    -- an expiry entry it may still have is dropped by SWEEP once due (the key has no TTL)
     redis.call('SET', ARGV[1] .. member, value)
-    redis.call('ZREM', KEYS[2], member)
   else
     redis.call('SET', ARGV[1] .. member, value, 'PX', ttl_ms)
     redis.call('ZADD', KEYS[2], now_ms() + tonumber(ttl_ms), member)

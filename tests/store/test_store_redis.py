@@ -110,6 +110,30 @@ async def test_the_sweep_drops_expired_keys_from_the_scan_index(
         await raw.aclose()
 
 
+async def test_a_key_written_again_without_a_ttl_outlives_its_old_expiry_entry(
+    redis_prefix: tuple[str, str],
+) -> None:
+    """A put without a TTL leaves the key's entry in the expiry index (one command less per
+    write); the sweep that finds it due keeps the key, in the data and the scan index, and
+    drops the entry."""
+    url, prefix = redis_prefix
+    store = RedisStore(url, prefix=prefix, sweep_interval=3600)
+    raw = aioredis.Redis.from_url(url)
+    try:
+        await store.put("k", b"old", ttl=0.1)
+        await store.batch([Put("k", b"new")])
+        assert await raw.zcard(f"{prefix}\x00ttl") == 1
+        await asyncio.sleep(0.2)  # past the old expiry
+
+        assert await store.sweep() == 0
+        assert await raw.zcard(f"{prefix}\x00ttl") == 0
+        assert await store.get("k") == b"new"
+        assert [key async for key, _ in store.scan("")] == ["k"]
+    finally:
+        await store.close()
+        await raw.aclose()
+
+
 async def test_keys_expiring_faster_than_a_sweep_takes_are_swept_write_after_write(
     redis_prefix: tuple[str, str],
 ) -> None:
