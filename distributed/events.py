@@ -75,6 +75,7 @@ from .hooks import (
     StepStarted,
 )
 from .keys import Keys
+from .roots import root_ended
 
 __all__ = [
     "DEFAULT_MAX_AGE",
@@ -188,7 +189,8 @@ class EventRecorder(Hooks):
         self._queue: list[_Entry] = []
         self._token_tail: dict[tuple[str, str], int] = {}  # a step's last queued token event
         self._bound: dict[tuple[str, str, int], tuple[Token[Any], Token[Any]]] = {}  # emitters
-        self._expire: dict[str, int] = {}  # finished executions: the generation that ended
+        # finished executions: the generation that ended, and a child's parent
+        self._expire: dict[str, tuple[int, str | None]] = {}
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_for_tokens = False  # the drain ``_timer`` runs was set by a token event
@@ -265,8 +267,8 @@ class EventRecorder(Hooks):
             "generation": event.generation,
         }
         self.record(event.execution_id, "execution.final", data=data)
-        if self.retention is not None and event.parent_id is None:  # a child's: with its root's
-            self._expire[event.execution_id] = event.generation
+        if self.retention is not None:
+            self._expire[event.execution_id] = (event.generation, event.parent_id)
 
     # -- queue and flush -----------------------------------------------------------------------
 
@@ -367,19 +369,25 @@ class EventRecorder(Hooks):
             append = self.store.log_append(key, piece, max_len=self.max_len, max_age=self.max_age)
             await self._guard(append)
 
-    async def _expire_logs(self, ended: Mapping[str, int], ttl: float) -> None:
-        """Give the logs of the executions that ``ended`` (generation by id) their expiry,
-        unless one was recovered since: a new generation took the expiry back
+    async def _expire_logs(self, ended: Mapping[str, tuple[int, str | None]], ttl: float) -> None:
+        """Give the logs of the executions that ``ended`` (generation and parent by id) their
+        expiry, unless one was recovered since: a new generation took the expiry back
         (``start_generation``), and this drain may come after it (up to a flush interval after
-        the final status, in whichever process told it)."""
+        the final status, in whichever process told it). A child's log expires with its
+        root's, unless that root ended already (``KVPersistence`` expires its records then)."""
         keys = [self.keys.generation(execution_id) for execution_id in ended]
         current = await self.store.get_many(keys)
         still = [  # a generation key that is absent: gone, or a record older than the key
-            eid
-            for (eid, gen), raw in zip(ended.items(), current, strict=True)
+            (eid, parent)
+            for (eid, (gen, parent)), raw in zip(ended.items(), current, strict=True)
             if raw is None or raw == b"%d" % gen
         ]
-        await asyncio.gather(*(self.store.log_expire(self.keys.events(eid), ttl) for eid in still))
+        children = {eid: parent for eid, parent in still if parent is not None}
+        roots = (root_ended(self.store, self.keys, parent) for parent in children.values())
+        ended_roots = await asyncio.gather(*roots)
+        kept = {eid for eid, done in zip(children, ended_roots, strict=True) if not done}
+        expiring = [eid for eid, _ in still if eid not in kept]
+        await asyncio.gather(*(self.store.log_expire(self.keys.events(e), ttl) for e in expiring))
 
     @staticmethod
     async def _guard(call: Any) -> None:

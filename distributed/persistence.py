@@ -20,6 +20,7 @@ from .errors import InvalidSettings
 from .failpoints import failpoint
 from .keys import Keys
 from .models import AgendaEntry, ExecutionRecord, FinalStatus, SignalRecord, StepRecord
+from .roots import root_ended
 
 __all__ = [
     "Committed",
@@ -57,12 +58,12 @@ class JoinCount(NamedTuple):
 
 class Finish(NamedTuple):
     """A final status to store, the id of the scheduler that claims its announcement
-    (``set_final``; with a step's commit, ``commit_step``), and whether the execution is a
-    child (its keys expire with its root's)."""
+    (``set_final``; with a step's commit, ``commit_step``), and a child execution's parent
+    (its keys expire with its root's)."""
 
     status: FinalStatus
     claimer: str
-    child: bool = False
+    parent: str | None = None
 
 
 class Committed(NamedTuple):
@@ -126,7 +127,7 @@ class WorkflowPersistence(Protocol):
     async def finals(self, eids: Sequence[str]) -> list[FinalStatus | None]: ...
     async def sweep_views(self, agenda: Mapping[str, Sequence[str]]) -> dict[str, SweepView]: ...
     async def set_final(
-        self, eid: str, final: FinalStatus, claimer: str, *, child: bool = False
+        self, eid: str, final: FinalStatus, claimer: str, *, parent: str | None = None
     ) -> tuple[FinalStatus, bool]: ...
     async def claim_announcement(
         self, eid: str, generation: int, claimer: str, *, take_over: bool = False
@@ -326,18 +327,17 @@ class KVPersistence:
         return [None if raw is None else FinalStatus.from_bytes(raw) for raw in raws]
 
     async def set_final(
-        self, eid: str, final: FinalStatus, claimer: str, *, child: bool = False
+        self, eid: str, final: FinalStatus, claimer: str, *, parent: str | None = None
     ) -> tuple[FinalStatus, bool]:
         """First writer wins: return the status in force and whether this call set it. The
         winner also claims its announcement (``claim_announcement``) in the same write, so
         no other finalizer tells it first, and the write that stores the status sends its
         notice (``finals_told``), so a status stored is always told, even by a writer that
-        dies right after. ``child``: a child execution, whose keys expire with its root's
-        (``_expire_finished``)."""
+        dies right after. ``parent``: a child execution's, whose keys expire with its root's
+        (``_expire_ended``)."""
         ops = self._final_ops(eid, final, claimer)
         if await self._write({self.keys.final(eid): None}, ops) is not None:
-            if not child:
-                await self._expire_finished(eid)
+            await self._expire_ended(eid, parent)
             return final, True
         current = await self.final(eid)
         if current is None:  # purged or expired in between: report ours, which did not win
@@ -357,18 +357,23 @@ class KVPersistence:
             Publish(keys.finals_channel(), eid.encode()),
         ]
 
-    async def _expire_finished(self, eid: str) -> None:
+    async def _expire_ended(self, eid: str, parent: str | None) -> None:
         """With ``retention``: the keys and event logs of a root execution that ended and of
         its descendants expire. A child's do not when it ends: its parent takes its result
         later (its ``child-finished`` task, or the sweep after a crash or an outage that may
-        outlast the retention) and would wait for a child gone. The root's own log expires
-        by the event recorder, after the final event it appends."""
+        outlast the retention) and would wait for a child gone. Unless its root has ended
+        already (a child recovered alone, or started as its root ended): then nothing waits
+        for it, and nothing else would expire it. The execution's own log expires by the
+        event recorder, after the final event it appends (``EventRecorder``)."""
         ttl = self.retention
-        if ttl is not None:
-            descendants = await self._descendants(eid)
-            logs = (self.store.log_expire(self.keys.events(d), ttl) for d in descendants)
-            expiring = (self._expire_execution(d, ttl) for d in [eid, *descendants])
-            await asyncio.gather(*expiring, *logs)
+        if ttl is None:
+            return
+        if parent is not None and not await root_ended(self.store, self.keys, parent):
+            return
+        descendants = await self._descendants(eid)
+        logs = (self.store.log_expire(self.keys.events(d), ttl) for d in descendants)
+        expiring = (self._expire_execution(d, ttl) for d in [eid, *descendants])
+        await asyncio.gather(*expiring, *logs)
 
     async def _descendants(self, eid: str) -> list[str]:
         """The ids of the execution's children, theirs, and so on (one scan per generation of
@@ -527,8 +532,8 @@ class KVPersistence:
         read = await self._write(expect, ops, wanted)
         if read is None:
             return None
-        if final is not None and not final.child:
-            await self._expire_finished(eid)
+        if final is not None:
+            await self._expire_ended(eid, final.parent)
         counts = _join_counts(joins, read)
         return Committed(VersionedStep(raw, new), bool(started), counts, final is not None)
 
@@ -731,7 +736,8 @@ class KVPersistence:
         waited for them forever): before the write, so that a crash right after it leaves
         nothing to expire, and again after it, for an expiry the event recorder of the old
         generation gave the log in between (it gives one only while that generation is the
-        current one). The write puts back the keys outside those prefixes."""
+        current one); should the new generation end before that, its end's expiry is given
+        again (``_expire_ended``). The write puts back the keys outside those prefixes."""
         eid, keys = current.execution_id, self.keys
         expected = await self._as_stored({keys.execution(eid): current, keys.final(eid): final})
         if expected is None:
@@ -753,11 +759,13 @@ class KVPersistence:
             return False  # another recovery won: its generation's end expires them again
         failpoint("after-generation")
         await self._keep(eid)
+        if await self.final(eid) is not None:  # the new generation ended before that keep
+            await self._expire_ended(eid, None if new.parent is None else new.parent.execution_id)
         return True
 
     async def _keep(self, eid: str) -> None:
         """With ``retention``: the records and event logs of the execution and of its
-        descendants (``_expire_finished`` gave them the root's expiry) expire no more."""
+        descendants (``_expire_ended`` gave them the root's expiry) expire no more."""
         if self.retention is None:
             return
         descendants = await self._descendants(eid)

@@ -321,9 +321,9 @@ class Scheduler:
         set the status and told it (``mark_announced_soon``)."""
         if final.generation != record.generation:
             final = final.model_copy(update={"generation": record.generation})
-        child = record.parent is not None
+        parent = None if record.parent is None else record.parent.execution_id
         current, won = await self.persistence.set_final(
-            record.execution_id, final, self.id, child=child
+            record.execution_id, final, self.id, parent=parent
         )
         if won:
             await self.finalized(record, final, retire=retire)

@@ -176,6 +176,36 @@ async def test_a_recovery_takes_the_retention_back_from_the_children_it_keeps(
     assert runs == {f"{eid}.ok": 1, f"{eid}.bad": 2}
 
 
+async def test_a_child_recovered_alone_after_its_root_ended_expires_at_its_own_end(
+    runtime: Runtime, engine: Engine, switch: Switch
+) -> None:
+    """A recovery takes the expiry of its root's end back from a failed child recovered on
+    its own; at the child's end nothing waits for it (its root ended), so its records and
+    event log expire then, as a root's would (they were kept for good before)."""
+    nodes = [{"id": "inner", "uses": "switch", "params": {"flaky": True}}]
+    engine.register_blueprint({"id": "kid-flaky", "nodes": nodes, "edges": []})
+    subflow = {"blueprintId": "kid-flaky", "inputs": {}}
+    nodes = [{"id": "bad", "uses": "subflow", "params": subflow}]
+    engine.register_blueprint({"id": "holder", "nodes": nodes, "edges": []})
+    persistence = runtime.engine.persistence
+    assert isinstance(persistence, KVPersistence)
+    set_retention(runtime, 1.0)
+    root = await runtime.engine.execute_sync("holder", {}, timeout=WAIT)
+    assert root.status == "failed"
+    child = f"{root.execution_id}.bad"
+    switch.broken = False
+
+    await runtime.recovery.recover_failed_execution(child)
+    assert (await runtime.engine.wait(child, timeout=WAIT)).status == "completed"
+    await runtime.engine.context.flush_events()
+
+    async def child_gone() -> bool:
+        record = await persistence.record(child)
+        return record is None and not await runtime.store.log_read(persistence.keys.events(child))
+
+    await assert_eventually(child_gone, timeout=10, message="the child expired at its end")
+
+
 async def test_a_recovery_killed_right_after_its_write_leaves_the_new_generation_nothing_to_expire(
     engine: Engine, switch: Switch, tmp_path: Path
 ) -> None:
