@@ -26,8 +26,12 @@ class Slots:
         self._promised = 0
 
     def locked(self) -> bool:
-        """True if no slot is free for one more task (every free one may be promised)."""
-        return self._semaphore.locked() or self._promised >= self._free
+        """True if no slot is free for one more task (every free one may be promised).
+        Counted from the semaphore's value, not ``Semaphore.locked()``: that stays True while
+        a waiter a release woke has yet to run (a turn of the loop) though the value already
+        counts that waiter's slot as taken, and every offer then saw a worker with slots free
+        as full (in an embedded run, most executions' first task went through the queue)."""
+        return self._semaphore._value <= self._promised  # no public reading of it
 
     def promise(self) -> None:
         """Count a free slot as taken by a task that will ``acquire(promised=True)`` it."""
