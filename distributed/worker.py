@@ -315,7 +315,7 @@ class Worker:
             return None
         if self._slots.locked():
             return None
-        await self._slots.acquire()  # a free slot: taken at once, without yielding
+        await self._slots.acquire()  # free: at once, or a turn later behind a woken waiter
 
         def take(task: Task, carried: Carried, leased: VersionedStep) -> None:
             handler = asyncio.create_task(
