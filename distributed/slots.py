@@ -17,12 +17,11 @@ __all__ = ["Slots"]
 
 
 class Slots:
-    """``concurrency`` slots: a semaphore that also knows how many are free and how many of
-    those are promised."""
+    """``concurrency`` slots: a semaphore that also knows how many of its free slots are
+    promised."""
 
     def __init__(self, concurrency: int) -> None:
         self._semaphore = asyncio.Semaphore(concurrency)
-        self._free = concurrency
         self._promised = 0
 
     def locked(self) -> bool:
@@ -52,8 +51,6 @@ class Slots:
         finally:
             if promised:
                 self._promised -= 1
-        self._free -= 1
 
     def release(self) -> None:
-        self._free += 1
         self._semaphore.release()
