@@ -105,8 +105,7 @@ class StepCommitter:
         completed = held.record.complete(outcome, now)
         # a step with no edge out that completes the execution stores its final status too
         final = None if edges else self.scheduler.completion(record, graph, after)
-        parent = None if record.parent is None else record.parent.execution_id
-        finish = None if final is None else Finish(final, self.scheduler.id, parent)
+        finish = None if final is None else Finish(final, self.scheduler.id, record.parent_id)
         slots = await self._hold_slots(record, fired, hand_on, now)
         started = [_first_attempt(n, slot, now) for n, slot in zip(fired, slots, strict=False)]
         # every edge fires a successor this commit starts: nothing is left of the advance

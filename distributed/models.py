@@ -105,6 +105,11 @@ class ExecutionRecord(_Model):
     generation_started_at: float | None = None
 
     @property
+    def parent_id(self) -> str | None:
+        """The id of the parent execution of a child (None: a root)."""
+        return None if self.parent is None else self.parent.execution_id
+
+    @property
     def deadline(self) -> float | None:
         timeout = self.options.timeout
         started = self.generation_started_at or self.created_at

@@ -760,7 +760,7 @@ class KVPersistence:
         failpoint("after-generation")
         await self._keep(eid)
         if await self.final(eid) is not None:  # the new generation ended before that keep
-            await self._expire_ended(eid, None if new.parent is None else new.parent.execution_id)
+            await self._expire_ended(eid, new.parent_id)
         return True
 
     async def _keep(self, eid: str) -> None:

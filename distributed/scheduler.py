@@ -321,9 +321,8 @@ class Scheduler:
         set the status and told it (``mark_announced_soon``)."""
         if final.generation != record.generation:
             final = final.model_copy(update={"generation": record.generation})
-        parent = None if record.parent is None else record.parent.execution_id
         current, won = await self.persistence.set_final(
-            record.execution_id, final, self.id, parent=parent
+            record.execution_id, final, self.id, parent=record.parent_id
         )
         if won:
             await self.finalized(record, final, retire=retire)
@@ -431,7 +430,7 @@ def _finished(record: ExecutionRecord, final: FinalStatus) -> ExecutionFinished:
         failed_step=final.failed_step,
         generation=record.generation,
         duration=max(final.finished_at - started, 0.0),
-        parent_id=None if record.parent is None else record.parent.execution_id,
+        parent_id=record.parent_id,
     )
 
 
