@@ -16,12 +16,12 @@ from orchestration.attempts import FallBack, RetryLater
 from orchestration.routing import join_decision_counted
 
 from .context import RuntimeContext
-from .dispatch import Carried, HandOn
+from .dispatch import Carried, HandOn, handed_on_task, leased_first_attempt, release_slots
 from .failpoints import failpoint
 from .hooks import RetryScheduled, StepOutcomeName
 from .lease import StepLease
-from .models import ExecutionRecord, FinalStatus, StepRecord, Task, TaskResult
-from .persistence import Finish, JoinCount, VersionedStep
+from .models import ExecutionRecord, FinalStatus, TaskResult
+from .persistence import Finish, JoinCount
 from .snapshot import Snapshot, commit_seq
 from .steps import StepOutcome
 
@@ -107,7 +107,7 @@ class StepCommitter:
         final = None if edges else self.scheduler.completion(record, graph, after)
         finish = None if final is None else Finish(final, self.scheduler.id, record.parent_id)
         slots = await self._hold_slots(record, fired, hand_on, now)
-        started = [_first_attempt(n, slot, now) for n, slot in zip(fired, slots, strict=False)]
+        started = [leased_first_attempt(n, s, now) for n, s in zip(fired, slots, strict=False)]
         # every edge fires a successor this commit starts: nothing is left of the advance
         done = bool(started) and all(edges.values()) and len(started) == len(edges)
         try:
@@ -122,7 +122,7 @@ class StepCommitter:
                 final=finish,
             )
         except BaseException:
-            _release(slots)
+            release_slots(slots)
             raise
         recorded("completed")
         failpoint("after-commit")
@@ -133,11 +133,11 @@ class StepCommitter:
         running = [first.record.node_id for first in started] if committed.handed_on else []
         if running:
             for slot, first in zip(slots, started, strict=True):
-                slot.take(_task(record, first.record.node_id, now), carried, first)
+                slot.take(handed_on_task(record, first.record.node_id, now), carried, first)
             if done:  # its commit did all of its advance: it is off the agenda
                 return "completed"
         else:
-            _release(slots)
+            release_slots(slots)
             if await self._fire_join(record, graph, node_id, committed.joins, hand_on, now):
                 return "completed"
         await self.scheduler.advance(
@@ -158,7 +158,7 @@ class StepCommitter:
         (``hand_on``) and free ones of this process held for them (``dispatch.reserve``);
         none when the slot cannot take one or the execution's deadline passed (a worker that
         takes the task from the queue times the execution out)."""
-        if hand_on is None or not fired or _past(record.deadline, now):
+        if hand_on is None or not fired or record.past_deadline(now):
             return []
         return [hand_on, *await self.context.dispatch.reserve(len(fired) - 1)]
 
@@ -177,7 +177,7 @@ class StepCommitter:
         take the step off the agenda, in one write (``fire_join``). False where that does not
         apply; the usual advance then runs."""
         outgoing = graph.outgoing(source)
-        if hand_on is None or len(outgoing) != 1 or _past(record.deadline, now):
+        if hand_on is None or len(outgoing) != 1 or record.past_deadline(now):
             return False
         join = outgoing[0].target
         fan_in, count = len(graph.incoming(join)), known.get(join)
@@ -185,7 +185,7 @@ class StepCommitter:
             return False
         if join_decision_counted(graph.nodes[join], fan_in, *count) is not JoinDecision.FIRE:
             return False
-        started = _first_attempt(join, hand_on, now)
+        started = leased_first_attempt(join, hand_on, now)
         eid, upstream = record.execution_id, sorted(graph.ancestors(join))
         fire = self.persistence.fire_join
         steps = await fire(eid, join, started, retire=source, now=now, upstream=upstream)
@@ -193,7 +193,7 @@ class StepCommitter:
             return False
         failpoint("after-schedule")
         view = Snapshot.read(record, steps)
-        hand_on.take(_task(record, join, now), Carried(record, graph, view), started)
+        hand_on.take(handed_on_task(record, join, now), Carried(record, graph, view), started)
         return True
 
     async def _retry(
@@ -223,28 +223,3 @@ class StepCommitter:
         await held.swap(held.record.fail(error, self.context.clock()))
         recorded("failed")
         await self.scheduler.finalize(record, FinalStatus.failed(error, node_id))
-
-
-def _task(record: ExecutionRecord, node_id: str, now: float) -> Task:
-    """The task of a successor handed on to the slot (never published)."""
-    return Task(
-        execution_id=record.execution_id,
-        node_id=node_id,
-        generation=record.generation,
-        enqueued_at=now,
-    )
-
-
-def _first_attempt(node_id: str, slot: HandOn, now: float) -> VersionedStep:
-    """A successor's first attempt, leased to ``slot``."""
-    started = StepRecord.first_attempt(node_id, slot.owner, slot.ttl, now)
-    return VersionedStep(started.to_bytes(), started)
-
-
-def _release(slots: Sequence[HandOn]) -> None:
-    for slot in slots:
-        slot.release()
-
-
-def _past(deadline: float | None, now: float) -> bool:
-    return deadline is not None and deadline <= now

@@ -12,17 +12,20 @@ commit also writes their first attempts, the first leased to the committing slot
 it right after, the others to free slots of this process held for them (``reserve``)
 (``WorkflowPersistence.commit_step``, ``HandOn``) -- no task is published for them and no
 store read or lease write precedes them. The last source of a join fires it and leases it to
-its own slot the same way (``fire_join``). A successor leased so is as durable as any running
-step: it is on the agenda, and if its worker dies before or while running it, the sweep
-reclaims it from the dead owner (liveness) and enqueues it.
+its own slot the same way (``fire_join``), and ``execute_async`` in a process that also runs
+the pool leases an execution's start steps to free slots of its own in the write that records
+the execution (``create_execution``); the start steps no slot was free for are dispatched as
+any task. A step leased so is as durable as any running step: it is on the agenda, and if its
+worker dies before or while running it, the sweep reclaims it from the dead owner (liveness)
+and enqueues it; if the answer to the write is lost, the slot is given back, and the sweep
+reclaims the step once its lease expires.
 
 The recovery sweep enqueues through the same path, so a step it reclaims from a dead worker
 starts in the sweeper's own process at once, instead of waiting on the dead worker's partition
 for the broker group to rebalance.
 
 The registry belongs to a ``RuntimeContext`` (the one a ``Runtime``'s engine, pool and sweep
-share), so tasks are only offered to workers of the same store and queue; the engine's
-``execute_async`` in a process that also runs the pool dispatches the start nodes at once too.
+share), so tasks are only offered to workers of the same store and queue.
 """
 
 from __future__ import annotations
@@ -34,11 +37,19 @@ from typing import NamedTuple, Protocol, TypeVar
 
 from orchestration import Graph
 
-from .models import ExecutionRecord, Task
+from .models import ExecutionRecord, StepRecord, Task
 from .persistence import VersionedStep
 from .snapshot import Snapshot
 
-__all__ = ["Carried", "HandOn", "LocalDispatch", "TaskRunner"]
+__all__ = [
+    "Carried",
+    "HandOn",
+    "LocalDispatch",
+    "TaskRunner",
+    "handed_on_task",
+    "leased_first_attempt",
+    "release_slots",
+]
 
 
 class Carried(NamedTuple):
@@ -66,6 +77,29 @@ class HandOn(NamedTuple):
 
 
 log = logging.getLogger(__name__)
+
+
+def leased_first_attempt(node_id: str, slot: HandOn, now: float) -> VersionedStep:
+    """The first attempt of step ``node_id``, leased to ``slot``: the write that fires the
+    step (a commit, or the one that records a new execution) writes it."""
+    started = StepRecord.first_attempt(node_id, slot.owner, slot.ttl, now)
+    return VersionedStep(started.to_bytes(), started)
+
+
+def handed_on_task(record: ExecutionRecord, node_id: str, now: float) -> Task:
+    """The task of a step handed on to a slot (never published)."""
+    return Task(
+        execution_id=record.execution_id,
+        node_id=node_id,
+        generation=record.generation,
+        enqueued_at=now,
+    )
+
+
+def release_slots(slots: Sequence[HandOn]) -> None:
+    """Give back slots held for steps that will not be handed on to them."""
+    for slot in slots:
+        slot.release()
 
 
 class TaskRunner(Protocol):

@@ -115,6 +115,11 @@ class ExecutionRecord(_Model):
         started = self.generation_started_at or self.created_at
         return None if timeout is None else started + timeout
 
+    def past_deadline(self, now: float) -> bool:
+        """Whether the execution's deadline (if it has one) has come by ``now``."""
+        deadline = self.deadline
+        return deadline is not None and now >= deadline
+
     def next_generation(self, now: float) -> ExecutionRecord:
         return self.model_copy(
             update={"generation": self.generation + 1, "generation_started_at": now}

@@ -116,6 +116,7 @@ class WorkflowPersistence(Protocol):
         record: ExecutionRecord,
         start_nodes: Sequence[str],
         rings: Mapping[str, bytes] | None = None,
+        started: Sequence[VersionedStep] = (),
     ) -> bool: ...
     async def record(self, eid: str) -> ExecutionRecord | None: ...
     async def final(self, eid: str) -> FinalStatus | None: ...
@@ -226,12 +227,17 @@ class KVPersistence:
         record: ExecutionRecord,
         start_nodes: Sequence[str],
         rings: Mapping[str, bytes] | None = None,
+        started: Sequence[VersionedStep] = (),
     ) -> bool:
         """In one atomic write (False if the id exists): the record, the start nodes fired and
         on the agenda, the indexes (a child's in its parent's too), and the deadline of an
         execution with a timeout; then, if it was written, the ``rings`` (worker id -> message,
-        as ``ring`` sends them)."""
+        as ``ring`` sends them). ``started``: the first attempts of some start nodes, each
+        leased to a slot of this process that runs it next (as ``commit_step`` writes a
+        successor's), written too -- then only if those steps have no record either."""
         eid, keys = record.execution_id, self.keys
+        expect: dict[str, bytes | None] = {keys.execution(eid): None}
+        expect |= {keys.step(eid, first.record.node_id): None for first in started}
         joins = [Put(keys.join(eid, node), _FIRE.encode()) for node in start_nodes]
         index = [Put(keys.active(eid), b""), Put(keys.listed(eid), b"")]
         if record.parent is not None:
@@ -243,8 +249,9 @@ class KVPersistence:
         ops += [*joins, *index]
         ops += self._agenda_puts(eid, start_nodes, record.created_at)
         ops += self._deadline_puts(record)
+        ops += [Put(keys.step(eid, first.record.node_id), first.raw) for first in started]
         ops += [Publish(keys.doorbell(w), message) for w, message in (rings or {}).items()]
-        return await self.store.batch_if({keys.execution(eid): None}, ops)
+        return await self.store.batch_if(expect, ops)
 
     async def record(self, eid: str) -> ExecutionRecord | None:
         raw = await self.store.get(self.keys.execution(eid))

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from orchestration import Graph, JoinDecision, final_outputs, join_decision
 from orchestration.routing import join_decision_counted
 
-from .dispatch import Carried
+from .dispatch import Carried, handed_on_task, leased_first_attempt, release_slots
 from .failpoints import failpoint
 from .hooks import ExecutionFinished, ExecutionSubmitted, StepSkipped
 from .models import ExecutionRecord, FinalStatus, StepRecord, Task, TaskReason
@@ -54,26 +54,55 @@ class Scheduler:
         self._told: OrderedDict[tuple[str, int], None] = OrderedDict()  # (eid, generation)
 
     async def start(self, record: ExecutionRecord, graph: Graph) -> bool:
-        """Record a new execution with its start nodes on the agenda, then enqueue them;
-        False if the id exists. A client (no workers here) rings the workers of other
-        processes in the write that records it, not in a round trip of its own after it."""
+        """Record a new execution with its start nodes on the agenda, then start them; False
+        if the id exists. A process with workers leases the start steps to its free slots
+        in the write that records the execution (``dispatch.HandOn``: no task published, no
+        lease write of their own) and dispatches the rest; a client (no workers here) rings
+        the workers of other processes in that write, then publishes the tasks."""
         starts = graph.start_nodes()
+        if self.context.dispatch.has_runners:
+            return await self._start_here(record, graph, starts)
+        return await self._start_elsewhere(record, starts)
+
+    async def _start_here(
+        self, record: ExecutionRecord, graph: Graph, starts: Sequence[str]
+    ) -> bool:
+        now = self.context.clock()
+        past = record.past_deadline(now)  # a worker that takes the task times it out
+        slots = [] if past else await self.context.dispatch.reserve(len(starts))
+        leased = [leased_first_attempt(n, s, now) for n, s in zip(starts, slots, strict=False)]
+        try:
+            created = await self.persistence.create_execution(record, starts, started=leased)
+        except BaseException:
+            release_slots(slots)
+            raise
+        if not created:
+            release_slots(slots)
+            return False
+        self._submitted(record)
+        carried = Carried(record, graph, Snapshot.read(record, {}))
+        for slot, first in zip(slots, leased, strict=True):
+            slot.take(handed_on_task(record, first.record.node_id, now), carried, first)
+        if len(leased) < len(starts):
+            await self._dispatch(_tasks(record, starts[len(leased) :], "scheduled"))
+        return True
+
+    async def _start_elsewhere(self, record: ExecutionRecord, starts: Sequence[str]) -> bool:
         tasks = _tasks(record, starts, "scheduled")
-        runners = self.context.dispatch.has_runners
-        rings = {} if runners else await self.context.doorbells.rings(tasks, probe=True)
+        rings = await self.context.doorbells.rings(tasks, probe=True)
         if not await self.persistence.create_execution(record, starts, rings):
             return False
-        if runners:
-            await self._dispatch(tasks)
-        else:  # rung by the write
-            await self.queue.enqueue_many(tasks)
+        await self.queue.enqueue_many(tasks)  # rung by the write
+        self._submitted(record)
+        return True
+
+    def _submitted(self, record: ExecutionRecord) -> None:
         event = ExecutionSubmitted(
             execution_id=record.execution_id,
             workflow_id=record.workflow_id,
             generation=record.generation,
         )
         self.context.hooks.execution_submitted(event)
-        return True
 
     async def enqueue(
         self,

@@ -400,7 +400,7 @@ class Worker:
         apply (it started elsewhere, the execution is final or paused, its deadline passed):
         then the task is processed as usual."""
         record, now = carried.record, self.context.clock()
-        if task.generation != record.generation or _past(record.deadline, now):
+        if task.generation != record.generation or record.past_deadline(now):
             return False
         started = StepRecord.first_attempt(task.node_id, self.id, self.config.lease_ttl, now)
         version = await self.persistence.start_fresh(record.execution_id, started)
@@ -540,7 +540,7 @@ class Worker:
             return view
         record = view.record
         graph = None if record is None else self._runnable_graph(record, node_id)
-        if record is None or graph is None or _past(record.deadline, now):
+        if record is None or graph is None or record.past_deadline(now):
             await persistence.unstart(eid, leased)
             return view
         lease = StepLease(persistence, eid, leased, self.config.lease_ttl)
@@ -806,10 +806,6 @@ def _check_step(engine: Engine, record: ExecutionRecord, node_id: str) -> None:
         graph = engine.graph(record.workflow_id)
         if graph.version == record.graph_version and node_id not in graph.nodes:
             raise _DeadLetter(f"workflow {record.workflow_id!r} has no step {node_id!r}")
-
-
-def _past(deadline: float | None, now: float) -> bool:
-    return deadline is not None and now >= deadline
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

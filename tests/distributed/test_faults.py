@@ -246,12 +246,14 @@ async def test_the_final_status_is_reported_once_even_when_the_answer_to_its_wri
     assert finals.won == {eid: 1}, "the execution's final status was reported once"
 
 
-def embedded(tmp_path: Path, wrap: Callable[[KVStore], KVStore] | None = None) -> Runtime:
+def embedded(
+    tmp_path: Path, wrap: Callable[[KVStore], KVStore] | None = None, pool: PoolConfig = FAST_POOL
+) -> Runtime:
     """An embedded runtime (LevelDB + in-process broker: no redelivery timing of a broker in
     play) whose engine, workers and sweep share one (``wrap``ped) store."""
     runtime = Runtime.from_urls(
         build_engine(), store_url=f"leveldb://{tmp_path / 'db'}", broker_url="inproc://",
-        pool=FAST_POOL,
+        pool=pool,
     )  # fmt: skip
     persistence = runtime.engine.persistence
     assert isinstance(persistence, KVPersistence)
@@ -260,13 +262,16 @@ def embedded(tmp_path: Path, wrap: Callable[[KVStore], KVStore] | None = None) -
     return runtime
 
 
+@pytest.mark.parametrize("eager", [True, False], ids=["leased-at-creation", "delivered"])
 async def test_a_lost_answer_to_a_lease_and_to_its_reclaim_delays_a_step_by_seconds_only(
-    tmp_path: Path,
+    eager: bool, tmp_path: Path
 ) -> None:
     liars: list[LyingStore] = []
-    # 1. the lease is taken but the worker hears it failed: it leaves the step, whose lease
-    #    expires; 2. the sweep's reclaim (it counts the expired lease) is done but the sweep
-    #    hears it failed.
+    # 1. the first step's lease is taken but its taker hears it failed -- with eager workers,
+    #    the engine, whose write recording the execution leased it to a slot of its process
+    #    (execute_async raises, the slot is given back); without, the worker that took the
+    #    delivered task: the step is left, and its lease expires; 2. the sweep's reclaim (it
+    #    counts the expired lease) is done but the sweep hears it failed.
     script = (b'"status":"running"', b'"lease_expiries":1')
 
     def lying(store: KVStore) -> KVStore:
@@ -274,14 +279,21 @@ async def test_a_lost_answer_to_a_lease_and_to_its_reclaim_delays_a_step_by_seco
         liars.append(LyingStore(store, lie_on=lie_on, script=script))
         return liars[-1]  # type: ignore[return-value]
 
-    runtime = embedded(tmp_path, lying)
-    run_log = tmp_path / "runs.log"
+    pool = replace(FAST_POOL, worker=replace(FAST_POOL.worker, eager=eager))
+    runtime = embedded(tmp_path, lying, pool)
+    inputs, eid = {"run_log": str(tmp_path / "runs.log"), "delay": 0}, "lost-answers"
     async with runtime:
-        eid = await runtime.engine.execute_async("chain", {"run_log": str(run_log), "delay": 0})
+        if eager:
+            with pytest.raises(StoreUnavailable):
+                await runtime.engine.execute_async("chain", inputs, execution_id=eid)
+        else:
+            await runtime.engine.execute_async("chain", inputs, execution_id=eid)
         await assert_eventually(lambda: liars[0].told == 2, timeout=WAIT, message="two lies")
         # lease_ttl 2 s + a sweep interval: the step should run again within a few seconds
         snapshot = await runtime.engine.wait(eid, timeout=5)
     assert snapshot.status == "completed"
+    ran = Counter(line.step for line in read_run_log(tmp_path / "runs.log") if line.kind == "start")
+    assert ran == {f"c{i}": 1 for i in range(1, 6)}, "a step left by its taker ran twice"
 
 
 # -- a worker process crashing at each failpoint ---------------------------------------------

@@ -1,7 +1,8 @@
 """The hand-on (``dispatch.HandOn``): a step's commit leases the successors it alone decides to
 its own slot, which runs the first next, and to free slots of its process, without a task
-message; the last source of a join fires the join and leases it to its slot in one write; on
-both backend pairs.
+message; the last source of a join fires the join and leases it to its slot in one write; the
+write that records a new execution leases its start steps to free slots of the process that
+submits it; on both backend pairs.
 
 What a crash does to a successor leased that way (the sweep reclaims it from the dead worker)
 is tested with real processes in ``test_cluster_processes`` (the after-commit failpoint).
@@ -58,7 +59,7 @@ def register_chain(engine: Engine) -> None:
     engine.register_blueprint(blueprint("chain", plain(*CHAIN), edges))
 
 
-async def test_a_chain_publishes_the_task_of_its_first_step_only(
+async def test_a_chain_submitted_where_workers_run_publishes_no_task(
     make_runtime: RuntimeFactory, engine: Engine, probe: Probe
 ) -> None:
     register_chain(engine)
@@ -68,10 +69,10 @@ async def test_a_chain_publishes_the_task_of_its_first_step_only(
         snapshot = await runtime.engine.wait(eid, timeout=WAIT)
     assert snapshot.status == "completed"
     assert probe.runs_of(eid) == dict.fromkeys(CHAIN, 1)
-    assert batches == [["a"]], "b, c and d were handed on without a message"
+    assert batches == [], "a was leased at creation; b, c and d were handed on"
 
 
-async def test_a_diamond_publishes_the_task_of_its_first_step_only(
+async def test_a_diamond_submitted_where_workers_run_publishes_no_task(
     make_runtime: RuntimeFactory, engine: Engine, probe: Probe
 ) -> None:
     nodes = ("a", "b", "c", "d")
@@ -96,7 +97,7 @@ async def test_a_diamond_publishes_the_task_of_its_first_step_only(
         agendas = [[e async for e in runtime.engine.persistence.agenda(eid)] for eid in eids]
     assert [s.status for s in snapshots] == ["completed"] * 5
     assert all(probe.runs_of(eid) == dict.fromkeys(nodes, 1) for eid in eids)
-    assert batches == [["a"]] * 5, "the branches went to free slots, the join to the last"
+    assert batches == [], "the branches went to free slots, the join to the last"
     assert agendas == [[]] * 5, "a branch or the join was left on the agenda"
     assert reads == [], "a step read its view: the join's comes with the write that fires it"
 
@@ -148,7 +149,7 @@ async def test_a_context_variable_a_step_leaves_set_does_not_reach_the_steps_aft
         batches = published(runtime)
         snapshot = await runtime.engine.execute_sync("chain", {}, timeout=WAIT)
     assert snapshot.status == "completed"
-    assert batches == [["a"]], "b, c and d ran in a's slot"
+    assert batches == [], "b, c and d ran in a's slot"
     assert setter.found == dict.fromkeys(CHAIN), "each step began with its slot's context"
 
 
@@ -195,10 +196,11 @@ async def test_a_delivered_step_is_leased_by_the_write_that_reads_its_execution(
 async def test_the_queued_copy_of_a_task_started_eagerly_is_acked_unread(
     make_runtime: RuntimeFactory, engine: Engine, probe: Probe
 ) -> None:
-    """The first task of an execution submitted in a process with workers starts there at
-    once and is published too: its copy, delivered to a worker here, is acked without a read
-    of the store (even while the eager run is still going on)."""
-    register_chain(engine)
+    """A task enqueued in a process with workers (here the retry of a step that failed once,
+    due at once) starts there at once and is published too: its copy, delivered to a worker
+    here, is acked without a read of the store (even while the eager run is still going on)."""
+    config = {"flaky": {"maxRetries": 2, "retryDelay": 0}}  # two attempts, the second at once
+    engine.register_blueprint(blueprint("flaky", {"flaky": {"fail_times": 1}}, [], config))
     spies: list[LeaseReads] = []
 
     def spy(store: KVStore) -> KVStore:
@@ -209,19 +211,22 @@ async def test_the_queued_copy_of_a_task_started_eagerly_is_acked_unread(
         dispatch, dropped = runtime.engine.context.dispatch, list[str]()
         taken = dispatch.taken
 
-        def observed(task: Task) -> bool | None:
+        def observed(task: Task) -> bool:
             begun = taken(task)
-            if begun is not None:
+            if begun:
                 dropped.append(task.node_id)
             return begun
 
         dispatch.taken = observed  # type: ignore[method-assign]  # the real one, observed
-        eid = await runtime.engine.execute_async("chain", {})
+        batches = published(runtime)
+        eid = await runtime.engine.execute_async("flaky", {})
         snapshot = await runtime.engine.wait(eid, timeout=WAIT)
-        await assert_eventually(lambda: dropped == ["a"], timeout=WAIT)
+        await assert_eventually(lambda: dropped == ["flaky"], timeout=WAIT)
     assert snapshot.status == "completed"
-    assert probe.runs_of(eid) == dict.fromkeys(CHAIN, 1)
-    assert spies[0].calls == [("a", True)], "the copy was read"
+    assert probe.runs_of(eid) == {"flaky": 2}
+    assert batches == [["flaky"]], "the first attempt was leased at creation, the retry published"
+    # the retry's eager run read the step (it has a record: no lease in that read); the copy not
+    assert spies[0].calls == [("flaky", False)], "the copy was read"
 
 
 async def test_a_chain_never_reads_all_of_its_step_records(
