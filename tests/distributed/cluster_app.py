@@ -5,8 +5,10 @@
         --hooks-log FILE   appends every lifecycle hook event it sees, one JSON object a line
         --sweep-log FILE   appends "<pid> <time.time()>" for every recovery sweep it performs
         --sweeper          a sweep short enough to time a leader hand-over (SWEEP_RECOVERY)
-    python tests/distributed/cluster_app.py embedded DATA_DIR
+    python tests/distributed/cluster_app.py embedded DATA_DIR [--submit N --run-log FILE]
         an embedded runtime on DATA_DIR that picks up its unfinished executions, until killed
+        --submit N         it also submits N executions itself (ids submitted-0, ...), whose
+                           start steps its own slots are leased in the writes that record them
 
 Started with ``FLOWLOOM_FAILPOINT`` set, a process exits with 137 at that point
 (``distributed.failpoints``). Steps append "start/end <execution> <step>" to the ``run_log``
@@ -177,8 +179,12 @@ async def run_worker(args: argparse.Namespace) -> None:
         await until_terminated()
 
 
-async def run_embedded(data_dir: str) -> None:
-    async with Runtime.embedded(build_engine(), data_dir, pool=pool_config(worker_count=2)):
+async def run_embedded(data_dir: str, submit: int, run_log: str | None) -> None:
+    pool = pool_config(worker_count=2)
+    async with Runtime.embedded(build_engine(), data_dir, pool=pool) as runtime:
+        for i in range(submit):
+            inputs = {"run_log": run_log}
+            await runtime.engine.execute_async(WORKFLOW, inputs, execution_id=f"submitted-{i}")
         print("ready", flush=True)
         await until_terminated()
 
@@ -194,6 +200,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     worker.add_argument("--sweeper", action="store_true")
     embedded = modes.add_parser("embedded")
     embedded.add_argument("data_dir")
+    embedded.add_argument("--submit", type=int, default=0)
+    embedded.add_argument("--run-log")
     return parser.parse_args(argv)
 
 
@@ -202,4 +210,4 @@ if __name__ == "__main__":
     if options.mode == "worker":
         asyncio.run(run_worker(options))
     else:
-        asyncio.run(run_embedded(options.data_dir))
+        asyncio.run(run_embedded(options.data_dir, options.submit, options.run_log))

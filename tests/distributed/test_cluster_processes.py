@@ -277,6 +277,41 @@ async def test_an_embedded_process_killed_at_a_failpoint_finishes_on_restart(
     assert_nothing_committed_reran(killed, run_log(log), ids)
 
 
+async def test_a_process_killed_before_running_the_start_steps_it_leased_loses_nothing(
+    processes: list[subprocess.Popen[str]], tmp_path: Path
+) -> None:
+    """A process with workers leases the start steps of the executions it submits to its own
+    slots in the writes that record them (``Scheduler.start``); killed right after (the
+    after-lease failpoint, before a step runs), it leaves them leased to its dead workers,
+    and the restarted runtime reclaims them and finishes every execution, each step once."""
+    data_dir, log = tmp_path / "data", tmp_path / "runs.log"
+    args = ("embedded", str(data_dir), "--submit", str(EXECUTIONS), "--run-log", str(log))
+    victim = spawn(processes, *args, failpoint="after-lease")
+    assert await exit_code(victim) == 137, "the victim did not die after a lease"
+    client = Runtime.from_urls(
+        build_engine(), store_url=f"leveldb://{data_dir}", broker_url="inproc://", workers=False
+    )
+    async with client:
+        persistence = client.engine.persistence
+        ids = sorted([eid async for eid in persistence.all_executions()])
+        starts = [await persistence.step(eid, "fan") for eid in ids]
+    assert ids, "the victim recorded no execution"
+    # leased in the write that recorded it (the reader's runtime may have reclaimed it since)
+    assert all(s is not None and s.record.attempts == 1 for s in starts), starts
+    assert run_log(log) == Counter(), "a step ran before the kill"
+
+    recorder = FinalRecorder()
+    restarted = Runtime.embedded(
+        build_engine(), str(data_dir), pool=pool_config(worker_count=2), hooks=recorder
+    )
+    async with restarted:
+        snapshots = [await restarted.engine.wait(eid, timeout=WAIT) for eid in ids]
+
+    assert_finished_once(ids, snapshots, recorder.finals)
+    runs = run_log(log)
+    assert {runs[("start", eid, step)] for eid in ids for step in STEPS} == {1}, runs
+
+
 async def test_a_final_status_stored_by_a_worker_killed_right_after_is_still_told(
     cluster: Cluster, processes: list[subprocess.Popen[str]], tmp_path: Path
 ) -> None:
