@@ -253,27 +253,15 @@ async def test_an_embedded_process_killed_at_a_failpoint_finishes_on_restart(
 ) -> None:
     data_dir, log = tmp_path / "data", tmp_path / "runs.log"
 
-    def client() -> Runtime:
-        return Runtime.from_urls(
-            build_engine(), store_url=f"leveldb://{data_dir}", broker_url="inproc://", workers=False
-        )
-
-    async with client() as submitter:
+    async with embedded_client(data_dir) as submitter:
         ids = await submit(submitter, EXECUTIONS, log)
     victim = spawn(processes, "embedded", str(data_dir), failpoint=point)
     assert await exit_code(victim) == 137, f"the victim did not die at {point}"
-    async with client() as reader:
+    async with embedded_client(data_dir) as reader:
         killed = await at_kill(reader, ids, log)
     assert_killed_at(point, killed)
 
-    recorder = FinalRecorder()
-    restarted = Runtime.embedded(
-        build_engine(), str(data_dir), pool=pool_config(worker_count=2), hooks=recorder
-    )
-    async with restarted:
-        snapshots = [await restarted.engine.wait(eid, timeout=WAIT) for eid in ids]
-
-    assert_finished_once(ids, snapshots, recorder.finals)
+    assert_finished_once(ids, *await restart_embedded(data_dir, ids))
     assert_nothing_committed_reran(killed, run_log(log), ids)
 
 
@@ -288,11 +276,8 @@ async def test_a_process_killed_before_running_the_start_steps_it_leased_loses_n
     args = ("embedded", str(data_dir), "--submit", str(EXECUTIONS), "--run-log", str(log))
     victim = spawn(processes, *args, failpoint="after-lease")
     assert await exit_code(victim) == 137, "the victim did not die after a lease"
-    client = Runtime.from_urls(
-        build_engine(), store_url=f"leveldb://{data_dir}", broker_url="inproc://", workers=False
-    )
-    async with client:
-        persistence = client.engine.persistence
+    async with embedded_client(data_dir) as reader:
+        persistence = reader.engine.persistence
         ids = sorted([eid async for eid in persistence.all_executions()])
         starts = [await persistence.step(eid, "fan") for eid in ids]
     assert ids, "the victim recorded no execution"
@@ -300,16 +285,30 @@ async def test_a_process_killed_before_running_the_start_steps_it_leased_loses_n
     assert all(s is not None and s.record.attempts == 1 for s in starts), starts
     assert run_log(log) == Counter(), "a step ran before the kill"
 
+    assert_finished_once(ids, *await restart_embedded(data_dir, ids))
+    runs = run_log(log)
+    assert {runs[("start", eid, step)] for eid in ids for step in STEPS} == {1}, runs
+
+
+def embedded_client(data_dir: Path) -> Runtime:
+    """A runtime without workers on the embedded store in ``data_dir``."""
+    return Runtime.from_urls(
+        build_engine(), store_url=f"leveldb://{data_dir}", broker_url="inproc://", workers=False
+    )
+
+
+async def restart_embedded(
+    data_dir: Path, ids: list[str]
+) -> tuple[list[ExecutionSnapshot], list[ExecutionFinished]]:
+    """Restart an embedded runtime on ``data_dir`` and wait for ``ids``: their snapshots, and
+    the final statuses it won."""
     recorder = FinalRecorder()
     restarted = Runtime.embedded(
         build_engine(), str(data_dir), pool=pool_config(worker_count=2), hooks=recorder
     )
     async with restarted:
         snapshots = [await restarted.engine.wait(eid, timeout=WAIT) for eid in ids]
-
-    assert_finished_once(ids, snapshots, recorder.finals)
-    runs = run_log(log)
-    assert {runs[("start", eid, step)] for eid in ids for step in STEPS} == {1}, runs
+    return snapshots, recorder.finals
 
 
 async def test_a_final_status_stored_by_a_worker_killed_right_after_is_still_told(
