@@ -199,16 +199,20 @@ class LocalDispatch:
     async def reserve(self, wanted: int) -> list[HandOn]:
         """Hold up to ``wanted`` free slots of this process's runners, one runner after
         another, for the successors a commit leases to them (``HandOn``); each is taken or
-        released."""
+        released (also when the call is cancelled midway)."""
         if wanted <= 0:  # a chain's step: its own slot takes its one successor
             return []
         runners, held = list(self._runners.values()), list[HandOn]()
-        for i in range(len(runners)):
-            runner = runners[(self._next + i) % len(runners)]
-            while len(held) < wanted and (slot := await runner.reserve()) is not None:
-                held.append(slot)
-            if len(held) == wanted:
-                break
+        try:
+            for i in range(len(runners)):
+                runner = runners[(self._next + i) % len(runners)]
+                while len(held) < wanted and (slot := await runner.reserve()) is not None:
+                    held.append(slot)
+                if len(held) == wanted:
+                    break
+        except BaseException:  # cancelled while a runner's slot came free: none is kept
+            release_slots(held)
+            raise
         return held
 
     def carried(self, task: Task) -> Carried | None:
