@@ -534,3 +534,44 @@ async def test_an_execution_recorded_in_the_full_json_of_an_older_version_recove
     assert await persistence.start_generation(record, final, new, [], ["a"])
     assert await persistence.record("e1") == new and await persistence.final("e1") is None
     assert await persistence.history("e1") == [final]
+
+
+class EndsTheGenerationItWrites:
+    """A real store on which the new generation ends (its final status stored, as by a fast
+    worker in another process) right after the write of ``start_generation`` that starts it,
+    before that call takes the retention's expiry back a second time."""
+
+    def __init__(self, inner: MemoryStore, other: KVPersistence, new: ExecutionRecord) -> None:
+        self.inner, self.other, self.new = inner, other, new
+        self.ended = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def batch_if(self, expected: Any, ops: Any) -> bool:
+        written = await self.inner.batch_if(expected, ops)
+        new_generation = self.new.to_bytes() in [getattr(op, "value", None) for op in ops]
+        if written and new_generation and not self.ended:  # the first: the generation's write
+            self.ended = True
+            ended = FinalStatus.completed({}, generation=self.new.generation)
+            await self.other.set_final(self.new.execution_id, ended, "fast-worker")
+        return written
+
+
+async def test_a_generation_that_ends_before_its_recovery_call_returns_still_expires() -> None:
+    """``start_generation`` takes the retention's expiry back from the execution's records after
+    its write too; if the new generation ended meanwhile (its end gave them their expiry), it
+    gives it again, else its final status, history and ledger would be kept for good."""
+    inner = MemoryStore()
+    persistence, other = KVPersistence(inner, retention=0.5), KVPersistence(inner, retention=0.5)
+    record = ExecutionRecord(execution_id="e1", workflow_id="w", graph_version="v1", inputs={})
+    failed = FinalStatus.failed("boom", "a")
+    assert await persistence.create_execution(record, ["a"])
+    await persistence.set_final("e1", failed, "tester")
+    new = record.next_generation(time.time())
+    persistence.store = EndsTheGenerationItWrites(inner, other, new)  # type: ignore[assignment]
+    assert await persistence.start_generation(record, failed, new, [], ["a"])
+    assert (await persistence.final("e1")) is not None, "the new generation did not end"
+    await asyncio.sleep(0.8)
+    left = [key async for key, _ in inner.scan(persistence.keys.execution("e1"))]
+    assert left == [], "the ended execution's records outlived its retention"
