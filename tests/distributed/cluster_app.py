@@ -8,7 +8,8 @@
     python tests/distributed/cluster_app.py embedded DATA_DIR [--submit N --run-log FILE]
         an embedded runtime on DATA_DIR that picks up its unfinished executions, until killed
         --submit N         it also submits N executions itself (ids submitted-0, ...), whose
-                           start steps its own slots are leased in the writes that record them
+                           start steps are leased to its own slots in the writes that record
+                           them; --run-log FILE is their run_log input
 
 Started with ``FLOWLOOM_FAILPOINT`` set, a process exits with 137 at that point
 (``distributed.failpoints``). Steps append "start/end <execution> <step>" to the ``run_log``
