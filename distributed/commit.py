@@ -16,7 +16,14 @@ from orchestration.attempts import FallBack, RetryLater
 from orchestration.routing import join_decision_counted
 
 from .context import RuntimeContext
-from .dispatch import Carried, HandOn, handed_on_task, leased_first_attempt, release_slots
+from .dispatch import (
+    Carried,
+    HandOn,
+    handed_on_task,
+    leased_first_attempt,
+    release_slots,
+    take_leased,
+)
 from .failpoints import failpoint
 from .hooks import RetryScheduled, StepOutcomeName
 from .lease import StepLease
@@ -132,8 +139,7 @@ class StepCommitter:
         carried = Carried(record, graph, after)
         running = [first.record.node_id for first in started] if committed.handed_on else []
         if running:
-            for slot, first in zip(slots, started, strict=True):
-                slot.take(handed_on_task(record, first.record.node_id, now), carried, first)
+            take_leased(slots, started, record, carried, now)
             if done:  # its commit did all of its advance: it is off the agenda
                 return "completed"
         else:

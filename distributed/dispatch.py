@@ -49,6 +49,7 @@ __all__ = [
     "handed_on_task",
     "leased_first_attempt",
     "release_slots",
+    "take_leased",
 ]
 
 
@@ -94,6 +95,19 @@ def handed_on_task(record: ExecutionRecord, node_id: str, now: float) -> Task:
         generation=record.generation,
         enqueued_at=now,
     )
+
+
+def take_leased(
+    slots: Sequence[HandOn],
+    leased: Sequence[VersionedStep],
+    record: ExecutionRecord,
+    carried: Carried,
+    now: float,
+) -> None:
+    """Hand each step of ``leased`` (written, leased to the slot beside it) to its slot, with
+    the view it starts with (``carried``)."""
+    for slot, first in zip(slots, leased, strict=True):
+        slot.take(handed_on_task(record, first.record.node_id, now), carried, first)
 
 
 def release_slots(slots: Sequence[HandOn]) -> None:

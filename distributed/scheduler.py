@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 from orchestration import Graph, JoinDecision, final_outputs, join_decision
 from orchestration.routing import join_decision_counted
 
-from .dispatch import Carried, handed_on_task, leased_first_attempt, release_slots
+from .dispatch import Carried, leased_first_attempt, release_slots, take_leased
 from .failpoints import failpoint
 from .hooks import ExecutionFinished, ExecutionSubmitted, StepSkipped
 from .models import ExecutionRecord, FinalStatus, StepRecord, Task, TaskReason
@@ -80,9 +80,7 @@ class Scheduler:
             release_slots(slots)
             return False
         self._submitted(record)
-        carried = Carried(record, graph, Snapshot.read(record, {}))
-        for slot, first in zip(slots, leased, strict=True):
-            slot.take(handed_on_task(record, first.record.node_id, now), carried, first)
+        take_leased(slots, leased, record, Carried(record, graph, Snapshot.read(record, {})), now)
         if len(leased) < len(starts):
             await self._dispatch(_tasks(record, starts[len(leased) :], "scheduled"))
         return True

@@ -572,6 +572,9 @@ async def test_a_generation_that_ends_before_its_recovery_call_returns_still_exp
     persistence.store = EndsTheGenerationItWrites(inner, other, new)  # type: ignore[assignment]
     assert await persistence.start_generation(record, failed, new, [], ["a"])
     assert (await persistence.final("e1")) is not None, "the new generation did not end"
-    await asyncio.sleep(0.8)
-    left = [key async for key, _ in inner.scan(persistence.keys.execution("e1"))]
-    assert left == [], "the ended execution's records outlived its retention"
+
+    async def records_gone() -> bool:
+        return [key async for key, _ in inner.scan(persistence.keys.execution("e1"))] == []
+
+    message = "the ended execution's records outlived its retention"
+    await assert_eventually(records_gone, timeout=5, message=message)
