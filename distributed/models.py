@@ -1,11 +1,18 @@
-"""JSON models of what travels on the queue and rests in the store (pydantic; never pickle)."""
+"""JSON models of what travels on the queue and rests in the store (never pickle).
+
+Pydantic models, except the records a step builds, writes and reads every time it runs (its
+``StepRecord`` with ``Lease`` and ``TaskResult``, and ``AgendaEntry``): those are msgspec
+structs, which build, copy, encode and validate them ten times cheaper, with the same JSON.
+"""
 
 from __future__ import annotations
 
+import functools
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import msgspec
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 
 from .errors import IllegalTransition
 
@@ -55,6 +62,40 @@ class _Model(BaseModel):
     @classmethod
     def from_bytes(cls, raw: bytes) -> Any:
         return cls.model_validate_json(raw)
+
+
+_R = TypeVar("_R", bound="_Record")
+
+
+class _Record(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defaults=True):
+    """A record of the hot path: as ``_Model`` at rest (JSON without the fields left at their
+    defaults; unknown fields refused), built and copied without validation (its transitions
+    build it), validated when read. A record that does not decode raises
+    ``msgspec.ValidationError`` (a ``ValueError``, as pydantic's)."""
+
+    def to_bytes(self) -> bytes:
+        return _ENCODER.encode(self)
+
+    @classmethod
+    def from_bytes(cls: type[_R], raw: bytes) -> _R:
+        record: _R = _decoder(cls).decode(raw)  # the cache keeps the decoder's type out of sight
+        return record
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every field (nested records too), as ``BaseModel.model_dump`` gives them."""
+        return {name: _as_builtin(getattr(self, name)) for name in self.__struct_fields__}
+
+
+_ENCODER = msgspec.json.Encoder()
+
+
+@functools.cache
+def _decoder(cls: type[_R]) -> msgspec.json.Decoder[_R]:
+    return msgspec.json.Decoder(cls)
+
+
+def _as_builtin(value: Any) -> Any:
+    return value.as_dict() if isinstance(value, _Record) else value
 
 
 class ExecutionOptions(_Model):
@@ -157,18 +198,18 @@ class FinalStatus(_Model):
         return cls(status="timed_out", error=f"execution deadline of {timeout}s passed")
 
 
-class Lease(_Model):
+class Lease(_Record, frozen=True):
     owner: str
     expires_at: float
     token: int
 
 
-class TaskResult(_Model):
+class TaskResult(_Record, frozen=True):
     """What a finished step produced: output, action, state updates and its routing decision."""
 
     output: Any = None
     action: str | None = None
-    state_updates: dict[str, Any] = Field(default_factory=dict)
+    state_updates: dict[str, Any] = msgspec.field(default_factory=dict)
     taken: tuple[str, ...] = ()
     skipped: tuple[str, ...] = ()
     seq: int = 0
@@ -210,7 +251,7 @@ TRANSITIONS: dict[Transition, frozenset[StepStatus]] = {
 """Which statuses each transition may leave (see ``StepRecord``)."""
 
 
-class StepRecord(_Model):
+class StepRecord(_Record, frozen=True):
     """One step of one execution: a small state machine. Every change is one of the transitions
     below (a method returning the next record), written as one fenced compare-and-set::
 
@@ -246,7 +287,7 @@ class StepRecord(_Model):
     awaiting: str | None = None  # the event a wait step waits for
     iteration: int = 0  # a loop step: the iteration whose child runs (child_id)
     # a loop step: the values carried between iterations
-    carried: dict[str, Any] = Field(default_factory=dict)
+    carried: dict[str, Any] = msgspec.field(default_factory=dict)
     fallback: str | None = None
     fallback_attempts: int = 0
     lease_expiries: int = 0  # attempts whose worker died or hung (see RecoveryConfig)
@@ -391,16 +432,11 @@ class StepRecord(_Model):
 
     def _to(self, transition: Transition, now: float, **changes: Any) -> StepRecord:
         self._allow(transition)
-        unknown = changes.keys() - _STEP_FIELDS
-        assert not unknown, f"not StepRecord fields: {unknown}"
-        return self.model_copy(update={**changes, "updated_at": now})
+        return msgspec.structs.replace(self, updated_at=now, **changes)  # unknown: TypeError
 
     def _allow(self, transition: Transition) -> None:
         if self.status not in TRANSITIONS[transition]:
             raise IllegalTransition(self.node_id, self.status, transition)
-
-
-_STEP_FIELDS = frozenset(StepRecord.model_fields)  # read once: pydantic computes it per access
 
 
 class Task(_Model):
@@ -413,7 +449,7 @@ class Task(_Model):
     enqueued_at: float = Field(default_factory=time.time, allow_inf_nan=False)
 
 
-class AgendaEntry(_Model):
+class AgendaEntry(_Record, frozen=True):
     """A scheduled step that is not yet done (see ``distributed.keys``): ``since`` is when it was
     scheduled or last re-enqueued by the recovery sweep."""
 
@@ -431,8 +467,17 @@ class SignalRecord(_Model):
     sent_at: float = Field(default_factory=time.time)
 
 
+StepRecords = Annotated[
+    dict[str, StepRecord],
+    PlainSerializer(lambda steps: {node: step.as_dict() for node, step in steps.items()}),
+]
+"""The step records of a snapshot, dumped as dicts (``model_dump``), as the other fields."""
+
+
 class ExecutionSnapshot(_Model):
     """What ``get_execution_status`` returns."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
     execution_id: str
     workflow_id: str
@@ -445,7 +490,7 @@ class ExecutionSnapshot(_Model):
     failed_step: str | None = None
     created_at: float
     finished_at: float | None = None
-    steps: dict[str, StepRecord] = Field(default_factory=dict)
+    steps: StepRecords = Field(default_factory=dict)
     generation: int = 1
     history: tuple[FinalStatus, ...] = ()  # final statuses of earlier generations, oldest first
     awaiting: tuple[str, ...] = ()  # events the open waits wait for

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import msgspec
 import pytest
 
 from distributed import IllegalTransition, StepRecord, TaskResult
@@ -63,7 +64,7 @@ def in_status(status: StepStatus) -> StepRecord:
     running = record.start("worker-0", 5.0, NOW - 10)
     if status == "running":
         return running
-    return running.model_copy(update={"status": status, "lease": None})
+    return msgspec.structs.replace(running, status=status, lease=None)
 
 
 LEGAL = [(t, s) for t in MOVES for s in STATUSES if s in TRANSITIONS[t]]
