@@ -1,8 +1,9 @@
 """JSON models of what travels on the queue and rests in the store (never pickle).
 
 Pydantic models, except the records a step builds, writes and reads every time it runs (its
-``StepRecord`` with ``Lease`` and ``TaskResult``, and ``AgendaEntry``): those are msgspec
-structs, which build, copy, encode and validate them ten times cheaper, with the same JSON.
+``StepRecord`` with ``Lease`` and ``TaskResult``, its ``Task`` and its ``AgendaEntry``): those
+are msgspec structs, which build, copy, encode and validate them ten times cheaper, with the
+same JSON.
 """
 
 from __future__ import annotations
@@ -439,14 +440,14 @@ class StepRecord(_Record, frozen=True):
             raise IllegalTransition(self.node_id, self.status, transition)
 
 
-class Task(_Model):
+class Task(_Record, frozen=True):
     """A queue message: run (or re-check) one step of one generation of one execution."""
 
     execution_id: str
     node_id: str
     reason: TaskReason = "scheduled"
-    generation: int = Field(default=1, ge=1)
-    enqueued_at: float = Field(default_factory=time.time, allow_inf_nan=False)
+    generation: Annotated[int, msgspec.Meta(ge=1)] = 1
+    enqueued_at: float = msgspec.field(default_factory=time.time)  # JSON has no NaN: finite
 
 
 class AgendaEntry(_Record, frozen=True):

@@ -12,8 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from pydantic import ValidationError
-
 from mq import Broker, Consumer, Delivery, Message, dead_letter_topic
 
 from .errors import UndecodableTask, format_size
@@ -106,8 +104,8 @@ def decode_task(payload: bytes, *, max_bytes: int | None = None) -> Task:
             f"of {format_size(limit)} (max_task_bytes)"
         )
     try:
-        task: Task = Task.model_validate_json(payload)
-    except (ValidationError, ValueError) as exc:
+        task = Task.from_bytes(payload)
+    except ValueError as exc:  # msgspec's DecodeError: not JSON, or not a valid task
         raise UndecodableTask(f"not a task: {exc.__class__.__name__}: {str(exc)[:200]}") from exc
     problem = task_ids_problem(task.execution_id, task.node_id)
     if problem is not None:

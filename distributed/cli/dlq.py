@@ -88,7 +88,7 @@ async def _mark(runtime: Runtime, settings: Settings, message: StoredMessage, ac
 
 def _describe(message: StoredMessage, handled: str | None) -> dict[str, Any]:
     try:
-        task: dict[str, Any] | None = decode_task(message.payload).model_dump(mode="json")
+        task: dict[str, Any] | None = decode_task(message.payload).as_dict()
     except UndecodableTask:
         task = None
     headers = message.headers

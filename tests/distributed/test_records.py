@@ -8,7 +8,7 @@ import json
 import pytest
 
 from distributed import ExecutionSnapshot, StepRecord, TaskResult
-from distributed.models import AgendaEntry
+from distributed.models import AgendaEntry, Task
 
 NOW = 1_700_000_000.5
 
@@ -54,6 +54,17 @@ def test_an_agenda_entry_round_trips() -> None:
     entry = AgendaEntry(execution_id="e1", node_id="n", since=NOW)
     assert entry.to_bytes() == b'{"execution_id":"e1","node_id":"n","since":1700000000.5}'
     assert AgendaEntry.from_bytes(entry.to_bytes()) == entry
+
+
+def test_a_task_is_spelled_as_earlier_versions_published_it() -> None:
+    task = Task(execution_id="e", node_id="n", reason="retry", generation=2, enqueued_at=NOW)
+    assert task.to_bytes() == (
+        b'{"execution_id":"e","node_id":"n","reason":"retry","generation":2,'
+        b'"enqueued_at":1700000000.5}'
+    )
+    plain = Task(execution_id="e", node_id="n", enqueued_at=NOW)  # when it was enqueued: always
+    assert plain.to_bytes() == b'{"execution_id":"e","node_id":"n","enqueued_at":1700000000.5}'
+    assert Task.from_bytes(task.to_bytes()) == task
 
 
 def test_a_snapshot_dumps_its_step_records_with_every_field() -> None:
