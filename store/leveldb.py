@@ -34,6 +34,12 @@ space, and each flush of the buffer is merged into the level below). ``DEFAULT_W
 CPU by three quarters (``benchmarks/README.md``); it still grows with the database. The price is
 up to twice that much memory (the buffer and the one being flushed), and as much log to replay
 when the store opens after a crash.
+
+Bloom filters (``BLOOM_FILTER_BITS`` per key; LevelDB has none by default): most of a step's
+reads are of keys that are absent, and without a filter each read a level's tables cannot answer
+costs a block read per level, so a step grew dearer as the store grew (an embedded chain-10's
+loop CPU per step went from 137 to 154 µs between 100,000 and 400,000 steps; with filters it
+stays at 138). Tables written without filters (by an earlier version) are read as before.
 """
 
 from __future__ import annotations
@@ -87,6 +93,10 @@ _LOG_TIMES = b"t"
 _SWEEP_LIMIT = 10_000
 DEFAULT_WRITE_BUFFER = 16 * 2**20
 """Bytes LevelDB buffers in memory before it writes a table (see the module's notes)."""
+BLOOM_FILTER_BITS = 10
+"""Bits per key of the tables' bloom filters: a read of an absent key (a commit checks three:
+the final status, the pause, its successor's record) skips the tables that cannot hold it
+instead of reading a block of each level, so a step costs the same in a store of any size."""
 
 Mutation = tuple[bytes, bytes | None]  # (raw key, raw value or None to delete)
 
@@ -204,7 +214,12 @@ class LevelDBStore(StoreContextMixin):
     def _open(path: str, write_buffer_size: int) -> plyvel.DB:
         try:
             os.makedirs(path, exist_ok=True)
-            return plyvel.DB(path, create_if_missing=True, write_buffer_size=write_buffer_size)
+            return plyvel.DB(
+                path,
+                create_if_missing=True,
+                write_buffer_size=write_buffer_size,
+                bloom_filter_bits=BLOOM_FILTER_BITS,
+            )
         except plyvel.IOError as exc:
             if "lock" in str(exc).lower():
                 raise StoreLocked(path) from exc
