@@ -598,8 +598,7 @@ class Worker:
         await self.scheduler.finalize(record, FinalStatus.failed(error))
 
     async def _expired(self, record: ExecutionRecord, now: float) -> bool:
-        deadline = record.deadline
-        if deadline is None or now < deadline:
+        if not record.past_deadline(now):
             return False
         await self.scheduler.finalize(record, FinalStatus.timed_out(record.options.timeout))
         return True
