@@ -13,21 +13,22 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import redis
 
-from . import procstats
+from . import procstats, round_trips
 from .measure import Figures, Plan
 from .redis_count import Monitor, redis_ports
 from .workloads import Shape
@@ -44,6 +45,7 @@ class CeleryTarget:
     queue: str
     pid: int
     tasks: Any  # the benchmarks.celery_app module, imported with the run's URL and queue
+    round_trips: Path  # where the worker's processes count their Redis requests
 
 
 def check_empty(url: str) -> None:
@@ -82,13 +84,15 @@ def celery_worker(pool: str, url: str) -> Iterator[CeleryTarget]:
     queue = f"flbench-{uuid.uuid4().hex[:10]}"
     env = dict(os.environ, FLOWLOOM_BENCH_CELERY_URL=url, FLOWLOOM_BENCH_CELERY_QUEUE=queue)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [ROOT, env.get("PYTHONPATH")]))
-    command = [sys.executable, "-m", "celery", "-A", "benchmarks.celery_app", "worker"]
-    command += ["-P", kind, "-c", str(concurrency), "-Q", queue, "-n", f"{queue}@%h"]
-    command += ["--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"]
+    module = ["celery", "-A", "benchmarks.celery_app", "worker"]
+    module += ["-P", kind, "-c", str(concurrency), "-Q", queue, "-n", f"{queue}@%h"]
+    module += ["--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"]
+    counted = Path(tempfile.mkdtemp(prefix=f"{queue}-round-trips-"))
+    command = round_trips.command(counted, module)
     log = open(os.path.join(tempfile.gettempdir(), f"{queue}.log"), "ab")  # noqa: SIM115
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
     try:
-        target = CeleryTarget(url, queue, proc.pid, _tasks(url, queue))
+        target = CeleryTarget(url, queue, proc.pid, _tasks(url, queue), counted)
         yield target
         gc.collect()  # results that are gone unsubscribe now, not at interpreter exit
         # Results the collector meets only at interpreter exit unsubscribe then, when redis-py
@@ -104,6 +108,7 @@ def celery_worker(pool: str, url: str) -> Iterator[CeleryTarget]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        shutil.rmtree(counted, ignore_errors=True)
 
 
 def signature(tasks: Any, item: Shape) -> Any:
@@ -131,11 +136,20 @@ def count_commands(
     url = urlparse(target.url)
     db = int((url.path or "/15").lstrip("/") or 15)
     executions = plan.executions(plan.count_steps, item.steps)
+    before = _requests(target)
     with Monitor(target.url, db, target.queue) as monitor:
         run_batch(sig, executions, plan.timeout)
         workers = redis_ports(procstats.tree(target.pid), url.port or 6379)
         client = redis_ports([os.getpid()], url.port or 6379)
-    figures.set_counts(monitor.count, workers, client, executions * item.steps)
+    made = _requests(target) - before
+    figures.set_counts(monitor.count, workers, client, executions * item.steps, made)
+
+
+def _requests(target: CeleryTarget) -> int:
+    """The Redis round trips the worker's processes made so far, once their counts are
+    written."""
+    time.sleep(2.5 * round_trips.INTERVAL)
+    return round_trips.total(target.round_trips)
 
 
 def measure_celery(target: CeleryTarget, item: Shape, plan: Plan) -> Figures:

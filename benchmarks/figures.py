@@ -29,6 +29,7 @@ class Cell:
     client_commands: float | None
     evalsha: float | None
     lua: float | None
+    round_trips: float | None  # the workers' requests to Redis per step (round_trips)
     cpu_ms: float
     rss_mib: float
     processes: int
@@ -65,6 +66,7 @@ def summarise(shape: str, mode: str, runs: list[Figures]) -> Cell:
             None,
             None,
             None,
+            None,
             nan,
             nan,
             0,
@@ -84,6 +86,7 @@ def summarise(shape: str, mode: str, runs: list[Figures]) -> Cell:
         client_commands=_optional(ok, lambda r: r.client_commands_per_step),
         evalsha=_optional(ok, lambda r: r.evalsha_per_step),
         lua=_optional(ok, lambda r: r.lua_per_step),
+        round_trips=_optional(ok, lambda r: r.round_trips_per_step),
         cpu_ms=_median([r.cpu_ms_per_step for r in ok]),
         rss_mib=max(r.peak_rss_mib for r in ok),
         processes=ok[0].processes,
@@ -103,22 +106,24 @@ def detail_table(cells: list[Cell]) -> str:
     head = (
         "| shape | mode | rounds | steps/s | executions/s | e2e p50 / p99 ms "
         "| dispatch p50 / p99 ms (½ peak) | Redis cmds/step: workers (client) "
-        "| EVALSHA/step | in-Lua cmds/step | worker CPU ms/step | peak RSS MiB (processes) |"
+        "| EVALSHA/step | in-Lua cmds/step | Redis round trips/step: workers "
+        "| worker CPU ms/step | peak RSS MiB (processes) |"
     )
     lines = [
         head,
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | --- " + "| ---: " * 11 + "|",
     ]
     for c in cells:
         if c.rounds == 0:
-            lines.append(f"| {c.shape} | {c.mode} | 0 | {c.error} | | | | | | | | |")
+            lines.append(f"| {c.shape} | {c.mode} | 0 | {c.error} | | | | | | | | | |")
             continue
         commands = "—" if c.commands is None else f"{c.commands:.1f} ({_num(c.client_commands)})"
         lines.append(
             f"| {c.shape} | {c.mode} | {c.rounds} | {c.steps_per_s:,.0f} "
             f"| {_num(c.executions_per_s)} | {_ms(c.e2e_p50)} / {_ms(c.e2e_p99)} "
             f"| {_ms(c.dispatch_p50)} / {_ms(c.dispatch_p99)} "
-            f"| {commands} | {_num(c.evalsha)} | {_num(c.lua)} | {c.cpu_ms:.2f} "
+            f"| {commands} | {_num(c.evalsha)} | {_num(c.lua)} | {_num(c.round_trips, 2)} "
+            f"| {c.cpu_ms:.2f} "
             f"| {c.rss_mib:.0f} ({c.processes}) |"
         )
     return "\n".join(lines)

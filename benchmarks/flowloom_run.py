@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,7 +33,7 @@ from distributed import PoolConfig, Runtime, WorkerConfig
 from distributed.engine import DistributedEngine
 from store import Delete, open_store
 
-from . import procstats
+from . import procstats, round_trips
 from .measure import Figures, Plan
 from .redis_count import Monitor, redis_ports
 from .workloads import Shape, local_engine
@@ -57,6 +58,7 @@ class Target:
     processes: int = 1
     rss: Callable[[], float] = field(default=lambda: 0.0)
     data_dir: Path | None = None  # embedded: the LevelDB directory
+    round_trips: Path | None = None  # where the worker processes count their Redis requests
 
 
 @asynccontextmanager
@@ -102,9 +104,15 @@ def start_workers(
     tag: str,
     retention: float | None = None,
     concurrency: int = CONCURRENCY,
+    counted: Path | None = None,
 ) -> list[subprocess.Popen[bytes]]:
-    command = [sys.executable, "-m", "distributed", "worker", APP]
-    command += ["--workers", "1", "--concurrency", str(concurrency), "--log-level", "WARNING"]
+    """``processes`` worker processes; ``counted``: their Redis round trips are counted
+    there (``round_trips``)."""
+    module = ["distributed", "worker", APP]
+    module += ["--workers", "1", "--concurrency", str(concurrency), "--log-level", "WARNING"]
+    command = (
+        [sys.executable, "-m", *module] if counted is None else round_trips.command(counted, module)
+    )
     env = _worker_env(redis_url, kafka, tag, retention)
     with open(worker_log(tag), "ab") as log:  # the workers' warnings and errors
         return [
@@ -171,9 +179,10 @@ async def cluster(
 ) -> AsyncIterator[Target]:
     """``processes`` worker processes of ``concurrency`` slots and a client without workers
     in this process, on Redis and the broker; ``retention``: finished executions expire after
-    that long."""
+    that long. The worker processes count their Redis round trips (``round_trips``)."""
     tag = f"flbench-{uuid.uuid4().hex[:10]}"
-    procs = start_workers(processes, redis_url, kafka, tag, retention, concurrency)
+    counted = Path(tempfile.mkdtemp(prefix=f"{tag}-round-trips-"))
+    procs = start_workers(processes, redis_url, kafka, tag, retention, concurrency, counted)
     runtime = Runtime.from_urls(
         local_engine(shapes),
         store_url=redis_url,
@@ -194,9 +203,11 @@ async def cluster(
                 marker=f"{tag}/",
                 processes=processes,
                 rss=lambda: max(procstats.peak_rss_mib(pid) for pid in pids),
+                round_trips=counted,
             )
     finally:
         stop_workers(procs)
+        shutil.rmtree(counted, ignore_errors=True)
         await delete_keys(redis_url, f"{tag}/")
 
 
@@ -285,11 +296,23 @@ async def count_commands(target: Target, item: Shape, plan: Plan, figures: Figur
     url = urlparse(target.redis_url)
     db = int((url.path or "/0").lstrip("/") or 0)
     executions = plan.executions(plan.count_steps, item.steps)
+    before = await _requests(target)
     with Monitor(target.redis_url, db, target.marker) as monitor:
         await run_batch(target.engine, item.name, executions, plan.timeout)
         workers = redis_ports(target.pids, url.port or 6379)
         client = redis_ports([os.getpid()], url.port or 6379)
-    figures.set_counts(monitor.count, workers, client, executions * item.steps)
+    after = await _requests(target)
+    made = None if before is None or after is None else after - before
+    figures.set_counts(monitor.count, workers, client, executions * item.steps, made)
+
+
+async def _requests(target: Target) -> int | None:
+    """The Redis round trips the worker processes made so far (once their counts are
+    written), or None where they are not counted."""
+    if target.round_trips is None:
+        return None
+    await asyncio.sleep(2.5 * round_trips.INTERVAL)
+    return round_trips.total(target.round_trips)
 
 
 async def measure_shape(target: Target, item: Shape, plan: Plan) -> Figures:

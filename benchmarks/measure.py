@@ -44,21 +44,30 @@ class Figures:
     client_commands_per_step: float | None = None  # ... the submitting client sent
     evalsha_per_step: float | None = None  # of the workers' commands, EVALSHA
     lua_per_step: float | None = None  # commands run inside Lua scripts
+    round_trips_per_step: float | None = None  # the workers' requests to Redis (round_trips)
     cpu_ms_per_step: float = 0.0  # worker processes' CPU during the load batch
     peak_rss_mib: float = 0.0  # the largest worker process's peak RSS
     processes: int = 1  # worker processes measured
     error: str | None = None
 
     def set_counts(
-        self, count: CommandCount, workers: set[int], client: set[int], steps: int
+        self,
+        count: CommandCount,
+        workers: set[int],
+        client: set[int],
+        steps: int,
+        round_trips: int | None = None,
     ) -> None:
         """Commands per step from a ``MONITOR`` count: the workers' (by their ports), the
-        client's, the workers' script calls and the commands run inside scripts."""
+        client's, the workers' script calls and the commands run inside scripts; and the
+        workers' ``round_trips`` over the same batch, per step, where they were counted."""
         mine = count.of(workers)
         self.commands_per_step = sum(mine.values()) / steps
         self.client_commands_per_step = sum(count.of(client).values()) / steps
         self.evalsha_per_step = (mine["EVALSHA"] + mine["EVAL"]) / steps
         self.lua_per_step = sum(count.lua.values()) / steps
+        if round_trips is not None:
+            self.round_trips_per_step = round_trips / steps
 
 
 def percentile(values: list[float], q: float) -> float:
