@@ -3,7 +3,8 @@
 ``embedded``: LevelDB (temporary directory) + the in-process broker, a pool of 2 workers x 8
 slots in this process; CPU and RSS are this process's. ``cluster-N``: N worker processes
 (``python -m distributed worker benchmarks.workloads:build_engine``, 1 worker x 8 slots each,
-log level WARNING, stderr in ``$TMPDIR/<tag>.log``) on Redis + the Kafka-protocol broker, under
+log level WARNING, stderr in ``$TMPDIR/<tag>.log``, their Redis requests counted by
+``round_trips``) on Redis + the Kafka-protocol broker, under
 a unique namespace (keys, topic, group; its keys are deleted afterwards), and a client runtime
 without workers here; executions run for ``SETTLE`` seconds before the cells, while the
 processes join the consumer group. The client waits with the default ``EngineConfig``: final-status
@@ -17,7 +18,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -104,15 +104,14 @@ def start_workers(
     tag: str,
     retention: float | None = None,
     concurrency: int = CONCURRENCY,
-    counted: Path | None = None,
+    *,
+    counted: Path,
 ) -> list[subprocess.Popen[bytes]]:
-    """``processes`` worker processes; ``counted``: their Redis round trips are counted
-    there (``round_trips``)."""
+    """``processes`` worker processes, their Redis round trips counted in ``counted``
+    (``round_trips``)."""
     module = ["distributed", "worker", APP]
     module += ["--workers", "1", "--concurrency", str(concurrency), "--log-level", "WARNING"]
-    command = (
-        [sys.executable, "-m", *module] if counted is None else round_trips.command(counted, module)
-    )
+    command = round_trips.command(counted, module)
     env = _worker_env(redis_url, kafka, tag, retention)
     with open(worker_log(tag), "ab") as log:  # the workers' warnings and errors
         return [
@@ -182,7 +181,7 @@ async def cluster(
     that long. The worker processes count their Redis round trips (``round_trips``)."""
     tag = f"flbench-{uuid.uuid4().hex[:10]}"
     counted = Path(tempfile.mkdtemp(prefix=f"{tag}-round-trips-"))
-    procs = start_workers(processes, redis_url, kafka, tag, retention, concurrency, counted)
+    procs = start_workers(processes, redis_url, kafka, tag, retention, concurrency, counted=counted)
     runtime = Runtime.from_urls(
         local_engine(shapes),
         store_url=redis_url,

@@ -6,11 +6,12 @@ reach Redis in one write and are answered together, yet count one each. Redis 7.
 count of a client's requests. So the benchmark runs its worker processes (Flowloom's and
 Celery's) as ``python -m benchmarks.round_trips DIR MODULE ARGS...``: every request redis-py
 writes (``send_packed_command``, sync and asyncio: one per command sent alone, one per pipeline
-or batch of scripts, a connection's handshake and a health check's ``PING`` included; each is
-answered before its replies are read, so each is a round trip) is counted, and the process's
-count is written to ``DIR/<pid>`` every ``INTERVAL`` seconds and at exit; then ``MODULE`` runs as
-``python -m MODULE ARGS...`` would. A forked child (Celery's prefork pool) counts apart, from
-0. ``total(DIR)`` sums every process's count, those that exited included.
+or batch of scripts, a connection's handshake and a health check's ``PING`` included; the
+caller then waits for the replies, so each write is a round trip) is counted, and the
+process's count is written to ``DIR/<pid>`` every ``INTERVAL`` seconds and at exit; then
+``MODULE`` runs as ``python -m MODULE ARGS...`` would. A forked child (Celery's prefork
+pool) counts apart, from 0. ``total(DIR)`` sums every process's count, those that exited
+included.
 """
 
 from __future__ import annotations
